@@ -1,0 +1,19 @@
+"""DFEW (Jiang et al. 2020): 7 classes, five folds. ``configs/dfew.py:fold=1,variant=E``.
+
+fold: 1-5, the test set of the five-fold protocol (EmoLabel_DataSplit set_<fold>).
+variant: A-E, the model of Table 9 (E, the full model, by default).
+"""
+
+from dferjax.config import apply_variant, base_config, parse_config_arg
+
+
+def get_config(arg=None):
+    args = parse_config_arg(arg, {"fold": 1, "variant": "E"}, "configs/dfew.py")
+    if not 1 <= args["fold"] <= 5:
+        raise ValueError(f"configs/dfew.py: fold must be 1-5 (DFEW's five folds), got {args['fold']}")
+    config = base_config()
+    config.dataset = "dfew"
+    config.fold = args["fold"]
+    config.variant = args["variant"]
+    apply_variant(config, args["variant"])
+    return config

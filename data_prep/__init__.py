@@ -1,0 +1,1 @@
+"""Offline data preparation: datasets as their authors ship them -> verified, indexed TFRecord shards."""
