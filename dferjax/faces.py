@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-NUM_LANDMARKS = 68
+from dferjax.keypoints import NUM_LANDMARKS
 DEFAULT_MARGIN = 0.25
 """Margin added on each side of dlib's face box, as a fraction of the box size."""
 

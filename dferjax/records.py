@@ -55,6 +55,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, SupportsIndex
 
+import cv2
 import google_crc32c
 import numpy as np
 from tensorflow_datasets.proto import tf_example_pb2
@@ -81,6 +82,10 @@ __all__ = [
     "expand_shards",
     "encode_example",
     "decode_example",
+    "CLIP_RECORD_VERSION",
+    "encode_clip",
+    "decode_clip",
+    "decode_jpeg",
 ]
 
 SHARD_SUFFIX = ".tfrecord"
@@ -804,3 +809,65 @@ def decode_example(data: bytes) -> dict[str, Any]:
                 raise ValueError(f"feature {key!r}: unknown codec tag {tag!r}")
             out[key] = container(values)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The clip record: what one shard record of a prepared clip holds
+# --------------------------------------------------------------------------------------------------
+
+CLIP_RECORD_VERSION = 1
+"""Bumped whenever the fields below change; dataset_info.json records it."""
+
+
+def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpeg_quality: int = 95) -> bytes:
+    """One serialized Example for a ``clips.PreparedClip`` and its labels.
+
+    Fields: clip_id, label (0-based, dferjax.labels order), split ("train", "test" or "fold<k>"),
+    scene ("" unless the dataset has scenes), frames (one JPEG per stored frame), keypoints float32
+    (T, 18, 2) in crop pixels, heatmaps float16 (T, h, w, 18), sources int8 (T,) faces.FaceSource,
+    frame_indices int32 (T,), num_source_frames, fps, notes (list of str), version.
+    """
+    jpegs = []
+    for frame in clip.frames:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        if not ok:
+            raise ValueError(f"clip {clip_id}: JPEG encoding of a frame failed")
+        jpegs.append(buf.tobytes())
+    return encode_example({
+        "version": CLIP_RECORD_VERSION,
+        "clip_id": clip_id, "label": int(label), "split": split, "scene": scene,
+        "frames": jpegs,
+        "keypoints": np.asarray(clip.keypoints, np.float32),
+        "heatmaps": np.asarray(clip.heatmaps, np.float16),
+        "sources": np.asarray(clip.sources, np.int8),
+        "frame_indices": np.asarray(clip.frame_indices, np.int32),
+        "num_source_frames": int(clip.num_source_frames),
+        "fps": float(clip.fps),
+        "notes": list(clip.notes),
+    })
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """An RGB uint8 image from JPEG bytes."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("a stored frame is not a decodable JPEG; rebuild the shard with data_prep")
+    return bgr[..., ::-1]
+
+
+def decode_clip(data: bytes, frames: Sequence[int] | None = None) -> dict[str, Any]:
+    """The fields of ``encode_clip``, with ``frames`` decoded to uint8 (T', S, S, 3) RGB.
+
+    ``frames``: which stored frames to decode (all by default); the per-frame arrays are sliced to
+    the same indices, so a training sample decodes only the 16 frames it uses.
+    """
+    record = decode_example(data)
+    if record.get("version") != CLIP_RECORD_VERSION:
+        raise ValueError(f"clip record version {record.get('version')!r} is not {CLIP_RECORD_VERSION}: "
+                         "the shards were written by another dferjax version; rebuild them with data_prep")
+    take = np.arange(len(record["frames"])) if frames is None else np.asarray(frames)
+    record["frames"] = np.stack([decode_jpeg(record["frames"][i]) for i in take])
+    for name in ("keypoints", "heatmaps", "sources", "frame_indices"):
+        record[name] = record[name][take]
+    return record

@@ -1,0 +1,273 @@
+"""Reading clips, choosing frames, and the one clip preparation shared by data_prep and predict.
+
+``prepare_clip`` turns a video file, a folder of frame images or an array of frames into what a
+shard record stores and what the model eats: up to ``max_frames`` frames spread evenly over the clip,
+each a square face crop of ``image_size`` pixels, with its 18 key-points (keypoints.py) in crop
+pixels, its Gaussian heat-maps at the feature-map resolution, and a flag saying where its face box
+and landmarks came from (faces.FaceSource). Training (data_prep) and inference (predict) call this
+same function with the same ``PrepConfig``, so they see identical inputs.
+
+``segment_indices`` is the peers' frame sampling (Former-DFER): the stored frames are cut into 8
+segments and 2 consecutive frames are taken from each, at random offsets in training and at the
+segment centres at test time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dferjax import faces, keypoints
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class ClipError(ValueError):
+    """A clip that cannot be prepared; ``reason`` is a sentence naming the file and the problem."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class NoFaceError(ClipError):
+    """No face was found in any frame of the clip."""
+
+
+@dataclass(frozen=True)
+class PrepConfig:
+    """How clips are prepared. One value for data_prep and predict (stored in dataset_info.json)."""
+
+    image_size: int = 112          # side of the square face crops
+    max_frames: int = 64           # frames stored per clip at most, spread evenly over the clip
+    min_frames: int = 16           # shorter clips repeat frames up to this many (and are flagged)
+    heatmap_size: int = 7          # heat-map side, the backbone's feature map (112 / output stride 16)
+    heatmap_sigma: float = 1.0     # Gaussian standard deviation, in heat-map cells
+    margin: float = 0.25           # added around dlib's face box on each side, fraction of its size
+    upsample: int = 0              # dlib detector upsampling (1 finds faces down to ~40 px, 4x slower)
+    detect_every: int = 1          # run the detector on every n-th frame, fit landmarks on all
+    precropped: bool = False       # frames are already face crops: fit landmarks in the whole frame
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PreparedClip:
+    """One prepared clip: T stored frames, T >= min_frames."""
+
+    frames: np.ndarray           # uint8 (T, S, S, 3) RGB face crops
+    keypoints: np.ndarray        # float32 (T, 18, 2) (x, y) in crop pixels
+    heatmaps: np.ndarray         # float16 (T, h, h, 18)
+    sources: np.ndarray          # int8 (T,) faces.FaceSource of each frame
+    frame_indices: np.ndarray    # int32 (T,) index of each stored frame in the source clip
+    num_source_frames: int       # frames the source clip has
+    fps: float                   # frames per second of the source (0 where unknown, e.g. frame folders)
+    notes: list[str] = field(default_factory=list)   # what a person should know (padding, several faces)
+    boxes: np.ndarray | None = None   # float32 (T, 4) crop boxes in source frame pixels
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The image files of a frame folder in natural order (frame2 before frame10)."""
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                  key=_natural_key)
+
+
+def even_indices(num_available: int, count: int) -> np.ndarray:
+    """``min(count, num_available)`` indices spread evenly over range(num_available), first and last kept."""
+    if num_available <= count:
+        return np.arange(num_available, dtype=np.int32)
+    return np.round(np.linspace(0, num_available - 1, count)).astype(np.int32)
+
+
+def _read_video(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, float]:
+    """Decode the frames of a video that ``even_indices`` picks: (frames RGB, indices, total, fps)."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ClipError(str(path), "cannot be opened as a video (unreadable or not a video file)")
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        total = 0
+        while cap.grab():                       # count what really decodes: headers can be wrong
+            total += 1
+        if total == 0:
+            raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
+        wanted = even_indices(total, max_frames)
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        frames, got, want = [], [], set(wanted.tolist())
+        for i in range(total):
+            if not cap.grab():
+                break
+            if i in want:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    frames.append(faces.to_rgb(bgr[..., ::-1] if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr))
+                    got.append(i)
+    finally:
+        cap.release()
+    if not frames:
+        raise ClipError(str(path), "no frame could be decoded")
+    return frames, np.asarray(got, np.int32), total, fps
+
+
+def _read_folder(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, list[str]]:
+    files = frame_files(path)
+    if not files:
+        raise ClipError(str(path), "frame folder holds no image file "
+                                   f"({', '.join(IMAGE_EXTENSIONS)})")
+    frames, got, notes = [], [], []
+    for i in even_indices(len(files), max_frames):
+        image = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            notes.append(f"frame {files[i].name} could not be decoded and was left out")
+            continue
+        if image.dtype != np.uint8:            # 16-bit images
+            image = (image / 257).astype(np.uint8)
+        if image.ndim == 3 and image.shape[2] >= 3:   # OpenCV gives BGR(A)
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        frames.append(faces.to_rgb(image))
+        got.append(int(i))
+    if not frames:
+        raise ClipError(str(path), "none of its frame images could be decoded")
+    return frames, np.asarray(got, np.int32), len(files), notes
+
+
+def read_clip(source: str | Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str]]:
+    """Frames of a video file or frame folder, at most ``max_frames`` spread evenly.
+
+    Returns (RGB uint8 frames, their indices in the source, source frame count, fps, notes).
+    """
+    path = Path(source)
+    if path.is_dir():
+        frames, idx, total, notes = _read_folder(path, max_frames)
+        return frames, idx, total, 0.0, notes
+    if not path.exists():
+        raise ClipError(str(path), "does not exist")
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise ClipError(str(path), f"is not a video ({', '.join(VIDEO_EXTENSIONS)}) or a frame folder")
+    frames, idx, total, fps = _read_video(path, max_frames)
+    return frames, idx, total, fps, []
+
+
+# --- preparation -------------------------------------------------------------------------------
+
+def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>") -> PreparedClip:
+    """Face crops, key-points, heat-maps and flags for already decoded RGB frames (the core of prepare_clip)."""
+    if not frames:
+        raise ClipError(source, "has no frame")
+    frames = [faces.to_rgb(f) for f in frames]
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise ClipError(source, f"frames differ in size ({sorted(shapes)[:3]}...)")
+    notes: list[str] = []
+    if config.precropped:
+        track = faces.fit_landmarks_full_frame(frames)
+    else:
+        track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
+                                  detect_every=config.detect_every)
+        if not track.has_face:
+            raise NoFaceError(source, f"no face found in any of its {len(frames)} sampled frames")
+        if track.multiple_faces:
+            n = int(np.sum(track.num_faces > 1))
+            notes.append(f"several faces in {n} of {len(frames)} frames: took the largest")
+        missing = int(np.sum(track.flags != faces.FaceSource.DETECTED))
+        if missing:
+            notes.append(f"no face detected in {missing} of {len(frames)} frames: box and landmarks "
+                         "filled from the nearest frames with a face")
+    crops, _ = faces.crop_faces(frames, track.boxes, config.image_size)
+    landmarks = faces.landmarks_to_crop(track.landmarks, track.boxes, config.image_size)
+    clip = from_crops(crops, landmarks, track.flags, config)
+    clip.notes, clip.boxes = notes, track.boxes
+    return clip
+
+
+def from_crops(crops: np.ndarray, landmarks: np.ndarray, sources: np.ndarray, config: PrepConfig) -> PreparedClip:
+    """A PreparedClip from face crops (T, S, S, 3) and their 68 landmarks in crop pixels (T, 68, 2).
+
+    The last step of every preparation (and the whole of it for data whose landmarks are known, such
+    as the synthetic demo set): the 18 key-points and their heat-maps.
+    """
+    size = config.image_size
+    if crops.shape[1:3] != (size, size):
+        raise ValueError(f"face crops are {crops.shape[1:3]}, expected {size}x{size} (image_size)")
+    kps = keypoints.keypoints_from_landmarks(landmarks)
+    maps = keypoints.render_heatmaps(kps, (size, size), (config.heatmap_size, config.heatmap_size),
+                                     config.heatmap_sigma)
+    t = len(crops)
+    return PreparedClip(frames=np.asarray(crops, np.uint8), keypoints=kps, heatmaps=maps.astype(np.float16),
+                        sources=np.asarray(sources, np.int8), frame_indices=np.arange(t, dtype=np.int32),
+                        num_source_frames=t, fps=0.0)
+
+
+def pad_to_min_frames(clip: PreparedClip, min_frames: int) -> PreparedClip:
+    """Repeat frames (evenly, in order) so a short clip has ``min_frames``; noted in ``clip.notes``."""
+    t = len(clip.frames)
+    if t >= min_frames:
+        return clip
+    take = np.floor(np.arange(min_frames) * t / min_frames).astype(np.int32)
+    clip.notes.append(f"only {t} frames: repeated to {min_frames}")
+    for name in ("frames", "keypoints", "heatmaps", "sources", "frame_indices", "boxes"):
+        value = getattr(clip, name)
+        if value is not None:
+            setattr(clip, name, value[take])
+    return clip
+
+
+def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig) -> PreparedClip:
+    """The shared clip preparation: read, pick frames, find the face, crop, key-points, heat-maps.
+
+    ``source`` is a video file, a folder of frame images, or a sequence of RGB uint8 frames.
+    Raises ClipError (NoFaceError when no frame has a face) with a reason naming the source.
+    """
+    if isinstance(source, (str, Path)):
+        frames, indices, total, fps, notes = read_clip(source, config.max_frames)
+        name = str(source)
+    else:
+        all_frames = list(source)
+        indices = even_indices(len(all_frames), config.max_frames)
+        frames = [all_frames[i] for i in indices]
+        total, fps, notes, name = len(all_frames), 0.0, [], "<frames>"
+    clip = prepare_frames(frames, config, name)
+    clip.frame_indices, clip.num_source_frames, clip.fps = indices.astype(np.int32), total, fps
+    clip.notes = notes + clip.notes
+    return pad_to_min_frames(clip, config.min_frames)
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+def segment_indices(num_stored: int, num_segments: int = 8, frames_per_segment: int = 2,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+    """Which stored frames make one model input: ``num_segments`` x ``frames_per_segment`` indices.
+
+    The clip is cut into equal segments; from each, ``frames_per_segment`` consecutive frames are
+    taken at a random offset when ``rng`` is given (training) or centred (test). A clip with fewer
+    stored frames than that repeats its frames evenly, in order.
+    """
+    if num_stored < 1:
+        raise ValueError("a clip needs at least one stored frame")
+    wanted = num_segments * frames_per_segment
+    if num_stored < wanted:                  # too short for segments: every frame, evenly repeated
+        return np.floor(np.arange(wanted) * num_stored / wanted).astype(np.int32)
+    bounds = np.linspace(0, num_stored, num_segments + 1)
+    out = []
+    for s in range(num_segments):
+        lo, hi = bounds[s], bounds[s + 1]
+        room = max(hi - lo - frames_per_segment, 0.0)
+        offset = rng.uniform(0, room) if rng is not None else room / 2
+        start = int(np.floor(lo + offset))
+        out.extend(start + k for k in range(frames_per_segment))
+    return np.clip(np.asarray(out, np.int32), 0, num_stored - 1)

@@ -1,0 +1,125 @@
+"""The shared clip preparation on real videos, bad inputs, and frame sampling."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dferjax import faces, keypoints
+from dferjax.clips import ClipError, NoFaceError, PrepConfig, prepare_clip, segment_indices
+
+FAST = PrepConfig(image_size=64, max_frames=8, min_frames=8, heatmap_size=8, heatmap_sigma=1.0)
+
+
+def test_prepare_a_real_video(testdata):
+    clip = prepare_clip(testdata / "videos" / "single_face.mp4", FAST)
+    assert clip.frames.shape == (8, 64, 64, 3) and clip.frames.dtype == np.uint8
+    assert clip.num_source_frames == 72 and clip.fps == pytest.approx(30, abs=1)
+    assert clip.frame_indices[0] == 0 and clip.frame_indices[-1] == 71          # spread over the clip
+    assert (clip.sources == faces.FaceSource.DETECTED).all()
+    # The face fills the crop: key-points inside it, brows above the mouth.
+    assert np.isfinite(clip.keypoints).all() and (clip.keypoints > 0).all() and (clip.keypoints < 64).all()
+    assert (clip.keypoints[:, 1, 1] < clip.keypoints[:, 15, 1]).all()
+    # Each heat-map peaks in the cell holding its key-point (8x8 cells of 8 pixels).
+    maps = clip.heatmaps.astype(np.float32)
+    assert maps.shape == (8, 8, 8, 18)
+    for t in range(8):
+        for j in range(18):
+            r, c = int(clip.keypoints[t, j, 1] // 8), int(clip.keypoints[t, j, 0] // 8)
+            assert maps[t, r, c, j] >= maps[t, :, :, j].max() - 1e-3      # float16 storage: ties allowed
+
+
+def test_no_face_is_a_clear_error(testdata):
+    with pytest.raises(NoFaceError, match="no_face.mp4: no face found in any of its 8"):
+        prepare_clip(testdata / "videos" / "no_face.mp4", FAST)
+
+
+def test_face_then_no_face_fills_the_rest(testdata):
+    clip = prepare_clip(testdata / "videos" / "face_noface.mov", FAST)
+    assert clip.sources[0] == faces.FaceSource.DETECTED and clip.sources[-1] == faces.FaceSource.HELD
+    assert any("no face detected in" in note for note in clip.notes)
+
+
+def test_short_frame_folder_with_a_broken_image_is_padded_and_noted(testdata, tmp_path):
+    cap = cv2.VideoCapture(str(testdata / "videos" / "single_face.mp4"))
+    for i in range(5):
+        ok, bgr = cap.read()
+        assert ok
+        cv2.imwrite(str(tmp_path / f"frame{i + 1}.jpg"), bgr)
+    cap.release()
+    (tmp_path / "frame10.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    clip = prepare_clip(tmp_path, FAST)
+    assert clip.frames.shape[0] == 8 and clip.num_source_frames == 6
+    assert any("frame10.jpg could not be decoded" in n for n in clip.notes)
+    assert any("only 5 frames: repeated to 8" in n for n in clip.notes)
+    assert list(clip.frame_indices) == [0, 0, 1, 1, 2, 3, 3, 4]
+
+
+def test_grayscale_and_rgba_frames(testdata):
+    cap = cv2.VideoCapture(str(testdata / "videos" / "single_face.mp4"))
+    ok, bgr = cap.read()
+    cap.release()
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    rgba = np.dstack([bgr[..., ::-1], np.full(gray.shape, 255, np.uint8)])
+    for frames in ([gray] * 3, [rgba] * 3):
+        clip = prepare_clip(frames, FAST)
+        assert clip.frames.shape == (8, 64, 64, 3) and (clip.sources == faces.FaceSource.DETECTED).all()
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("missing.mp4", None, "does not exist"),
+    ("empty.mp4", b"", "cannot be opened|no decodable frame"),
+    ("junk.avi", b"\x00" * 5000, "cannot be opened|no decodable frame"),
+    ("notes.txt", b"hello", "is not a video"),
+])
+def test_bad_files_raise_clip_errors(tmp_path, name, content, words):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ClipError, match=words):
+        prepare_clip(path, FAST)
+
+
+def test_truncated_video_still_reads_what_decodes(testdata, tmp_path):
+    data = (testdata / "videos" / "single_face.mp4").read_bytes()
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    try:
+        clip = prepare_clip(path, FAST)
+    except ClipError as exc:                # some decoders refuse the cut file entirely: also fine
+        assert "cut.mp4" in str(exc)
+    else:
+        assert 0 < clip.num_source_frames < 72
+
+
+def test_precropped_mode_fits_landmarks_in_the_whole_frame(testdata):
+    image = cv2.imread(str(testdata / "images" / "single_face.jpg"))[..., ::-1]
+    det = faces.detect_faces(image)[0]
+    box = faces.square_box(det.box, 0.2)
+    crops, _ = faces.crop_faces([image], box[None], 112)
+    clip = prepare_clip([crops[0]] * 4, PrepConfig(image_size=112, max_frames=4, min_frames=4, precropped=True))
+    assert (clip.sources == faces.FaceSource.WHOLE_FRAME).all()
+    assert (clip.keypoints > 0).all() and (clip.keypoints < 112).all()
+
+
+def test_segment_indices_test_mode_takes_segment_centres():
+    # 64 stored frames, 8 segments of 8: centred pairs start at 3, 11, ...
+    np.testing.assert_array_equal(segment_indices(64), np.repeat(np.arange(3, 64, 8), 2) + np.tile([0, 1], 8))
+
+
+def test_segment_indices_train_mode_stays_inside_segments():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = segment_indices(40, rng=rng)
+        assert len(idx) == 16 and (np.diff(idx) >= 0).all()
+        for s in range(8):
+            pair = idx[2 * s: 2 * s + 2]
+            assert pair[1] == pair[0] + 1 and 5 * s <= pair[0] and pair[1] < 5 * (s + 1)
+
+
+@pytest.mark.parametrize("n", [1, 5, 16])
+def test_segment_indices_short_clips(n):
+    idx = segment_indices(n)
+    assert len(idx) == 16 and idx.min() >= 0 and idx.max() < n and (np.diff(idx) >= 0).all()
