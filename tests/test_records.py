@@ -447,3 +447,41 @@ def test_tensorflow_reads_shard(three_shards):
     assert got == expected
     ex = tf.train.Example.FromString(got[0])
     assert list(ex.features.feature["global"].int64_list.value) == [0]
+
+
+# --- the clip record --------------------------------------------------------------------------------
+
+def _prepared_clip(t=6, size=32):
+    from dferjax.clips import PrepConfig, from_crops
+    rng = np.random.default_rng(5)
+    # Smooth frames (JPEG keeps them close) and landmarks inside the crop.
+    yy, xx = np.mgrid[0:size, 0:size]
+    crops = np.stack([np.dstack([(xx * 7 + k * 10) % 256, (yy * 7) % 256, np.full_like(xx, 128 + k)])
+                      for k in range(t)]).astype(np.uint8)
+    landmarks = rng.random((t, 68, 2)).astype(np.float32) * size
+    clip = from_crops(crops, landmarks, np.arange(t) % 3, PrepConfig(image_size=size, heatmap_size=4))
+    clip.notes = ["only 6 frames"]
+    return clip
+
+
+def test_clip_record_round_trip(tmp_path):
+    clip = _prepared_clip()
+    data = R.encode_clip("00042", 3, "fold2", "", clip)
+    with R.ShardWriter(tmp_path / "a.tfrecord") as w:
+        w.write(data)
+    got = R.decode_clip(R.ShardReader(tmp_path / "a.tfrecord").read_record(0))
+    assert (got["clip_id"], got["label"], got["split"], got["scene"]) == ("00042", 3, "fold2", "")
+    assert got["notes"] == ["only 6 frames"] and got["num_source_frames"] == 6
+    np.testing.assert_array_equal(got["keypoints"], clip.keypoints)
+    np.testing.assert_array_equal(got["heatmaps"], clip.heatmaps)
+    np.testing.assert_array_equal(got["sources"], clip.sources)
+    assert got["frames"].shape == clip.frames.shape and got["frames"].dtype == np.uint8
+    assert np.abs(got["frames"].astype(int) - clip.frames).mean() < 3       # JPEG at quality 95
+
+
+def test_clip_record_decodes_only_the_frames_asked_for():
+    clip = _prepared_clip()
+    got = R.decode_clip(R.encode_clip("x", 0, "train", "", clip), frames=[4, 1, 1])
+    assert got["frames"].shape[0] == 3
+    np.testing.assert_array_equal(got["keypoints"], clip.keypoints[[4, 1, 1]])
+    np.testing.assert_array_equal(got["frame_indices"], [4, 1, 1])
