@@ -1,0 +1,95 @@
+"""Data preparation throughput: clip preparation on the real test videos and shard reading.
+
+    python benchmarks/data_prep.py [--testdata ../shared/testdata] [--max-frames 16] [--repeats 3]
+
+Prints a table and, as its last line, one JSON object:
+- per video: clips/s and frames/s of ``dferjax.clips.prepare_clip`` (decode, detect, fit landmarks,
+  crop, heat-maps) in one process, i.e. per worker; a build with N workers scales about N-fold;
+- shard reading: records/s and MB/s through ``records.ShardedDataSource`` (random order, CRC checked),
+  and with the clip decoded (``records.decode_clip``, 16 of the stored frames as the model takes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dferjax import clips, records
+
+VIDEOS = ("single_face.mp4", "fer_test.mp4", "woman2.mp4", "WolfgangLanger_Pexels.mp4")
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def bench_prepare(path: Path, prep: clips.PrepConfig, repeats: int) -> dict:
+    times, stored = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        clip = clips.prepare_clip(path, prep)
+        times.append(time.perf_counter() - start)
+        stored = len(clip.frames)
+    t = statistics.median(times)
+    return {"video": path.name, "source_frames": clip.num_source_frames, "stored_frames": stored,
+            "seconds_per_clip": t, "clips_per_s": 1 / t, "frames_per_s": stored / t}
+
+
+def bench_read(shard_dir: Path, passes: int = 3) -> dict:
+    source = records.ShardedDataSource(shard_dir)
+    n = len(source)
+    order = np.random.default_rng(0).permutation(np.tile(np.arange(n), passes))
+    start = time.perf_counter()
+    nbytes = sum(len(source[int(i)]) for i in order)
+    raw = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in order:
+        rec = source[int(i)]
+        records.decode_clip(rec, frames=clips.segment_indices(len(records.decode_example(rec)["sources"])))
+    decoded = time.perf_counter() - start
+    return {"records": int(len(order)), "records_per_s": len(order) / raw, "mb_per_s": nbytes / raw / 1e6,
+            "decoded_clips_per_s": len(order) / decoded, "mean_record_kb": nbytes / len(order) / 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--testdata", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "testdata"))
+    parser.add_argument("--max-frames", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    videos = Path(args.testdata) / "videos"
+    if not videos.is_dir():
+        raise SystemExit(f"test videos not found in {videos}; pass --testdata")
+    prep = clips.PrepConfig(max_frames=args.max_frames, min_frames=min(16, args.max_frames))
+    rows = [bench_prepare(videos / name, prep, args.repeats) for name in VIDEOS if (videos / name).exists()]
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, name in enumerate(VIDEOS):
+            clip = clips.prepare_clip(videos / name, prep)
+            with records.ShardWriter(Path(tmp) / f"bench-{k:05d}.tfrecord") as writer:
+                for r in range(8):
+                    writer.write(records.encode_clip(f"{name}-{r}", 0, "train", "", clip))
+        read = bench_read(Path(tmp))
+
+    print(f"machine: {machine()}; one worker process; {args.max_frames} frames stored per clip, "
+          f"{prep.image_size}x{prep.image_size} crops")
+    print(f"{'video':<28}{'frames':>8}{'s/clip':>9}{'clips/s':>9}{'frames/s':>10}")
+    for r in rows:
+        print(f"{r['video']:<28}{r['source_frames']:>8}{r['seconds_per_clip']:>9.3f}{r['clips_per_s']:>9.2f}"
+              f"{r['frames_per_s']:>10.1f}")
+    print(f"shard read: {read['records_per_s']:.0f} records/s, {read['mb_per_s']:.0f} MB/s "
+          f"({read['mean_record_kb']:.0f} kB/record); with 16-frame JPEG decode: "
+          f"{read['decoded_clips_per_s']:.0f} clips/s")
+    print(json.dumps({"machine": machine(), "prepare": rows, "read": read,
+                      "frames_per_s_per_worker": statistics.median(r["frames_per_s"] for r in rows)}))
+
+
+if __name__ == "__main__":
+    main()
