@@ -42,6 +42,7 @@ class FaceSource(enum.IntEnum):
     NONE = 3          # no face in any frame of the clip: NaN box and landmarks
     WHOLE_FRAME = 4   # landmarks fitted with the whole frame (pre-cropped face) as the face box
     TRACKED = 5       # frame skipped by detect_every: box interpolated between detections, landmarks fitted
+    DRAWN = 6         # synthetic face: landmarks known exactly from the drawing, no detector
 
 
 # ----------------------------------------------------------------------------------------------
