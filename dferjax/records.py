@@ -513,11 +513,12 @@ class ShardReader:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __del__(self) -> None:
+    def __del__(self, _getpid=os.getpid, _close=os.close) -> None:
+        # os functions bound as defaults: at interpreter exit the os module may already be gone.
         fd = getattr(self, "_fd", None)
-        if fd is not None and getattr(self, "_pid", -1) == os.getpid():
+        if fd is not None and getattr(self, "_pid", -1) == _getpid():
             try:
-                os.close(fd)
+                _close(fd)
             except OSError:
                 pass
 
