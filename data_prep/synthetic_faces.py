@@ -6,7 +6,7 @@ involved. A clip is fully determined by ``(label, seed)`` (plus ``num_frames`` a
 randomness comes from ``np.random.default_rng``, never from a global generator.
 
 The face
-    A canonical neutral face lives in *face units* (jaw 0.92 wide, x right, y down, origin near the
+    A canonical neutral face lives in *face units* (jaw about 0.96 wide, x right, y down, origin near the
     nose bridge): jaw 0-16 (half ellipse from ear to ear), brows 17-26, nose 27-35, eyes 36-47, outer
     lips 48-59, inner lips 60-67. "Left" is the image's left, the subject's right (17-21, 36-41).
     Per-clip identity (``FaceShape``) varies face size and proportions, eye size and spacing, brow
@@ -75,20 +75,20 @@ EYE_Y = -0.25
 # tip and wings raised; teeth: fraction of the opening filled by upper teeth; asym: how much
 # stronger the mouth is on one side; cheek, fold, glabella, forehead, nose_wrinkle: drawing strengths.
 EXPRESSIONS: dict[int, dict[str, float]] = {
-    HAPPY: dict(corner_x=0.035, corner_y=-0.06, open=0.03, upper_lip=0.006, eye_up=-0.2, eye_lo=-0.55,
-                cheek=1.0, brow_out_y=0.006, teeth=0.7, fold=1.0),
-    SAD: dict(brow_in_y=-0.05, brow_mid_y=-0.012, brow_out_y=0.022, brow_in_x=0.012, eye_up=-0.3,
-              corner_y=0.045, corner_x=-0.015, lower_lip=0.012, lip_thin=0.1, glabella=0.4),
+    HAPPY: dict(corner_x=0.045, corner_y=-0.075, open=0.045, upper_lip=0.008, eye_up=-0.25, eye_lo=-0.6,
+                cheek=1.0, brow_out_y=0.008, teeth=0.75, fold=1.0),
+    SAD: dict(brow_in_y=-0.065, brow_mid_y=-0.015, brow_out_y=0.025, brow_in_x=0.015, eye_up=-0.35,
+              corner_y=0.06, corner_x=-0.025, lower_lip=0.015, lip_thin=0.15, glabella=0.4),
     NEUTRAL: dict(),
-    ANGRY: dict(brow_in_y=0.045, brow_mid_y=0.025, brow_out_y=-0.004, brow_in_x=0.03, eye_up=0.1,
-                eye_lo=-0.45, lip_thin=0.6, corner_x=-0.022, corner_y=0.008, glabella=1.0),
+    ANGRY: dict(brow_in_y=0.055, brow_mid_y=0.03, brow_out_y=-0.005, brow_in_x=0.04, eye_up=0.1,
+                eye_lo=-0.5, lip_thin=0.7, corner_x=-0.03, corner_y=0.01, glabella=1.0),
     SURPRISE: dict(brow_in_y=-0.07, brow_mid_y=-0.08, brow_out_y=-0.06, eye_up=0.6, eye_lo=0.25,
                    open=0.13, corner_x=-0.05, round=1.0, lip_thin=0.25, teeth=0.2, forehead=1.0),
-    DISGUST: dict(upper_lip=0.035, nose_up=0.018, brow_in_y=0.03, brow_in_x=0.015, eye_lo=-0.45,
-                  eye_up=-0.2, corner_y=0.015, corner_x=-0.01, open=0.01, teeth=0.85, asym=0.35,
-                  nose_wrinkle=1.0, fold=0.7, lip_thin=0.1),
+    DISGUST: dict(upper_lip=0.04, nose_up=0.02, brow_in_y=0.04, brow_in_x=0.02, eye_lo=-0.5, eye_up=-0.25,
+                  corner_y=0.03, corner_x=-0.025, teeth=0.6, asym=0.35, nose_wrinkle=1.0, fold=0.5,
+                  lip_thin=0.1),
     FEAR: dict(brow_in_y=-0.055, brow_mid_y=-0.035, brow_out_y=-0.012, brow_in_x=0.025, eye_up=0.5,
-               eye_lo=0.1, corner_x=0.055, corner_y=0.012, open=0.045, lip_thin=0.35, teeth=0.35,
+               eye_lo=0.1, corner_x=0.06, corner_y=0.012, open=0.05, lip_thin=0.35, teeth=0.35,
                forehead=0.5, glabella=0.5),
 }
 _UNSCALED = ("asym",)                       # ratios, not scaled by the intensity
@@ -100,6 +100,13 @@ _BROW_DY = np.array([-0.075, -0.12, -0.135, -0.125, -0.10])
 _BROW_W_IN = np.array([0.0, 0.15, 0.4, 0.75, 1.0])
 _BROW_W_OUT = np.array([1.0, 0.7, 0.35, 0.1, 0.0])
 _BROW_W_MID = np.array([0.3, 0.8, 1.0, 0.8, 0.3])
+
+# Jaw 0..16 relative to (jaw_w, jaw_h) from the eye line: a rounded square chin, close to where
+# dlib's shape predictor puts the jaw on these drawings.
+_JAW_X = np.array([-1.0, -0.99, -0.955, -0.895, -0.8, -0.65, -0.465, -0.25, 0.0])
+_JAW_X = np.concatenate([_JAW_X, -_JAW_X[-2::-1]])
+_JAW_Y = np.array([-0.06, 0.118, 0.3, 0.467, 0.636, 0.783, 0.905, 0.99, 1.02])
+_JAW_Y = np.concatenate([_JAW_Y, _JAW_Y[-2::-1]])
 
 # Extra depth (face units, towards the camera) of the nose and lips, for the yaw rotation.
 _LANDMARK_DEPTH = np.zeros(68)
@@ -123,34 +130,34 @@ _HAIR_COLOURS = np.array([[25, 20, 18], [60, 40, 25], [110, 75, 40], [200, 170, 
 class FaceShape:
     """Identity: proportions of one person's neutral face, in face units."""
 
-    jaw_w: float = 0.46        # half width of the jaw at ear level
-    jaw_h: float = 0.72        # ear level to chin
+    jaw_w: float = 0.48        # half width of the jaw at ear level
+    jaw_h: float = 0.72        # eye level to chin
     head_h: float = 0.62       # ear level to the top of the skull
     eye_x: float = 0.205       # half distance between the eye centres
-    eye_w: float = 0.075       # half eye width (corner to corner / 2)
-    eye_up: float = 0.034      # upper lid height above the corner line
-    eye_lo: float = 0.021      # lower lid depth below it
+    eye_w: float = 0.08        # half eye width (corner to corner / 2)
+    eye_up: float = 0.038      # upper lid height above the corner line
+    eye_lo: float = 0.024      # lower lid depth below it
     eye_tilt: float = 0.004    # outer corner higher than the inner one
     brow_y: float = 0.0        # brow height offset
     brow_w: float = 1.0        # brow length factor
-    brow_t: float = 0.028      # brow thickness
+    brow_t: float = 0.034      # brow thickness
     nose_tip_y: float = -0.025
     nose_w: float = 0.085      # half width of the nose base
     mouth_y: float = 0.175
     mouth_w: float = 0.175     # half width, corner to corner / 2
     lip_up: float = 0.04       # upper lip thickness at the centre
-    lip_lo: float = 0.05       # lower lip thickness at the centre
+    lip_lo: float = 0.058      # lower lip thickness at the centre
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> FaceShape:
         """A random person: every proportion jittered around the average face."""
         u = rng.uniform(-1.0, 1.0, 16)
-        return cls(jaw_w=0.46 + 0.03 * u[0], jaw_h=0.72 + 0.035 * u[1], head_h=0.62 + 0.04 * u[2],
-                   eye_x=0.205 + 0.008 * u[3], eye_w=0.075 + 0.006 * u[4], eye_up=0.034 + 0.004 * u[5],
-                   eye_lo=0.021 + 0.003 * u[6], eye_tilt=0.004 + 0.005 * u[7], brow_y=0.01 * u[8],
-                   brow_w=1.0 + 0.07 * u[9], brow_t=0.028 + 0.007 * u[10], nose_tip_y=-0.025 + 0.012 * u[11],
+        return cls(jaw_w=0.48 + 0.03 * u[0], jaw_h=0.72 + 0.035 * u[1], head_h=0.62 + 0.04 * u[2],
+                   eye_x=0.205 + 0.008 * u[3], eye_w=0.08 + 0.006 * u[4], eye_up=0.038 + 0.004 * u[5],
+                   eye_lo=0.024 + 0.003 * u[6], eye_tilt=0.004 + 0.005 * u[7], brow_y=0.01 * u[8],
+                   brow_w=1.0 + 0.07 * u[9], brow_t=0.034 + 0.008 * u[10], nose_tip_y=-0.025 + 0.012 * u[11],
                    nose_w=0.085 + 0.01 * u[12], mouth_y=0.175 + 0.01 * u[13], mouth_w=0.175 + 0.01 * u[14],
-                   lip_up=0.04 + 0.008 * u[15], lip_lo=0.05 + 0.008 * u[15])
+                   lip_up=0.04 + 0.008 * u[15], lip_lo=0.058 + 0.008 * u[15])
 
 
 @dataclass(frozen=True)
@@ -208,10 +215,8 @@ def _canonical(shape: FaceShape, e: dict[str, np.ndarray], asym_side: int = 1) -
     col = lambda k: e[k][:, None]  # noqa: E731
     t = len(e["open"])
     lm = np.zeros((t, 68, 2))
-    theta = np.linspace(0.0, np.pi, 17)
-    st = np.sin(theta)
-    lm[:, 0:17, 0] = -shape.jaw_w * np.cos(theta)
-    lm[:, 0:17, 1] = EYE_Y + 0.01 + shape.jaw_h * st + 0.6 * col("open") * st**3
+    lm[:, 0:17, 0] = shape.jaw_w * _JAW_X
+    lm[:, 0:17, 1] = EYE_Y + shape.jaw_h * _JAW_Y + 0.6 * col("open") * np.clip(_JAW_Y, 0.0, 1.0) ** 3
     ones = np.ones((t, 1))
     for s in (-1, 1):
         # Brows, outer to inner.
@@ -271,7 +276,7 @@ def face_landmarks(expression: int, intensity: float, shape: FaceShape | None = 
                    asym_side: int = 1) -> np.ndarray:
     """The 68 landmarks (68, 2) of a face showing ``expression`` at ``intensity`` in [0, 1].
 
-    With ``pose`` they are continuous pixel coordinates of the frame; without, face units (jaw 0.92
+    With ``pose`` they are continuous pixel coordinates of the frame; without, face units (jaw 0.96
     wide, origin near the nose bridge, y down). ``shape`` defaults to the average face; ``asym_side``
     (+1 / -1) picks the side where an asymmetric expression (disgust) is stronger.
     """
@@ -329,8 +334,8 @@ class ClipSpec:
 def _intensity_curve(rng: np.random.Generator, t: int) -> np.ndarray:
     """Intensity per frame: 0 at the start, smooth rise from onset to apex, optional slight decay."""
     last = max(t - 1, 1)
-    onset = rng.uniform(0.0, 0.3) * last
-    apex = rng.uniform(0.55, 0.9) * last
+    onset = rng.uniform(0.0, 0.25) * last
+    apex = rng.uniform(0.4, 0.8) * last
     peak = rng.uniform(0.8, 1.0)
     decay = rng.uniform(0.0, 0.25) if rng.random() < 0.5 else 0.0
     frames = np.arange(t, dtype=float)
@@ -402,9 +407,10 @@ def sample_clip(label: int, seed: int, *, num_frames: int = 16) -> ClipSpec:
     asym_side = 1 if rng.random() < 0.5 else -1
     intensity = _intensity_curve(rng, t)
     # Pose: base + slow drift over the clip + a slow wobble + per-frame jitter.
-    base = np.array([0.5 + rng.uniform(-0.05, 0.05), 0.47 + rng.uniform(-0.04, 0.04),
-                     rng.uniform(0.56, 0.68), rng.uniform(-0.2, 0.2), rng.uniform(-0.25, 0.25)])
-    drift = np.array([0.03, 0.03, 0.03, 0.07, 0.1]) * rng.uniform(-1, 1, 5)
+    scale = rng.uniform(0.64, 0.74)
+    base = np.array([0.5 + rng.uniform(-0.03, 0.03), 0.5 + 0.035 * scale + rng.uniform(-0.03, 0.03), scale,
+                     rng.uniform(-0.15, 0.15), rng.uniform(-0.25, 0.25)])
+    drift = np.array([0.02, 0.02, 0.025, 0.06, 0.1]) * rng.uniform(-1, 1, 5)
     wobble_phase = rng.uniform(0, 2 * np.pi)
     colours = _sample_colours(rng)
     hair_style = int(rng.integers(4))
@@ -480,11 +486,11 @@ def _ellipse(ax: float, ay: float, n: int = 24, start: float = 0.0, stop: float 
 def _static_outlines(spec: ClipSpec) -> dict[str, np.ndarray]:
     """Outlines that do not change with the expression, in face units: head, hair, ears, neck, shirt."""
     s = spec.shape
-    cy = EYE_Y + 0.01
+    cy = EYE_Y + s.jaw_h * _JAW_Y[0]
     out = {
         "cranium": _ellipse(s.jaw_w, s.head_h, 21, 0.0, -np.pi)[1:-1] + (0.0, cy),
-        "ear_l": _ellipse(0.045, 0.09, 14) + (-s.jaw_w - 0.01, EYE_Y + 0.08),
-        "ear_r": _ellipse(0.045, 0.09, 14) + (s.jaw_w + 0.01, EYE_Y + 0.08),
+        "ear_l": _ellipse(0.045, 0.09, 14) + (-s.jaw_w - 0.02, EYE_Y + 0.08),
+        "ear_r": _ellipse(0.045, 0.09, 14) + (s.jaw_w + 0.02, EYE_Y + 0.08),
         "neck": np.array([[-0.17, 0.25], [0.17, 0.25], [0.2, 0.8], [-0.2, 0.8]]),
         "shirt": np.array([[-1.2, 1.8], [-1.05, 0.98], [-0.6, 0.74], [-0.2, 0.68], [0.0, 0.8], [0.2, 0.68],
                            [0.6, 0.74], [1.05, 0.98], [1.2, 1.8]]),
@@ -699,7 +705,7 @@ def _draw_face(img: np.ndarray, p: dict[str, np.ndarray], pal: _Palette, spec: C
     line(img, [p["ridge"]], False, pal.ridge, th, _AA, _SHIFT)
     line(img, [p["nose_base"]], False, pal.nose, th, _AA, _SHIFT)
     fill(img, [p["nostril_l"], p["nostril_r"]], pal.nostril, _AA, _SHIFT)
-    iris_r, pupil_r, glint_r = (int(round(f * scale * _ONE)) for f in (0.032, 0.014, 0.006))
+    iris_r, pupil_r, glint_r = (int(round(f * scale * _ONE)) for f in (0.035, 0.015, 0.006))
     for eye, iris in (("eye_l", "iris_l"), ("eye_r", "iris_r")):
         contour, centre = p[eye], p[iris]
 
