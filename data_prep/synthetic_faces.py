@@ -536,7 +536,7 @@ def _moving_outlines(spec: ClipSpec, lm: np.ndarray, e: dict[str, np.ndarray]) -
     gaze = np.asarray(spec.gaze)
     for name, idx in (("iris_l", slice(36, 42)), ("iris_r", slice(42, 48))):
         centre = lm[:, idx].mean(1) + gaze
-        out[name] = (np.stack([centre, centre + (0.008, -0.009)], 1), 0.0)
+        out[name] = (np.stack([centre, centre + (0.014, -0.012)], 1), 0.0)
     upper_in = lm[:, [60, 61, 62, 63, 64]]
     lower_in = lm[:, [60, 67, 66, 65, 64]]
     frac = (np.minimum(e["teeth"], 0.9) * 0.6)[:, None, None]
@@ -705,7 +705,7 @@ def _draw_face(img: np.ndarray, p: dict[str, np.ndarray], pal: _Palette, spec: C
     line(img, [p["ridge"]], False, pal.ridge, th, _AA, _SHIFT)
     line(img, [p["nose_base"]], False, pal.nose, th, _AA, _SHIFT)
     fill(img, [p["nostril_l"], p["nostril_r"]], pal.nostril, _AA, _SHIFT)
-    iris_r, pupil_r, glint_r = (int(round(f * scale * _ONE)) for f in (0.035, 0.015, 0.006))
+    iris_r, pupil_r, glint_r = (int(round(f * scale * _ONE)) for f in (0.035, 0.015, 0.005))
     for eye, iris in (("eye_l", "iris_l"), ("eye_r", "iris_r")):
         contour, centre = p[eye], p[iris]
 
