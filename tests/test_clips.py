@@ -123,3 +123,13 @@ def test_segment_indices_train_mode_stays_inside_segments():
 def test_segment_indices_short_clips(n):
     idx = segment_indices(n)
     assert len(idx) == 16 and idx.min() >= 0 and idx.max() < n and (np.diff(idx) >= 0).all()
+
+
+def test_several_faces_take_the_largest_and_say_so(testdata):
+    image = cv2.imread(str(testdata / "images" / "multi_face.jpg"))[..., ::-1]
+    dets = faces.detect_faces(image)
+    assert len(dets) > 1
+    clip = prepare_clip([image] * 2, PrepConfig(image_size=64, max_frames=2, min_frames=2, heatmap_size=8))
+    assert any("several faces in 2 of 2 frames: took the largest" in n for n in clip.notes)
+    largest = faces.square_box(dets[0].box, 0.25)
+    np.testing.assert_allclose(clip.boxes[0], largest, atol=1e-3)
