@@ -34,7 +34,7 @@ def synthetic_listing(num_train: int, num_test: int, seed: int = 0) -> Listing:
     for split, count in (("train", num_train), ("test", num_test)):
         for i in range(count):
             label = i % len(BASIC_CLASSES)
-            clip_seed = int(np.random.SeedSequence([seed, 0 if split == "train" else 1, i]).generate_state(1)[0])
+            clip_seed = synthetic_faces.clip_seed(seed, split, i)
             clips.append(ClipEntry(clip_id=f"{split}_{i:05d}", source=f"{SOURCE_PREFIX}{label}:{clip_seed}",
                                    label=label, split=split))
     return Listing(dataset="synthetic", class_names=BASIC_CLASSES, clips=clips, skipped=[])

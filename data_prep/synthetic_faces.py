@@ -3,19 +3,28 @@
 Every frame is drawn with OpenCV from the 68 iBUG 300-W landmarks (dlib's scheme) of a parametric
 face, so the landmarks returned with it are exact by construction; no detector or shape predictor is
 involved. A clip is fully determined by ``(label, seed)`` (plus ``num_frames`` and ``size``): all
-randomness comes from ``np.random.default_rng``, never from a global generator.
+randomness comes from ``np.random.default_rng`` seeded with the seed, never from a global generator,
+so the bytes are the same in any process. The frame is framed like a face crop (dlib's face box
+plus a 25% margin on each side, which is what ``dferjax.faces`` cuts from real video).
+
+API: ``render_clip(label, seed)`` -> frames uint8 (T, S, S, 3) RGB and landmarks float32 (T, 68, 2)
+in continuous pixel coordinates (pixel i spans [i, i + 1)); ``iter_clips`` yields a balanced,
+deterministic train/test set; ``face_landmarks`` gives one face's landmarks; ``sample_clip`` /
+``render_spec`` split a clip into its random specification (``ClipSpec``, editable, e.g. without
+occluders) and the drawing; ``clip_landmarks`` gives the landmarks without drawing.
 
 The face
-    A canonical neutral face lives in *face units* (jaw about 0.96 wide, x right, y down, origin near the
-    nose bridge): jaw 0-16 (half ellipse from ear to ear), brows 17-26, nose 27-35, eyes 36-47, outer
-    lips 48-59, inner lips 60-67. "Left" is the image's left, the subject's right (17-21, 36-41).
+    A canonical neutral face lives in *face units* (jaw about 0.96 wide, x right, y down, origin
+    near the nose bridge): jaw 0-16 (ear to ear, a rounded square chin close to where dlib's
+    shape predictor puts it on these drawings), brows 17-26, nose 27-35, eyes 36-47, outer lips
+    48-59, inner lips 60-67. "Left" is the image's left, the subject's right (17-21, 36-41).
     Per-clip identity (``FaceShape``) varies face size and proportions, eye size and spacing, brow
-    height, nose, mouth width and lip thickness. The expression moves named parameters (brow inner,
-    middle and outer height, brows pulled together, eye opening of the upper and lower lid, mouth
-    corner position, lip opening, upper/lower lip raise, lip pressing, mouth roundness, nose raise)
-    and is then posed: yaw (a rotation about the vertical axis of a crude depth profile, which
-    compresses one side of the face and moves the nose tip sideways), in-plane roll, scale and
-    translation.
+    height and thickness, nose, mouth width and lip thickness. The expression moves named
+    parameters (``EXPRESSIONS``: brow inner, middle and outer height, brows pulled together, upper
+    and lower lid opening, mouth corner position, lip opening with jaw drop, upper/lower lip raise,
+    lip pressing, mouth roundness, nose raise). The face is then posed: yaw (a rotation about the
+    vertical axis of a half-ellipse depth profile with a protruding nose, which compresses one side
+    of the face and moves the nose sideways), in-plane roll, scale and translation.
 
 Drawing, back to front (all from the posed points; curves are Catmull-Rom splines through them):
 background, long hair, neck and shirt, ears, the skin (jaw polygon closed by a cranium arc), hair
@@ -23,29 +32,30 @@ cap and hairline, cheek blush, expression wrinkles (nasolabial folds, frown line
 brows, forehead lines, nose wrinkles) whose contrast follows the intensity, the nose (bridge line,
 nostril base and nostrils), the eyes (sclera polygon with iris, pupil and catch-light clipped to it,
 dark upper lid line), thick brows, and the lips (outer polygon in lip colour, the inner polygon as
-the dark mouth opening with upper teeth, and the lip line).
+the dark mouth opening with tongue and upper teeth, and the lip line). Then the occluders, blur,
+light and noise.
 
-The seven expressions (label order of ``dferjax.labels``; values at the apex, see ``EXPRESSIONS``)
+The seven expressions (label order of ``dferjax.labels``; values at the apex in ``EXPRESSIONS``)
     happy: mouth corners up and out, lips parted showing teeth, lower lids raised, cheeks blushed,
         nasolabial folds. sad: inner brows raised and oblique, outer brows down, drooping lids, mouth
-        corners down, lower lip pushed up. neutral: rest. angry: brows lowered and pulled together
-        with frown lines, lower lids tense, lips pressed thin and narrowed. surprise: whole brows
-        high with forehead lines, eyes wide, jaw dropped to a round open mouth. disgust: upper lip
-        raised (more on one side) baring teeth, nose raised and wrinkled, brows lowered, lower lids
-        raised. fear: brows raised and pulled together, eyes wide, mouth stretched sideways and
-        slightly open.
-    The expression unfolds: intensity is ~0 at the first frame, rises smoothly from a random onset to
-    a random apex frame (with a random apex strength) and may decay a little afterwards, with small
-    per-frame jitter; each clip also scales each expression parameter a little (personal style).
+        corners down and narrower, lower lip pushed up. neutral: rest. angry: brows lowered and
+        pulled together with frown lines, lower lids tense, lips pressed thin and narrowed.
+        surprise: whole brows high with forehead lines, eyes wide, jaw dropped to a round open
+        mouth. disgust: upper lip raised (more on one side) baring teeth, mouth corners down, nose
+        raised and wrinkled, brows lowered, lower lids raised. fear: brows raised and pulled
+        together, eyes wide, mouth stretched sideways and slightly open.
+    The expression unfolds: intensity is 0 at the first frame, rises smoothly from a random onset to
+    a random apex frame (random apex strength 0.8-1) and may decay a little afterwards, with small
+    per-frame jitter; each clip also scales each expression parameter by 0.8-1.2 (personal style).
     At low intensity all classes look neutral.
 
 Nuisances (per clip, seeded)
     skin, lip, iris, hair and shirt colours; hair style; background (two-colour gradient with
     blotches, stripes or rectangles); light (brightness, contrast, colour cast, a directional shading
-    gradient); head pose and scale that drift slowly over the clip with per-frame jitter; Gaussian
-    pixel noise and sometimes blur; and on some clips an occluder on some frames (a coloured
-    rectangle or ellipse, a hand, or glasses / sunglasses on all frames) that never hides the whole
-    face.
+    gradient); head pose (roll +-0.15 rad, yaw +-0.25 rad) and position and scale that drift slowly
+    over the clip with a wobble and per-frame jitter; small per-frame landmark jitter; Gaussian pixel
+    noise and sometimes blur; and on 45% of the clips an occluder (a coloured rectangle or ellipse or
+    a hand on a run of frames, or glasses / sunglasses on all frames) that never hides the whole face.
 """
 
 from __future__ import annotations
@@ -280,9 +290,11 @@ def face_landmarks(expression: int, intensity: float, shape: FaceShape | None = 
     wide, origin near the nose bridge, y down). ``shape`` defaults to the average face; ``asym_side``
     (+1 / -1) picks the side where an asymmetric expression (disgust) is stronger.
     """
-    lm = _canonical(shape or FaceShape(), expression_params(expression, np.array([intensity]), style), asym_side)
+    e = expression_params(expression, np.array([intensity], float), style)
+    lm = _canonical(shape or FaceShape(), e, asym_side)
     if pose is not None:
-        lm = _pose_points(lm, np.array([[pose.cx, pose.cy, pose.scale, pose.roll, pose.yaw]]), _LANDMARK_DEPTH)
+        posed = np.array([[pose.cx, pose.cy, pose.scale, pose.roll, pose.yaw]])
+        lm = _pose_points(lm, posed, _LANDMARK_DEPTH)
     return lm[0]
 
 
@@ -367,8 +379,8 @@ def _sample_occluders(rng: np.random.Generator, t: int) -> tuple[Occluder, ...]:
     if kind == "none":
         return ()
     if kind in ("glasses", "sunglasses"):
-        return (Occluder(kind, 0, t - 1, colour=tuple(rng.uniform(10, 120, 3)), aspect=rng.uniform(0.65, 0.85),
-                         radius=rng.uniform(1.3, 1.6)),)
+        return (Occluder(kind, 0, t - 1, colour=tuple(rng.uniform(10, 120, 3)),
+                         aspect=rng.uniform(0.65, 0.85), radius=rng.uniform(1.3, 1.6)),)
     if rng.random() < 0.25:
         first, last = 0, t - 1
     else:
@@ -419,10 +431,11 @@ def sample_clip(label: int, seed: int, *, num_frames: int = 16) -> ClipSpec:
     wrinkle_base = float(rng.uniform(0.0, 0.35))
     background = dict(kind=int(rng.integers(4)), c1=rng.uniform(0, 255, 3), c2=rng.uniform(0, 255, 3),
                       angle=rng.uniform(0, 2 * np.pi), blobs=rng.uniform(-1, 1, (6, 6, 3)),
-                      freq=rng.uniform(3, 12), stripe_angle=rng.uniform(0, np.pi), rects=rng.uniform(0, 1, (4, 7)))
-    light = dict(brightness=rng.uniform(-35, 25), contrast=rng.uniform(0.7, 1.2), gradient=rng.uniform(0.0, 0.45),
-                 angle=rng.uniform(0, 2 * np.pi), r=rng.uniform(0.9, 1.1), g=rng.uniform(0.93, 1.07),
-                 b=rng.uniform(0.9, 1.1))
+                      freq=rng.uniform(3, 12), stripe_angle=rng.uniform(0, np.pi),
+                      rects=rng.uniform(0, 1, (4, 7)))
+    light = dict(brightness=rng.uniform(-35, 25), contrast=rng.uniform(0.7, 1.2),
+                 gradient=rng.uniform(0.0, 0.45), angle=rng.uniform(0, 2 * np.pi), r=rng.uniform(0.9, 1.1),
+                 g=rng.uniform(0.93, 1.07), b=rng.uniform(0.9, 1.1))
     noise_sigma = float(rng.uniform(1.5, 7.0))
     blur_sigma = float(rng.uniform(0.5, 1.0)) if rng.random() < 0.3 else 0.0
     occluders = _sample_occluders(rng, t)
@@ -468,7 +481,8 @@ def _spline_matrix(n: int, closed: bool, k: int) -> np.ndarray:
     t = (np.arange(k) / k)[None, :, None]
     t2, t3 = t * t, t * t * t
     out = (p0[:, None] * (-0.5 * t3 + t2 - 0.5 * t) + p1[:, None] * (1.5 * t3 - 2.5 * t2 + 1)
-           + p2[:, None] * (-1.5 * t3 + 2 * t2 + 0.5 * t) + p3[:, None] * (0.5 * t3 - 0.5 * t2)).reshape(-1, n)
+           + p2[:, None] * (-1.5 * t3 + 2 * t2 + 0.5 * t) + p3[:, None] * (0.5 * t3 - 0.5 * t2))
+    out = out.reshape(-1, n)
     return out if closed else np.concatenate([out, p[-1:]])
 
 
@@ -508,10 +522,13 @@ def _static_outlines(spec: ClipSpec) -> dict[str, np.ndarray]:
     return out
 
 
-def _moving_outlines(spec: ClipSpec, lm: np.ndarray, e: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, float]]:
-    """Shapes that follow the landmarks (T, 68, 2), in face units, with their extra depth."""
+_Block = tuple[np.ndarray, "np.ndarray | float"]
+
+
+def _moving_outlines(spec: ClipSpec, lm: np.ndarray, e: dict[str, np.ndarray]) -> dict[str, _Block]:
+    """Shapes that follow the landmarks (T, 68, 2): points (T, n, 2) in face units and extra depth."""
     t = len(lm)
-    out: dict[str, tuple[np.ndarray, object]] = {}
+    out: dict[str, _Block] = {}
     for name, tri, toward in (("cheek_l", [1, 31, 48], 36), ("cheek_r", [15, 35, 54], 45)):
         centre = lm[:, tri].mean(1) * 0.8 + lm[:, toward] * 0.2
         out[name] = (centre[:, None] + _ellipse(0.075, 0.05, 16), 0.0)
@@ -589,7 +606,8 @@ def _clip_points(spec: ClipSpec, size: int) -> tuple[np.ndarray, np.ndarray, dic
     names = list(blocks)
     sizes = [blocks[n][0].shape[1] for n in names]
     pts = np.concatenate([blocks[n][0] for n in names], 1)
-    depth = np.concatenate([np.broadcast_to(np.asarray(blocks[n][1], float), (sz,)) for n, sz in zip(names, sizes)])
+    depth = np.concatenate([np.broadcast_to(np.asarray(blocks[n][1], float), (size_,))
+                            for n, size_ in zip(names, sizes)])
     posed = np.split(_pose_points(pts, pose, depth), np.cumsum(sizes)[:-1], axis=1)
     shapes = dict(zip(names, posed))
     for name, (idx, closed) in _CURVES.items():
@@ -672,7 +690,8 @@ class _Palette:
         c = spec.colours
         skin = c["skin"]
         self.skin, self.skin_rgb, self.wrinkle_rgb = _col(skin), skin, skin * 0.6
-        self.neck, self.ear, self.ridge, self.nose = _col(skin * 0.82), _col(skin * 0.9), _col(skin * 0.8), _col(skin * 0.7)
+        self.neck, self.ear = _col(skin * 0.82), _col(skin * 0.9)
+        self.ridge, self.nose = _col(skin * 0.8), _col(skin * 0.7)
         self.nostril, self.eye_line = _col(skin * 0.45), _col(skin * 0.55)
         self.hair, self.hair_back, self.brow = _col(c["hair"]), _col(c["hair"] * 0.85), _col(c["brow"])
         self.shirt, self.lips, self.lip_line = _col(c["shirt"]), _col(c["lips"]), _col(c["lips"] * 0.45)
@@ -694,11 +713,13 @@ def _draw_face(img: np.ndarray, p: dict[str, np.ndarray], pal: _Palette, spec: C
     fill(img, [p["head"]], pal.skin, _AA, _SHIFT)
     if "hair" in p:
         fill(img, [p["hair"]], pal.hair, _AA, _SHIFT)
-    fill(img, [p["cheek_l"], p["cheek_r"]], _mix(pal.skin_rgb, pal.blush, 0.1 + 0.25 * e["cheek"]), _AA, _SHIFT)
-    for names, strength in ((("fold_-1", "fold_1"), 0.3 * spec.wrinkle_base + 0.7 * e["fold"]),
+    blush = _mix(pal.skin_rgb, pal.blush, 0.1 + 0.25 * e["cheek"])
+    fill(img, [p["cheek_l"], p["cheek_r"]], blush, _AA, _SHIFT)
+    base = spec.wrinkle_base
+    for names, strength in ((("fold_-1", "fold_1"), 0.3 * base + 0.7 * e["fold"]),
                             (("glabella_-1", "glabella_1"), e["glabella"]),
                             (("wrinkle_-1", "wrinkle_1"), e["nose_wrinkle"]),
-                            (("forehead_0", "forehead_1", "forehead_2"), 0.25 * spec.wrinkle_base + 0.8 * e["forehead"])):
+                            (("forehead_0", "forehead_1", "forehead_2"), 0.25 * base + 0.8 * e["forehead"])):
         if strength > 0.05:
             colour = _mix(pal.skin_rgb, pal.wrinkle_rgb, min(1.0, strength))
             line(img, [p[n] for n in names], False, colour, 1, _AA, _SHIFT)
@@ -766,11 +787,11 @@ def _draw_occluder(img: np.ndarray, occ: Occluder, lm: np.ndarray, pose: np.ndar
         cv2.fillPoly(img, [_ip(centre + palm @ rot)], colour, _AA, _SHIFT)
         fingers = [np.array([[x, r * 0.7], [x * 1.1, r * (0.7 - length)]])
                    for x, length in zip(np.array([-1.5, -0.5, 0.5, 1.5]) * r * 0.45, (1.1, 1.3, 1.25, 1.0))]
-        cv2.polylines(img, [_ip(centre + f @ rot) for f in fingers], False, colour, max(1, int(round(r * 0.42))),
-                      _AA, _SHIFT)
+        finger_width = max(1, int(round(r * 0.42)))
+        cv2.polylines(img, [_ip(centre + f @ rot) for f in fingers], False, colour, finger_width, _AA, _SHIFT)
         gaps = [np.array([[x, r * 0.75], [x * 1.1, -r * 0.2]]) for x in np.array([-1.0, 0.0, 1.0]) * r * 0.45]
-        cv2.polylines(img, [_ip(centre + g @ rot) for g in gaps], False, _col(np.asarray(occ.colour) * 0.8), 1,
-                      _AA, _SHIFT)
+        shadow = _col(np.asarray(occ.colour) * 0.8)
+        cv2.polylines(img, [_ip(centre + g @ rot) for g in gaps], False, shadow, 1, _AA, _SHIFT)
 
 
 def render_spec(spec: ClipSpec, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
@@ -784,21 +805,23 @@ def render_spec(spec: ClipSpec, size: int = 112) -> tuple[np.ndarray, np.ndarray
     frames = np.empty((spec.num_frames, size, size, 3), np.uint8)
     for t in range(spec.num_frames):
         img = background.copy()
-        _draw_face(img, {k: v[t] for k, v in fixed.items()}, pal, spec, {k: float(v[t]) for k, v in e.items()},
-                   float(pose[t, 2]))
+        outlines = {k: v[t] for k, v in fixed.items()}
+        _draw_face(img, outlines, pal, spec, {k: float(v[t]) for k, v in e.items()}, float(pose[t, 2]))
         for occ in spec.occluders:
             if occ.first <= t <= occ.last:
                 _draw_occluder(img, occ, lms[t], pose[t], t)
         if spec.blur_sigma > 0:
             img = cv2.GaussianBlur(img, (3, 3), spec.blur_sigma)
         img *= mult
-        img += offset + noise_rng.standard_normal((size, size, 1), dtype=np.float32) * np.float32(spec.noise_sigma)
+        noise = noise_rng.standard_normal((size, size, 1), dtype=np.float32)
+        img += offset + noise * np.float32(spec.noise_sigma)
         np.clip(img, 0.0, 255.0, out=img)
         frames[t] = img + np.float32(0.5)
     return frames, lms.astype(np.float32)
 
 
-def render_clip(label: int, seed: int, *, num_frames: int = 16, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+def render_clip(label: int, seed: int, *, num_frames: int = 16, size: int = 112
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Clip ``(label, seed)``: frames uint8 (T, size, size, 3) RGB and landmarks float32 (T, 68, 2).
 
     Landmarks are continuous pixel coordinates of the frame (pixel i spans [i, i + 1)). The same
@@ -823,5 +846,6 @@ def iter_clips(num_train: int, num_test: int, *, seed: int = 0, num_frames: int 
     for split, count in (("train", num_train), ("test", num_test)):
         for i in range(count):
             label = i % NUM_CLASSES
-            frames, landmarks = render_clip(label, clip_seed(seed, split, i), num_frames=num_frames, size=size)
+            frames, landmarks = render_clip(label, clip_seed(seed, split, i), num_frames=num_frames,
+                                            size=size)
             yield f"{split}_{i:05d}", label, split, frames, landmarks

@@ -104,7 +104,7 @@ def test_neutral_face_is_mirror_symmetric_and_left_is_image_left():
     assert np.allclose(mirrored, lm, atol=1e-9)
     kp = keypoints.keypoints_from_landmarks(lm)
     assert np.all(kp[:5, 0] < 0) and np.all(kp[5:10, 0] > 0)      # upper-left region in the image's left
-    assert kp[1, 1] < kp[3, 1] < kp[12, 1] < kp[15, 1]             # brow above eye above mouth above chin side
+    assert kp[1, 1] < kp[3, 1] < kp[12, 1] < kp[15, 1]             # brow, eye, mouth corner, lower lip
     # Every expression starts at the neutral face.
     for label in range(7):
         assert np.allclose(sf.face_landmarks(label, 0.0), lm)
@@ -177,7 +177,8 @@ def test_occluders_appear_on_some_clips_and_never_hide_the_whole_face():
     specs = [sf.sample_clip(seed % 7, seed, num_frames=8) for seed in range(200)]
     occluded = [s for s in specs if s.occluders]
     assert 0.25 < len(occluded) / len(specs) < 0.65
-    assert {o.kind for s in occluded for o in s.occluders} == {"rect", "ellipse", "hand", "glasses", "sunglasses"}
+    kinds = {o.kind for s in occluded for o in s.occluders}
+    assert kinds == {"rect", "ellipse", "hand", "glasses", "sunglasses"}
     for spec in occluded[:12]:
         with_occ, lm = sf.render_spec(spec, 112)
         without, _ = sf.render_spec(dataclasses.replace(spec, occluders=()), 112)
