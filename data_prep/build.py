@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 from tqdm import tqdm
 
 from data_prep.adapters import ADAPTERS, ClipEntry, Listing, SkippedEntry, list_clips
@@ -55,7 +56,7 @@ def _work(job: tuple[Callable[[ClipEntry, PrepConfig], PreparedClip], ClipEntry,
         return data, list(clip.notes), None
     except ClipError as exc:
         return None, [], exc.reason
-    except (OSError, ValueError, RuntimeError) as exc:   # a damaged file must not end the whole build
+    except (OSError, ValueError, RuntimeError, cv2.error) as exc:   # a damaged file must not end the build
         return None, [], f"{type(exc).__name__}: {exc}"
 
 
