@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 from tqdm import tqdm
 
-from data_prep.adapters import ADAPTERS, ClipEntry, Listing, SkippedEntry, list_clips
+from data_prep.adapters import ADAPTERS, ClipEntry, Listing, list_clips
 from dferjax import keypoints, records
 from dferjax.clips import ClipError, PrepConfig, PreparedClip, prepare_clip
 

@@ -94,31 +94,40 @@ def even_indices(num_available: int, count: int) -> np.ndarray:
     return np.round(np.linspace(0, num_available - 1, count)).astype(np.int32)
 
 
-def _read_video(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, float]:
-    """Decode the frames of a video that ``even_indices`` picks: (frames RGB, indices, total, fps)."""
+def _decode_pass(path: Path, wanted: set[int]) -> tuple[int, list[np.ndarray], list[int], float]:
+    """One pass over a video: (frames that decode, RGB frames at ``wanted`` indices, their indices, fps)."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ClipError(str(path), "cannot be opened as a video (unreadable or not a video file)")
+    frames, got, total = [], [], 0
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        total = 0
-        while cap.grab():                       # count what really decodes: headers can be wrong
-            total += 1
-        if total == 0:
-            raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
-        wanted = even_indices(total, max_frames)
-        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        frames, got, want = [], [], set(wanted.tolist())
-        for i in range(total):
-            if not cap.grab():
-                break
-            if i in want:
+        while cap.grab():
+            if total in wanted:
                 ok, bgr = cap.retrieve()
                 if ok and bgr is not None:
                     frames.append(faces.to_rgb(bgr[..., ::-1] if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr))
-                    got.append(i)
+                    got.append(total)
+            total += 1
     finally:
         cap.release()
+    return total, frames, got, fps
+
+
+def _read_video(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, float]:
+    """Decode the frames of a video that ``even_indices`` picks: (frames RGB, indices, total, fps).
+
+    The frames are chosen from the header's frame count and decoded in one pass; where the header
+    is wrong (it can be, e.g. for truncated files), a second pass chooses from the true count.
+    """
+    cap = cv2.VideoCapture(str(path))
+    header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    cap.release()
+    total, frames, got, fps = _decode_pass(path, set(even_indices(max(header, 0), max_frames).tolist()))
+    if total == 0:
+        raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
+    if total != header:
+        total, frames, got, fps = _decode_pass(path, set(even_indices(total, max_frames).tolist()))
     if not frames:
         raise ClipError(str(path), "no frame could be decoded")
     return frames, np.asarray(got, np.int32), total, fps
