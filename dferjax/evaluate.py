@@ -1,0 +1,317 @@
+"""Evaluation of trained models: k-fold summaries of finished training runs.
+
+    python -m dferjax.evaluate --summary runs/dfew-E-fold* [--which best|last] [--out PATH_PREFIX]
+
+DFEW and MAFW are reported as five-fold cross-validation: each fold's per-class accuracy, UAR and
+WAR, then their mean over the folds (the paper's Tables 3 and 7 give the mean). FERV39k is also
+reported per scene (Table 6). The summary reads the ``results.json`` that train.py writes into each
+run directory, prints a Markdown table and writes ``PATH_PREFIX.md`` and ``PATH_PREFIX.json``
+(default: ``summary.md`` / ``summary.json`` in the common parent directory of the runs).
+
+The module is organised in sections: the k-fold summary, then the command line. Evaluating a
+checkpoint on a split will join as its own section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.json"
+SUMMARY_PREFIX = "summary"
+REPORT_KINDS = ("best", "last")
+
+
+# ----------------------------------------------------------------------------------------------
+# k-fold summary of training runs
+# ----------------------------------------------------------------------------------------------
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``results.json`` of a training run directory, checked for the keys a summary needs.
+
+    Schema (train.py): ``dataset``, ``fold`` (int, or null for single-split datasets), ``variant``,
+    ``split``, ``class_names`` and the reports ``best`` / ``last`` (metrics.report dicts plus
+    ``epoch``).
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: not a directory; pass training run directories (each holding "
+                                f"{RESULTS_FILE})")
+    path = run / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the run {run} has not finished an evaluation yet "
+                                "(train.py writes it after the first evaluation); wait or leave the run out")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); re-run the evaluation of {run} "
+                         "or leave the run out") from error
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(results).__name__}")
+    for key in ("dataset", "class_names"):
+        if key not in results:
+            raise ValueError(f"{path}: missing key {key!r}; it was not written by dferjax's train.py")
+    names = results["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: 'class_names' must be a non-empty list of strings, got {names!r}")
+    fold = results.get("fold")
+    if fold is not None and (not isinstance(fold, int) or isinstance(fold, bool)):
+        raise ValueError(f"{path}: 'fold' must be an integer or null, got {fold!r}")
+    return results
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof 1) of the values that are not None/NaN."""
+    present = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return None, None
+    mean = statistics.fmean(present)
+    std = statistics.stdev(present) if len(present) > 1 else None
+    return mean, std
+
+
+def _run_label(run: Path, fold: int | None) -> str:
+    return str(fold) if fold is not None else run.name
+
+
+def _report_of(results: dict[str, Any], which: str, run: Path) -> dict[str, Any]:
+    report = results.get(which)
+    if not isinstance(report, dict):
+        other = [k for k in REPORT_KINDS if k != which and isinstance(results.get(k), dict)]
+        hint = f"; it has {other[0]!r} (--which {other[0]})" if other else ""
+        raise ValueError(f"{run / RESULTS_FILE}: no {which!r} report{hint}")
+    for key in ("war", "uar", "per_class"):
+        if key not in report:
+            raise ValueError(f"{run / RESULTS_FILE}: the {which!r} report lacks {key!r}; "
+                             "it was not written by metrics.report")
+    return report
+
+
+def summarize(run_dirs: Sequence[str | Path], which: str = "best") -> dict[str, Any]:
+    """Per-run rows and their mean / std over the runs, from each run's ``results.json``.
+
+    ``which`` picks the report of each run: ``best`` (the epoch with the best validation metric)
+    or ``last``. Returns a JSON-serialisable dict::
+
+        {"dataset", "variant", "which", "class_names",
+         "rows": [{"run", "label", "fold", "split", "epoch", "num_samples",
+                   "per_class": {name: acc | None}, "uar", "war"}, ...],   # sorted by fold
+         "mean": {"per_class": {...}, "uar", "war", "num_runs"},
+         "std":  {"per_class": {...}, "uar", "war"},                      # None with one run
+         "groups": {group: {"rows": [{"run", "label", "fold", "num_samples", "uar", "war"}],
+                            "mean": {"num_samples", "uar", "war"}, "std": {"uar", "war"}}}}
+
+    ``groups`` (e.g. FERV39k scenes) is present only if some run's report has groups. Accuracies are
+    fractions; a per-class mean is over the runs where that class was present (None in a run means
+    no test sample of it). The std is the sample standard deviation over runs. All runs must share
+    dataset, variant and class names, and no fold may appear twice.
+    """
+    if which not in REPORT_KINDS:
+        raise ValueError(f"which must be one of {REPORT_KINDS}, got {which!r}")
+    if not run_dirs:
+        raise ValueError("no run directories given; pass at least one training run directory")
+
+    loaded = []
+    for run_dir in run_dirs:
+        run = Path(run_dir)
+        results = load_results(run)
+        loaded.append((run, results, _report_of(results, which, run)))
+
+    first_run, first, _ = loaded[0]
+    names = list(first["class_names"])
+    seen_folds: dict[int, Path] = {}
+    for run, results, _ in loaded:
+        for key in ("dataset", "variant"):
+            if results.get(key) != first.get(key):
+                raise ValueError(f"{run / RESULTS_FILE}: {key} {results.get(key)!r} differs from "
+                                 f"{first.get(key)!r} of {first_run}; summarise runs of one {key} at a time")
+        if list(results["class_names"]) != names:
+            raise ValueError(f"{run / RESULTS_FILE}: class_names {results['class_names']} differ from "
+                             f"{names} of {first_run}; runs with different classes cannot be averaged")
+        fold = results.get("fold")
+        if fold is not None:
+            if fold in seen_folds:
+                raise ValueError(f"fold {fold} appears twice: {seen_folds[fold]} and {run}; "
+                                 "pass one run per fold")
+            seen_folds[fold] = run
+
+    def sort_key(item: tuple[Path, dict[str, Any], dict[str, Any]]) -> tuple[int, int, str]:
+        run, results, _ = item
+        fold = results.get("fold")
+        return (0, fold, str(run)) if fold is not None else (1, 0, str(run))
+
+    loaded.sort(key=sort_key)
+
+    rows = []
+    for run, results, report in loaded:
+        per_class = report.get("per_class") or {}
+        rows.append({
+            "run": str(run),
+            "label": _run_label(run, results.get("fold")),
+            "fold": results.get("fold"),
+            "split": results.get("split"),
+            "epoch": report.get("epoch"),
+            "num_samples": report.get("num_samples"),
+            "per_class": {name: per_class.get(name) for name in names},
+            "uar": report["uar"],
+            "war": report["war"],
+        })
+
+    mean: dict[str, Any] = {"per_class": {}, "num_runs": len(rows)}
+    std: dict[str, Any] = {"per_class": {}}
+    for name in names:
+        mean["per_class"][name], std["per_class"][name] = _mean_std([r["per_class"][name] for r in rows])
+    for key in ("uar", "war"):
+        mean[key], std[key] = _mean_std([r[key] for r in rows])
+
+    summary: dict[str, Any] = {
+        "dataset": first["dataset"],
+        "variant": first.get("variant"),
+        "which": which,
+        "class_names": names,
+        "rows": rows,
+        "mean": mean,
+        "std": std,
+    }
+
+    group_names = sorted({g for _, _, report in loaded for g in (report.get("groups") or {})})
+    if group_names:
+        groups = {}
+        for group in group_names:
+            group_rows = []
+            for (run, results, report), row in zip(loaded, rows):
+                entry = (report.get("groups") or {}).get(group)
+                if entry is None:
+                    continue
+                group_rows.append({"run": row["run"], "label": row["label"], "fold": row["fold"],
+                                   "num_samples": entry.get("num_samples"),
+                                   "uar": entry.get("uar"), "war": entry.get("war")})
+            group_mean: dict[str, Any] = {"num_samples": _mean_std([r["num_samples"] for r in group_rows])[0]}
+            group_std: dict[str, Any] = {}
+            for key in ("uar", "war"):
+                group_mean[key], group_std[key] = _mean_std([r[key] for r in group_rows])
+            groups[group] = {"rows": group_rows, "mean": group_mean, "std": group_std}
+        summary["groups"] = groups
+    return summary
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100.0 * value:.2f}"
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def format_markdown(summary: dict[str, Any]) -> str:
+    """The summary as Markdown: a table Fold | each class | UAR | WAR in % (2 decimals), one row per
+    run then Mean (and Std with several runs), and a per-scene WAR / UAR table when present."""
+    names = summary["class_names"]
+    rows = summary["rows"]
+    multi = len(rows) > 1
+    variant = f", variant {summary['variant']}" if summary.get("variant") else ""
+    lines = [f"# {summary['dataset']}{variant}: {summary['which']} epoch of {len(rows)} run(s)", ""]
+
+    lines.append("| " + " | ".join(["Fold", *names, "UAR", "WAR"]) + " |")
+    lines.append("|" + "---|" + "---:|" * (len(names) + 2))
+
+    def table_row(label: str, stats: dict[str, Any]) -> str:
+        cells = [label, *(_pct(stats["per_class"].get(n)) for n in names), _pct(stats["uar"]), _pct(stats["war"])]
+        return "| " + " | ".join(cells) + " |"
+
+    for row in rows:
+        lines.append(table_row(row["label"], row))
+    lines.append(table_row("**Mean**", summary["mean"]))
+    if multi:
+        lines.append(table_row("Std", summary["std"]))
+    lines.append("")
+    lines.append("Accuracies in % (per-class accuracy = recall; UAR = mean per-class recall over the classes "
+                 "present; WAR = overall accuracy); Std = sample standard deviation over runs; "
+                 "- = no sample of that class.")
+    lines.append("")
+    lines.append("Runs:")
+    for row in rows:
+        epoch = f", epoch {row['epoch']}" if row.get("epoch") is not None else ""
+        samples = f", {row['num_samples']} samples" if row.get("num_samples") is not None else ""
+        lines.append(f"- {row['label']}: `{row['run']}`{epoch}{samples}")
+
+    groups = summary.get("groups")
+    if groups:
+        title = "mean over runs" if multi else "one run"
+        lines += ["", f"## Per scene ({title})", "",
+                  "| Scene | Samples | UAR | WAR |", "|---|---:|---:|---:|"]
+        total = sum(r["num_samples"] or 0 for r in rows) / len(rows)
+        lines.append(f"| All | {_count(total)} | {_pct(summary['mean']['uar'])} | {_pct(summary['mean']['war'])} |")
+        for group, entry in groups.items():
+            mean = entry["mean"]
+            lines.append(f"| {group} | {_count(mean['num_samples'])} | {_pct(mean['uar'])} | {_pct(mean['war'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def default_summary_prefix(run_dirs: Sequence[str | Path]) -> Path:
+    """``summary`` in the deepest directory that contains all the runs (their common parent)."""
+    parents = [str(Path(r).resolve().parent) for r in run_dirs]
+    return Path(os.path.commonpath(parents)) / SUMMARY_PREFIX
+
+
+def write_summary(summary: dict[str, Any], prefix: str | Path) -> tuple[Path, Path]:
+    """Write ``PREFIX.md`` (format_markdown) and ``PREFIX.json``; returns both paths."""
+    base = Path(prefix)
+    if base.suffix in (".md", ".json"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    md_path = base.parent / (base.name + ".md")
+    json_path = base.parent / (base.name + ".json")
+    md_path.write_text(format_markdown(summary), encoding="utf-8")
+    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return md_path, json_path
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dferjax.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--summary", nargs="+", metavar="RUN_DIR",
+                        help="training run directories (each with results.json) to summarise, "
+                             "e.g. runs/dfew-E-fold*")
+    parser.add_argument("--which", choices=REPORT_KINDS, default="best",
+                        help="which report of each run: the best epoch or the last (default: best)")
+    parser.add_argument("--out", metavar="PATH_PREFIX",
+                        help="write PATH_PREFIX.md and PATH_PREFIX.json (default: summary.md / "
+                             "summary.json in the common parent directory of the runs)")
+    args = parser.parse_args(argv)
+    if not args.summary:
+        parser.error("nothing to do: pass --summary RUN_DIR [RUN_DIR ...] to summarise finished "
+                     "training runs (evaluating a checkpoint is not available yet)")
+
+    run_dirs = []
+    for item in args.summary:
+        if Path(item).is_file():
+            print(f"note: skipping {item}: a file, not a run directory", file=sys.stderr)
+            continue
+        run_dirs.append(item)
+    try:
+        summary = summarize(run_dirs, which=args.which)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    prefix = Path(args.out) if args.out else default_summary_prefix(run_dirs)
+    md_path, json_path = write_summary(summary, prefix)
+    print(format_markdown(summary))
+    print(f"wrote {md_path} and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
