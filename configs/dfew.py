@@ -1,10 +1,11 @@
 """DFEW (Jiang et al. 2020): 7 classes, five folds. ``configs/dfew.py:fold=1,variant=E``.
 
-fold: 1-5, the test set of the five-fold protocol (EmoLabel_DataSplit set_<fold>).
-variant: A-E, the model of Table 9 (E, the full model, by default).
+fold: 1-5, the test set of the five-fold protocol (EmoLabel_DataSplit set_<fold>); training uses the
+other four folds' shards. variant: A-E, the model of Table 9 (E, the full model, by default).
+Shards: ``python -m data_prep.build --dataset dfew --root /path/to/DFEW --out data/dfew``.
 """
 
-from dferjax.config import apply_variant, base_config, parse_config_arg
+from dferjax.config import apply_variant, base_config, fold_splits, parse_config_arg
 
 
 def get_config(arg=None):
@@ -15,5 +16,7 @@ def get_config(arg=None):
     config.dataset = "dfew"
     config.fold = args["fold"]
     config.variant = args["variant"]
+    config.data.dir = "data/dfew"
+    config.data.train_splits, config.data.test_splits = fold_splits(args["fold"])
     apply_variant(config, args["variant"])
     return config

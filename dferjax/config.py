@@ -33,8 +33,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def base_config() -> ml_collections.ConfigDict:
     """The paper's settings, shared by every dataset config."""
     c = ml_collections.ConfigDict()
+    c.dataset = ""                    # name of the dataset (dfew, ferv39k, mafw, afew, synthetic)
+    c.fold = 0                        # test fold of a 5-fold dataset (1-5); 0 = fixed train/test split
+    c.variant = "E"                   # Table 9 model the switches below describe (informational)
+
     c.data = ml_collections.ConfigDict()
+    c.data.dir = ""                   # directory of shards written by data_prep (dataset_info.json)
+    c.data.train_splits = ("train",)  # shard splits to train on (fold datasets: the other four folds)
+    c.data.test_splits = ("test",)    # shard splits to evaluate on every epoch
     c.data.image_size = 112           # face crops are image_size x image_size (section 4.2, peers)
+    c.data.num_segments = 8           # Former-DFER sampling: 8 segments ...
+    c.data.frames_per_segment = 2     # ... x 2 consecutive frames = model.num_frames
+    c.data.heatmap_sigma = 1.0        # Gaussian heat-map std in feature-map cells (section 3.1.1)
+    c.data.crop_scale = (0.08, 1.0)   # random resized crop area fraction (peers' GroupRandomSizedCrop)
+    c.data.crop_ratio = (0.75, 4 / 3)  # random resized crop aspect ratio range
+    c.data.flip = True                # random horizontal flip (mirrors key-points, swaps left/right)
+    c.data.num_workers = 0            # grain worker processes (0: threads in the training process)
 
     c.model = ml_collections.ConfigDict()
     c.model.num_classes = 7
@@ -51,8 +65,28 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.mlp_dim = 1024            # hidden width of Eq. (11)'s MLP
     c.model.dtype = "float32"         # compute dtype: float32 | bfloat16 (parameters stay float32)
 
+    c.model.backbone_weights = ""     # optional PyTorch/safetensors ResNet18 state dict to start from
+
     c.loss = ml_collections.ConfigDict()
     c.loss.aux_weight = 0.2           # lambda of Eq. (13)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 64           # global batch (section 4.2), split over all devices
+    c.train.eval_batch_size = 64
+    c.train.epochs = 80               # section 4.2
+    c.train.learning_rate = 1e-3      # Adam (section 4.2)
+    c.train.b1 = 0.9
+    c.train.b2 = 0.99
+    c.train.weight_decay = 0.0
+    c.train.lr_decay_epochs = (40, 60)  # lr x lr_decay_factor at each (section 4.2)
+    c.train.lr_decay_factor = 0.1
+    c.train.seed = 0                  # parameters, data order and augmentation
+    c.train.log_every = 20            # steps between loss logs (and the NaN check)
+    c.train.checkpoint_every = 0      # steps between mid-epoch checkpoints (0: at each epoch's end only)
+    c.train.eval_every = 1            # epochs between evaluations on data.test_splits
+    c.train.max_steps = 0             # stop after this many steps in all (0: train all epochs)
+    c.train.init_checkpoint = ""      # fine-tune from another run's checkpoint (AFEW from DFEW)
+    c.train.progress = True           # progress bars
     return c
 
 
@@ -94,6 +128,11 @@ def _parse_value(raw: str) -> Any:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         return raw
+
+
+def fold_splits(fold: int, num_folds: int = 5) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Train and test shard splits of ``fold`` of a k-fold dataset (data_prep writes split fold<k>)."""
+    return tuple(f"fold{k}" for k in range(1, num_folds + 1) if k != fold), (f"fold{fold}",)
 
 
 def apply_override(config: ml_collections.ConfigDict, dotted_key: str, raw_value: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from typing import Any
@@ -24,7 +23,7 @@ from flax import nnx
 from dferjax import keypoints
 from dferjax.config import add_config_arguments, parse_args_with_config
 from dferjax.models import DFERModel, build_model
-from dferjax.models.resnet import STAGE_STRIDES
+from dferjax.models.resnet import feature_map_size
 
 
 def count_params(module: nnx.Module) -> int:
@@ -39,14 +38,6 @@ def component_params(model: DFERModel) -> dict[str, int]:
         if isinstance(child, nnx.Module):
             counts[name] = count_params(child)
     return counts
-
-
-def feature_map_size(image_size: int, output_stride: int) -> int:
-    """Side of the backbone's feature map for a square input (every stride-2 layer rounds up)."""
-    side = image_size
-    for _ in range(2 + sum(s == 2 for s in STAGE_STRIDES[output_stride])):
-        side = math.ceil(side / 2)
-    return side
 
 
 def example_inputs(config: ml_collections.ConfigDict, batch: int = 1) -> tuple[jax.Array, jax.Array]:

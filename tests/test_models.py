@@ -18,7 +18,8 @@ from dferjax.models.gcn import KeypointGCN
 from dferjax.models.landmark_pooling import landmark_pool
 from dferjax.models.temporal import MultiHeadSelfAttention, TemporalTransformer
 from dferjax.models.triplet_attention import TripletAttention
-from dferjax.summary import example_inputs, feature_map_size
+from dferjax.models.resnet import feature_map_size
+from dferjax.summary import example_inputs
 from tests.conftest import tiny_config
 
 RNG = np.random.default_rng(0)

@@ -97,4 +97,9 @@ class DFERModel(nnx.Module):
 
 def build_model(model_config: Any, *, seed: int = 0) -> DFERModel:
     """The model described by a config's ``model`` section (see dferjax.config)."""
-    return DFERModel(**dict(model_config), rngs=nnx.Rngs(seed))
+    settings = {k: v for k, v in dict(model_config).items() if k not in NOT_ARCHITECTURE}
+    return DFERModel(**settings, rngs=nnx.Rngs(seed))
+
+
+NOT_ARCHITECTURE = ("backbone_weights",)
+"""model.* config keys that are not DFERModel arguments (where the weights come from)."""

@@ -15,6 +15,7 @@ accelerator, so the host sends uint8.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -29,6 +30,14 @@ _conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 STAGE_STRIDES = {32: (1, 2, 2, 2), 16: (1, 2, 2, 1), 8: (1, 2, 1, 1)}
 """Stride of the first block of layer1..layer4 for each supported output stride."""
+
+
+def feature_map_size(image_size: int, output_stride: int) -> int:
+    """Side of the backbone's feature map for a square input (every stride-2 layer rounds up)."""
+    side = image_size
+    for _ in range(2 + sum(s == 2 for s in STAGE_STRIDES[output_stride])):
+        side = math.ceil(side / 2)
+    return side
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, stride: int, *, dtype: Any, rngs: nnx.Rngs) -> nnx.Conv:

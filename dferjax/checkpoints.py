@@ -1,0 +1,173 @@
+"""Run directories and checkpoints: one layout for train, evaluate and predict.
+
+A run directory (``--workdir``) holds::
+
+    config.json        the full config the run was started with (checked on resume and on load)
+    checkpoints/<step> latest checkpoints (orbax): {"state": train state, "meta": epoch, position, best}
+    best/<step>        the checkpoint of the best evaluation so far (by WAR, as the peers select)
+    metrics.jsonl      one JSON object per log line: {"kind": "train"|"eval", "epoch", "step", ...}
+    results.json       the best and the last evaluation (metrics.report plus "epoch")
+    tb/                TensorBoard event files
+
+The train state is the pytree ``{"step", "params", "rest", "opt_state"}``: ``params`` and ``rest`` (batch
+norm statistics) are the two ``nnx.State`` halves of the model, so a model is rebuilt from the config
+and ``nnx.merge``. Loading a checkpoint under a config whose model differs names the settings that
+differ instead of failing on array shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from dferjax.models import DFERModel, build_model
+
+CONFIG_FILE = "config.json"
+LATEST_DIR = "checkpoints"
+BEST_DIR = "best"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or run directory that cannot be used as asked."""
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as plain JSON-able data (tuples become lists)."""
+    return json.loads(config.to_json())
+
+
+def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+    path = Path(workdir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
+
+
+def load_run_config(run_dir: str | Path) -> ml_collections.ConfigDict:
+    """The config a run was trained with (``RUN/config.json``)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: {run_dir} is not a dferjax run directory "
+                              "(python -m dferjax.train --workdir makes one)")
+    return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys whose values differ between two config dicts, as ``key: a != b`` lines."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(config_differences(va, vb, name + "."))
+        elif _tuples(va) != _tuples(vb):
+            out.append(f"{name}: {va!r} != {vb!r}")
+    return out
+
+
+ARCHITECTURE_KEYS = ("num_classes", "num_frames", "widths", "output_stride", "gcn", "node_dim", "fusion",
+                     "temporal", "num_layers", "num_heads", "head_dim", "mlp_dim")
+"""model.* settings that change the parameters' shapes (dtype and backbone_weights do not)."""
+
+
+def check_same_model(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, where: str) -> None:
+    """Raise naming every architecture setting in which two configs' models differ."""
+    a = {k: saved.model.get(k) for k in ARCHITECTURE_KEYS}
+    b = {k: current.model.get(k) for k in ARCHITECTURE_KEYS}
+    diff = config_differences({"model": a}, {"model": b})
+    if diff:
+        raise CheckpointError(f"the checkpoint in {where} is of another model; settings that differ "
+                              f"(checkpoint != requested): {'; '.join(diff)}")
+
+
+def split_model(model: DFERModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """graphdef, params, rest (batch-norm statistics)."""
+    return nnx.split(model, nnx.Param, ...)
+
+
+def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        Path(directory).absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                             read_only=read_only),
+        item_names=("state", "meta"))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                     meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
+
+
+def find_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path, int]:
+    """(run dir, checkpoint manager dir, step) for a run dir (its best or latest) or a step directory."""
+    path = Path(path)
+    if (path / CONFIG_FILE).is_file():
+        directory = path / (BEST_DIR if which == "best" else LATEST_DIR)
+        if not directory.is_dir() and which == "best":
+            directory = path / LATEST_DIR
+        steps = ocp.utils.checkpoint_steps(directory.absolute()) if directory.is_dir() else []
+        if not steps:
+            raise CheckpointError(f"{path} has no saved checkpoint yet (looked in {directory})")
+        return path, directory, max(steps)
+    if path.name.isdigit() and (path.parent.parent / CONFIG_FILE).is_file():
+        return path.parent.parent, path.parent, int(path.name)
+    raise CheckpointError(f"{path} is neither a run directory (with {CONFIG_FILE}) nor a checkpoint step "
+                          "directory inside one (RUN/best/<step> or RUN/checkpoints/<step>)")
+
+
+def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None, which: str = "best"
+               ) -> tuple[DFERModel, ml_collections.ConfigDict, dict[str, Any]]:
+    """A trained model (eval-ready) from a run directory or step directory, with its config and meta.
+
+    ``config``: the config the caller wants; its model must match the checkpoint's, else the error
+    names the differing settings. By default the run's own config is used.
+    """
+    run_dir, directory, step = find_checkpoint(path, which)
+    saved = load_run_config(run_dir)
+    if config is not None:
+        check_same_model(saved, config, str(run_dir))
+    config = config or saved
+    params, rest, meta = load_model_state(directory, step, config)
+    model = build_model(config.model, seed=0)
+    graphdef, _, _ = split_model(model)
+    return nnx.merge(graphdef, params, rest), config, meta
+
+
+def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDict
+                     ) -> tuple[nnx.State, nnx.State, dict[str, Any]]:
+    """params and rest of the model saved at ``directory/step``, on the default device."""
+    abstract_model = nnx.eval_shape(lambda: build_model(config.model, seed=0))
+    _, params, rest = split_model(abstract_model)
+    mngr = manager(directory, max_to_keep=1, read_only=True)
+    try:
+        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        # The optimizer state is not needed here: restore the model halves only.
+        target = {"params": _to_abstract(params), "rest": _to_abstract(rest)}
+        restored = mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=target, partial_restore=True)))["state"]
+    finally:
+        mngr.close()
+    return restored["params"], restored["rest"], meta
+
+
+def _to_abstract(tree: Any) -> Any:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -1,0 +1,380 @@
+"""The grain input pipeline: shards from data_prep -> sampled, augmented, batched model inputs.
+
+Reading (DESIGN.md): a random-access source over the indexed TFRecord shards of the configured
+splits (``records.ShardedDataSource``) and a global shuffle seeded per epoch. Each process of a
+multi-host run reads its contiguous share of every global batch, so that the processes' batches,
+concatenated in process order as ``jax.make_array_from_process_local_data`` does, are exactly the
+global batch one process would read.
+
+Sampling (as Former-DFER, which the paper follows for its 16-frame input): ``clips.segment_indices``
+cuts a clip's stored frames into 8 segments and takes 2 consecutive frames from each, at random
+offsets in training and at the segment centres at test; shorter clips repeat frames evenly.
+
+Augmentation, training only (the peers' group transforms): one random resized crop (area fraction
+``data.crop_scale``, aspect ratio ``data.crop_ratio``) and one horizontal flip with probability 1/2 for
+all frames of a clip. Key-points follow the same affine map, and the flip goes through
+``keypoints.flip_keypoints`` (mirror x, swap left/right indices), so the heat-maps, rendered from the
+transformed key-points by ``keypoints.render_heatmaps`` at the model's feature-map resolution, stay on
+their key-points. :func:`model_inputs` is the one function that turns a prepared clip's frames and
+key-points into model inputs; predict calls it too.
+
+Determinism: every random choice of an example comes from grain's per-index generator (``random_map``
+with a seed per epoch), so the batches depend only on (seed, epoch, position), not on the number of
+worker processes. The iterator's checkpointable state is ``{"epoch", "position"}`` (batches already
+taken in that epoch); resuming rebuilds the epoch's dataset and starts at that batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import grain
+import numpy as np
+
+from dferjax import keypoints as kp
+from dferjax import records
+from dferjax.clips import segment_indices
+from dferjax.models.resnet import feature_map_size
+
+INFO_FILE = "dataset_info.json"
+
+
+class DataConfigError(ValueError):
+    """The data a config points at is missing or does not fit the config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What the model consumes, and how a clip is turned into it."""
+
+    image_size: int                 # frames are resized to image_size x image_size
+    num_segments: int = 8           # a clip is cut into this many segments ...
+    frames_per_segment: int = 2     # ... each giving this many consecutive frames
+    heatmap_size: int = 7           # side of the rendered heat-maps (the backbone's feature map)
+    heatmap_sigma: float = 1.0      # Gaussian standard deviation in heat-map cells
+    crop_scale: tuple[float, float] = (0.08, 1.0)   # random resized crop: area fraction range
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # ... and aspect ratio range (w / h)
+    flip: bool = True               # random horizontal flip in training
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_segments * self.frames_per_segment
+
+    @classmethod
+    def from_config(cls, config: Any) -> InputSpec:
+        data = config.data
+        spec = cls(image_size=int(data.image_size), num_segments=int(data.num_segments),
+                   frames_per_segment=int(data.frames_per_segment),
+                   heatmap_size=feature_map_size(int(data.image_size), int(config.model.output_stride)),
+                   heatmap_sigma=float(data.heatmap_sigma), crop_scale=tuple(data.crop_scale),
+                   crop_ratio=tuple(data.crop_ratio), flip=bool(data.flip))
+        if spec.num_frames != config.model.num_frames:
+            raise DataConfigError(
+                f"data.num_segments x data.frames_per_segment = {spec.num_frames} frames, but "
+                f"model.num_frames = {config.model.num_frames}: make them agree")
+        return spec
+
+
+# --- the transform shared by training, evaluation and predict ---------------------------------
+
+def random_resized_crop(rng: np.random.Generator, height: int, width: int, scale: tuple[float, float],
+                        ratio: tuple[float, float], attempts: int = 10) -> tuple[int, int, int, int]:
+    """A crop box (x0, y0, w, h) in whole pixels, as torchvision's RandomResizedCrop chooses it.
+
+    Area fraction uniform in ``scale``, log aspect ratio uniform in ``ratio``; after ``attempts`` boxes
+    that do not fit, the largest centred box within the ratio range.
+    """
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(attempts):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+    aspect = width / height
+    if aspect < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif aspect > ratio[1]:
+        w, h = int(round(height * ratio[1])), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def model_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec,
+                 box: tuple[int, int, int, int] | None = None, flip: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (T, S, S, 3) uint8 and key-points (T, 18, 2) -> model frames, key-points, heat-maps.
+
+    ``box`` (x0, y0, w, h) crops every frame before resizing to ``spec.image_size`` (whole frame by
+    default); ``flip`` mirrors horizontally. Key-points take the same map (pixel i spans [i, i+1), so a
+    crop-and-resize is x' = (x - x0) * size / w), and the heat-maps (T, h, h, 18) float16 are rendered
+    from them at ``spec.heatmap_size``. Returns uint8 frames, float32 key-points, float16 heat-maps.
+    """
+    frames = np.asarray(frames)
+    points = np.asarray(points, np.float32)
+    height, width = frames.shape[1:3]
+    x0, y0, w, h = box if box is not None else (0, 0, width, height)
+    size = spec.image_size
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        crop = frame[y0:y0 + h, x0:x0 + w]
+        if crop.shape[:2] == (size, size):
+            out[i] = crop
+        else:
+            interp = cv2.INTER_AREA if w > size and h > size else cv2.INTER_LINEAR
+            out[i] = cv2.resize(crop, (size, size), interpolation=interp)
+    points = (points - np.array([x0, y0], np.float32)) * np.array([size / w, size / h], np.float32)
+    if flip:
+        out = np.ascontiguousarray(out[:, :, ::-1])
+        points = kp.flip_keypoints(points, size)
+    heatmaps = kp.render_heatmaps(points, (size, size), (spec.heatmap_size, spec.heatmap_size),
+                                  spec.heatmap_sigma).astype(np.float16)
+    return out, points, heatmaps
+
+
+def decode_example(data: bytes, spec: InputSpec, rng: np.random.Generator | None) -> dict[str, Any]:
+    """One shard record -> one model example; ``rng`` given = training (random frames and augmentation)."""
+    header = records.decode_example(data)
+    num_stored = len(header["frames"])
+    take = segment_indices(num_stored, spec.num_segments, spec.frames_per_segment, rng)
+    jpegs = header["frames"]
+    frames = np.stack([records.decode_jpeg(jpegs[i]) for i in take])
+    points = header["keypoints"][take]
+    box, flip = None, False
+    if rng is not None:
+        height, width = frames.shape[1:3]
+        box = random_resized_crop(rng, height, width, spec.crop_scale, spec.crop_ratio)
+        flip = bool(spec.flip and rng.random() < 0.5)
+    frames, _, heatmaps = model_inputs(frames, points, spec, box, flip)
+    return {"frames": frames, "heatmaps": heatmaps, "label": np.int32(header["label"]),
+            "valid": np.bool_(True)}
+
+
+# --- the data on disk --------------------------------------------------------------------------
+
+def read_info(data_dir: str | Path) -> dict[str, Any]:
+    """``dataset_info.json`` of a shard directory, with errors that say how to make it."""
+    path = Path(data_dir) / INFO_FILE
+    if not path.is_file():
+        raise DataConfigError(
+            f"no {INFO_FILE} in {data_dir} (config key data.dir): build the shards first, e.g. "
+            f"python -m data_prep.build --dataset dfew --root /path/to/DFEW --out {data_dir}")
+    info = json.loads(path.read_text())
+    if info.get("keypoint_definition_version") != kp.DEFINITION_VERSION:
+        raise DataConfigError(
+            f"{path}: shards use key-point definition {info.get('keypoint_definition_version')!r}, this "
+            f"dferjax uses {kp.DEFINITION_VERSION!r}; rebuild the shards with data_prep")
+    if info.get("clip_record_version") != records.CLIP_RECORD_VERSION:
+        raise DataConfigError(
+            f"{path}: clip record version {info.get('clip_record_version')!r} is not "
+            f"{records.CLIP_RECORD_VERSION}; rebuild the shards with data_prep")
+    return info
+
+
+def split_shards(data_dir: str | Path, info: dict[str, Any], splits: Sequence[str], key: str) -> list[str]:
+    """The shard files of ``splits`` (named in config key ``key``), checked to exist."""
+    files = []
+    for split in splits:
+        if split not in info["splits"]:
+            raise DataConfigError(
+                f"{key} names split {split!r}, but {Path(data_dir) / INFO_FILE} has only "
+                f"{sorted(info['splits'])}: check the config's fold/splits against the shards")
+        for shard in info["splits"][split]["shards"]:
+            if shard["records"] == 0:
+                continue
+            path = Path(data_dir) / shard["file"]
+            if not path.is_file():
+                raise DataConfigError(f"shard {path} listed in {INFO_FILE} is missing: rebuild with data_prep")
+            files.append(str(path))
+    if not files:
+        raise DataConfigError(f"{key} = {tuple(splits)} holds no records in {data_dir}")
+    return files
+
+
+def check_classes(info: dict[str, Any], num_classes: int, data_dir: str | Path) -> None:
+    """The shards' class count must be the model's (config key model.num_classes)."""
+    if info["num_classes"] != num_classes:
+        raise DataConfigError(
+            f"model.num_classes = {num_classes}, but the shards in {data_dir} have {info['num_classes']} "
+            f"classes ({', '.join(info['classes'])}): set --config.model.num_classes={info['num_classes']} "
+            "or point data.dir at the right shards")
+
+
+# --- training and evaluation datasets ----------------------------------------------------------
+
+def _epoch_seed(seed: int, epoch: int, salt: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, salt]).generate_state(1)[0])
+
+
+class _Decode(grain.transforms.Map):
+    def __init__(self, spec: InputSpec):
+        self.spec = spec
+
+    def map(self, data: bytes) -> dict[str, Any]:
+        return decode_example(data, self.spec, None)
+
+
+class _DecodeRandom(grain.transforms.RandomMap):
+    def __init__(self, spec: InputSpec):
+        self.spec = spec
+
+    def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, Any]:
+        return decode_example(data, self.spec, rng)
+
+
+def _worker_processes(it: grain.IterDataset, num_workers: int) -> grain.IterDataset:
+    """grain worker processes (data.num_workers) making examples; none for 0.
+
+    Batching happens after, in this process: grain gives each worker a strided share of the examples
+    and interleaves their outputs back in order, so batches are the same for any worker count.
+    """
+    if num_workers <= 0:
+        return it
+    from absl import flags                  # grain reads absl flags, unparsed outside absl.app
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+
+
+def _read_options(num_workers: int) -> grain.ReadOptions:
+    return grain.ReadOptions(num_threads=2 if num_workers == 0 else 1, prefetch_buffer_size=4)
+
+
+class TrainData:
+    """Training batches of one process for any epoch, from any position; see the module docstring."""
+
+    def __init__(self, source: records.ShardedDataSource, spec: InputSpec, global_batch: int, *, seed: int,
+                 process_index: int = 0, process_count: int = 1, num_workers: int = 0):
+        if global_batch % process_count:
+            raise DataConfigError(f"train.batch_size = {global_batch} is not divisible by the "
+                                  f"{process_count} processes")
+        self.source, self.spec, self.seed = source, spec, seed
+        self.global_batch, self.local_batch = global_batch, global_batch // process_count
+        self.process_index, self.process_count = process_index, process_count
+        self.num_workers = num_workers
+        self.steps_per_epoch = len(source) // global_batch
+        if self.steps_per_epoch == 0:
+            raise DataConfigError(f"train.batch_size = {global_batch} is larger than the {len(source)} "
+                                  "training clips: lower it")
+
+    def _global(self, epoch: int) -> grain.MapDataset:
+        """The epoch's examples in global order: shuffled records, each with its own random draw."""
+        ds = grain.MapDataset.source(self.source).shuffle(seed=_epoch_seed(self.seed, epoch, 0))
+        return ds[: self.steps_per_epoch * self.global_batch]
+
+    def local_positions(self) -> np.ndarray:
+        """Global positions this process reads: its contiguous share of every global batch."""
+        local = np.arange(self.steps_per_epoch * self.local_batch)
+        return ((local // self.local_batch) * self.global_batch + self.process_index * self.local_batch
+                + local % self.local_batch)
+
+    def dataset(self, epoch: int, position: int = 0) -> grain.IterDataset:
+        """This process's batches of ``epoch`` from batch ``position`` on (dicts of numpy arrays).
+
+        The random draw of an example depends on its global position only, so one process or several,
+        and any number of workers, see the same examples with the same augmentation.
+        """
+        examples = self._global(epoch).random_map(_DecodeRandom(self.spec), seed=_epoch_seed(self.seed, epoch, 1))
+        positions = self.local_positions()[position * self.local_batch:].tolist()
+        ds = grain.MapDataset.source(positions).map(_Take(examples))
+        it = _worker_processes(ds.to_iter_dataset(_read_options(self.num_workers)), self.num_workers)
+        return it.batch(self.local_batch, drop_remainder=True)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Record indices of this process's examples in ``epoch``, in the order they are read."""
+        ds = grain.MapDataset.range(len(self.source)).shuffle(seed=_epoch_seed(self.seed, epoch, 0))
+        return np.asarray([ds[int(g)] for g in self.local_positions()])
+
+
+class _Take(grain.transforms.Map):
+    """position -> the example at that position of a MapDataset (picklable for worker processes)."""
+
+    def __init__(self, dataset: grain.MapDataset):
+        self.dataset = dataset
+
+    def map(self, position: int) -> Any:
+        return self.dataset[position]
+
+
+class EvalData:
+    """Every record of the test splits once, in order, padded to whole global batches (``valid`` False)."""
+
+    def __init__(self, source: records.ShardedDataSource, spec: InputSpec, global_batch: int, *,
+                 process_index: int = 0, process_count: int = 1, num_workers: int = 0):
+        if global_batch % process_count:
+            raise DataConfigError(f"train.eval_batch_size = {global_batch} is not divisible by the "
+                                  f"{process_count} processes")
+        self.source, self.spec = source, spec
+        self.global_batch, self.local_batch = global_batch, global_batch // process_count
+        self.process_index, self.process_count = process_index, process_count
+        self.num_workers = num_workers
+        self.steps = -(-len(source) // global_batch)
+
+    def indices(self) -> np.ndarray:
+        """The record index of each example this process reads (-1 for padding), in order."""
+        padded = np.arange(self.steps * self.global_batch)
+        padded[padded >= len(self.source)] = -1
+        return padded[self.process_index::self.process_count]
+
+    def dataset(self) -> grain.IterDataset:
+        spec, source = self.spec, self.source
+        decode = _Decode(spec)
+        pad = {"frames": np.zeros((spec.num_frames, spec.image_size, spec.image_size, 3), np.uint8),
+               "heatmaps": np.zeros((spec.num_frames, spec.heatmap_size, spec.heatmap_size,
+                                     kp.NUM_KEYPOINTS), np.float16),
+               "label": np.int32(0), "valid": np.bool_(False)}
+
+        def load(index: int) -> dict[str, Any]:
+            return decode.map(source[index]) if index >= 0 else dict(pad)
+
+        ds = grain.MapDataset.source(self.indices().tolist()).map(load)
+        it = _worker_processes(ds.to_iter_dataset(_read_options(self.num_workers)), self.num_workers)
+        return it.batch(self.local_batch, drop_remainder=True)
+
+
+def prefetch(iterator: Iterator[Any], size: int = 2, transfer: Any = None) -> Iterator[Any]:
+    """Run ``iterator`` (and ``transfer`` of each item, e.g. the copy to the devices) in a thread,
+    ``size`` items ahead, so that the accelerator does not wait for the host. Errors re-raise here."""
+    items: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                items.put(transfer(item) if transfer is not None else item)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            items.put(error)
+            return
+        items.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():       # unblock a producer waiting on a full queue
+            try:
+                items.get(timeout=0.1)
+            except queue.Empty:
+                pass
