@@ -1,0 +1,229 @@
+"""Initialise the ResNet18 backbone from a PyTorch (torchvision-named) state dict on disk.
+
+Huang et al. (2024) start the backbone from pre-trained weights (ImageNet or MS-Celeb-1M face
+recognition), and such weights exist as PyTorch state dicts named like torchvision's ``resnet18``
+(``conv1.weight``, ``layer1.0.bn1.running_mean``, ``layer2.0.downsample.0.weight``, ...). Our
+``dferjax.models.resnet.ResNet18`` uses the same layer names, so the copy is one to one:
+
+* convolution ``weight`` (PyTorch O, I, kH, kW) -> ``kernel`` (Flax kH, kW, I, O);
+* BatchNorm ``weight`` -> ``scale``, ``bias`` -> ``bias``, ``running_mean`` -> ``mean``,
+  ``running_var`` -> ``var`` (the last two are ``nnx.BatchStat``, used when ``train=False``);
+* ``num_batches_tracked`` and the classifier ``fc.*`` are not used (the model's heads replace fc).
+
+The input normalisation does not need converting: torchvision models expect ImageNet-normalised
+[0, 1] images and our model applies the same normalisation to [0, 255] inputs itself.
+
+Files are read without running pickled code: ``.safetensors`` with the safetensors package,
+``.npz`` with ``allow_pickle=False``, and PyTorch pickles (``.pt``, ``.pth``, ``.bin``, ``.tar``)
+only through ``torch.load(..., weights_only=True)``, which refuses anything but tensors and plain
+containers. PyTorch is an optional dependency (``pip install 'dferjax[torch]'``), needed only for
+those pickles.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dferjax.models.resnet import ResNet18
+
+if TYPE_CHECKING:
+    from dferjax.models.dfer import DFERModel
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".tar")
+SUFFIXES = (".safetensors", ".npz") + TORCH_SUFFIXES
+
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
+"""Keys under which training scripts commonly nest the state dict of a checkpoint."""
+
+_LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
+                  "var": "running_var"}
+"""Our nnx variable name -> the PyTorch state-dict suffix it is read from."""
+
+
+def _torchvision_resnet18_keys() -> frozenset[str]:
+    """The backbone keys of torchvision's resnet18 (classifier excluded)."""
+    bn = ("weight", "bias", "running_mean", "running_var")
+    keys = {"conv1.weight", *(f"bn1.{b}" for b in bn)}
+    for stage in range(1, 5):
+        for block in range(2):
+            p = f"layer{stage}.{block}."
+            keys |= {p + "conv1.weight", p + "conv2.weight", *(p + f"bn1.{b}" for b in bn),
+                     *(p + f"bn2.{b}" for b in bn)}
+        keys |= {f"layer{stage}.0.downsample.0.weight", *(f"layer{stage}.0.downsample.1.{b}" for b in bn)}
+    keys -= {k for k in keys if k.startswith("layer1.0.downsample")}   # same width, stride 1: none
+    return frozenset(keys)
+
+
+RESNET18_KEYS = _torchvision_resnet18_keys()
+
+
+def _to_numpy(value: Any) -> np.ndarray | None:
+    """A numpy array from a numpy array or a torch tensor (half precisions widened to float32)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "numpy"):      # a torch.Tensor, without importing torch
+        tensor = value.detach().cpu()
+        if tensor.is_floating_point() and tensor.element_size() < 4:
+            tensor = tensor.float()
+        return tensor.numpy()
+    return None
+
+
+def _unwrap(obj: Any) -> Mapping[str, Any]:
+    """Descend into {"state_dict": ...} / {"model": ...} style checkpoint containers."""
+    while isinstance(obj, Mapping):
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            return obj
+        obj = inner
+    raise TypeError(f"expected a mapping of parameter names to tensors, got {type(obj).__name__}")
+
+
+def strip_prefix(state_dict: Mapping[str, Any], expected: frozenset[str] | set[str] = RESNET18_KEYS
+                 ) -> dict[str, Any]:
+    """Remove the key prefix ("module.", "backbone.", "module.encoder.", ...) that best matches ``expected``.
+
+    The prefix is chosen among the ones that turn some key into an expected one, keeping the one
+    under which most keys match; keys without that prefix are kept as they are (they end up in the
+    loader's "ignored" list). Without any improvement over the keys as given, nothing is stripped.
+    """
+    def matches(prefix: str) -> int:
+        return sum(1 for k in state_dict if k.startswith(prefix) and k[len(prefix):] in expected)
+
+    candidates = {""}
+    for key in state_dict:
+        for name in expected:
+            if key.endswith("." + name):
+                candidates.add(key[: len(key) - len(name)])
+    best = max(sorted(candidates), key=matches)
+    if not best or matches(best) <= matches(""):
+        return dict(state_dict)
+    return {(k[len(best):] if k.startswith(best) else k): v for k, v in state_dict.items()}
+
+
+def _load_torch(path: Path) -> Any:
+    try:
+        import torch
+    except ImportError as err:
+        raise ImportError(f"reading {path} needs PyTorch: pip install torch (or pip install 'dferjax[torch]'), "
+                          f"or convert the file to .safetensors where torch is installed") from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = next((line.strip() for line in str(err).splitlines() if "WeightsUnpickler error" in line), str(err))
+        raise ValueError(f"{path} holds objects other than tensors and plain containers, so it was refused "
+                         f"(torch.load with weights_only=True; loading it fully could run arbitrary code). "
+                         f"If you trust the file, re-save its state_dict, or convert it to .safetensors. "
+                         f"PyTorch said: {detail}") from err
+    except RuntimeError as err:
+        raise ValueError(f"could not read {path} with torch.load: {err}") from err
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a state dict from ``path`` (.safetensors, .npz, or a PyTorch .pt/.pth/.bin/.tar) as numpy arrays.
+
+    No pickled code is executed. Checkpoint containers ({"state_dict": ...}, {"model": ...}) are
+    unwrapped and a common key prefix ("module.", "backbone.", ...) is stripped when that makes the
+    keys torchvision ResNet18 keys. Non-tensor entries are dropped.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file {path} not found (model.backbone_weights)")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+        try:
+            raw: Any = load_file(str(path))
+        except (SafetensorError, TypeError, ValueError) as err:
+            raise ValueError(f"could not read {path} as safetensors with numpy: {err}") from err
+    elif suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                raw = {k: npz[k] for k in npz.files}
+        except ValueError as err:
+            raise ValueError(f"could not read {path} as .npz without pickle (object arrays are refused): "
+                             f"{err}") from err
+    elif suffix in TORCH_SUFFIXES:
+        raw = _load_torch(path)
+    else:
+        raise ValueError(f"{path}: unknown weights format {suffix!r}; expected one of {', '.join(SUFFIXES)}")
+    try:
+        container = _unwrap(raw)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}") from err
+    arrays = {str(k): a for k, v in container.items() if (a := _to_numpy(v)) is not None}
+    if not arrays:
+        raise ValueError(f"{path} holds no tensors (top-level keys: {sorted(map(str, container))[:10]})")
+    return strip_prefix(arrays)
+
+
+def _torch_key(path: tuple[Any, ...]) -> str:
+    """('layer2', 0, 'downsample', 1, 'mean') -> 'layer2.0.downsample.1.running_mean'."""
+    return ".".join(map(str, path[:-1] + (_LEAF_TO_TORCH[path[-1]],)))
+
+
+def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, strict: bool = True
+                          ) -> dict[str, Any]:
+    """Copy a torchvision-named ResNet18 state dict into ``backbone`` (in place) and report what was used.
+
+    ``state_dict`` maps names to numpy arrays or torch tensors (a prefix such as "module." is
+    stripped). Every array is checked before anything is written, so on an error the backbone is
+    unchanged. Raises ValueError on a shape mismatch (e.g. model.widths other than the checkpoint's)
+    and, when ``strict``, if some backbone parameter or statistic has no entry; with
+    ``strict=False`` those keep their current values and are listed under "missing". The backbone
+    may be abstract (built under ``nnx.eval_shape``): a strict load makes every variable concrete.
+    Returns {"loaded": number of arrays copied, "ignored": unused keys (fc.*, num_batches_tracked,
+    ...), "missing": backbone keys absent from the state dict}.
+    """
+    flat = list(nnx.to_flat_state(nnx.state(backbone)))
+    targets = {_torch_key(p): (p, v) for p, v in flat}
+    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
+                          set(targets))
+    missing = sorted(k for k in targets if k not in arrays)
+    if len(missing) == len(targets):
+        raise ValueError(f"none of the {len(targets)} ResNet18 backbone keys (e.g. 'conv1.weight', "
+                         f"'layer1.0.bn1.running_mean') is in the state dict, whose keys look like "
+                         f"{sorted(arrays)[:5]}; is it a torchvision-style ResNet18?")
+    if strict and missing:
+        raise ValueError(f"the state dict lacks {len(missing)} backbone keys: {', '.join(missing)}. "
+                         f"Pass strict=False to keep the current values for them.")
+    stages = (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+    widths = tuple(int(stage[0].bn2.scale.shape[0]) for stage in stages)
+    new: dict[tuple[Any, ...], Any] = {}
+    mismatched: list[str] = []
+    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):     # in the file's order
+        path, variable = targets[key]
+        value = np.asarray(arrays[key])
+        expected = tuple(variable.shape)
+        if path[-1] == "kernel":
+            expected = (expected[3], expected[2], expected[0], expected[1])     # HWIO -> OIHW
+        if value.shape != expected:
+            mismatched.append(f"{key} has shape {value.shape} but the backbone expects {expected}")
+            continue
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
+        if path[-1] == "kernel":
+            value = value.transpose(2, 3, 1, 0)                                 # OIHW -> HWIO
+        new[path] = variable.replace(jnp.asarray(value, dtype=variable.dtype))
+    if mismatched:
+        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the backbone (shapes in "
+                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. model.widths is {widths} "
+                         f"here; does it match the checkpoint's (torchvision ResNet18: (64, 128, 256, 512))?")
+    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
+    ignored = sorted(k for k in arrays if k not in targets)
+    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+
+
+def init_backbone_from(model: DFERModel, path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
+    """Load the file at ``path`` (see load_state_dict) into ``model.backbone`` (a DFERModel's ResNet18)."""
+    return load_resnet18_weights(model.backbone, load_state_dict(path), strict=strict)
