@@ -119,7 +119,11 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, aux_weight: float):
-    """state, batch -> new state, step metrics. A non-finite loss or gradient leaves the state as it was."""
+    """state, batch -> new state, step metrics.
+
+    A step whose loss, gradient or updated parameters are not finite leaves the state as it was and
+    reports ``ok`` False (checked on the host every train.log_every steps, not inside the step).
+    """
 
     def step(state: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         def loss_fn(params):
@@ -131,7 +135,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, au
         (loss, (parts, rest, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        ok = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        ok = (jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+              & jnp.isfinite(optax.tree.norm(params)))
         new = {"step": state["step"] + 1, "params": params, "rest": rest, "opt_state": opt_state}
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
         correct = jnp.sum(jnp.argmax(logits, -1) == batch["label"])
@@ -350,9 +355,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             where = (f"the last good checkpoint is step {last_saved} in {workdir / ckpt.LATEST_DIR}"
                      if last_saved is not None else "no checkpoint had been saved yet")
             raise TrainingError(
-                f"loss is {float(fetched[bad[0]]['loss'])} at step {first} (epoch {epoch + 1}); training "
-                f"stopped and that step was not applied; {where}. Lower train.learning_rate or check the "
-                f"shards in {config.data.dir}.")
+                f"step {first} (epoch {epoch + 1}) gave a non-finite loss, gradient or parameters "
+                f"(loss {float(fetched[bad[0]]['loss'])}); training stopped and that step was not applied; "
+                f"{where}. Lower train.learning_rate or check the shards in {config.data.dir}.")
         n = len(fetched)
         out = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0] if k not in ("ok", "correct")}
         out["train_accuracy"] = float(sum(m["correct"] for m in fetched)) / (n * t.batch_size)
@@ -450,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coordinator", help="host:port of process 0 (several hosts)")
     parser.add_argument("--num-processes", type=int, help="number of processes (several hosts)")
     parser.add_argument("--process-id", type=int, help="this process's index (several hosts)")
-    args, config = parse_args_with_config(parser, argv)
+    try:
+        args, config = parse_args_with_config(parser, argv)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
+        parser.error(str(error).strip('"'))
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     print(f"{jax.process_count()} process(es), {len(jax.devices())} {jax.devices()[0].platform} device(s); "
           f"workdir {args.workdir}", flush=True)

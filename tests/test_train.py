@@ -1,0 +1,250 @@
+"""Training end to end on a tiny synthetic set: results, checkpoints, resume after a kill, data
+parallelism on 4 CPU devices, two processes under jax.distributed, divergence and config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from data_prep import synthetic
+from dferjax import checkpoints as ckpt
+from dferjax import input_pipeline as ip
+from dferjax import metrics, records, train
+from dferjax.clips import PrepConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "demo.py")
+
+# The demo config shrunk further: 4 frames of 32x32 (2x2 feature map), narrow widths, batch 4.
+TINY = ["--config.data.image_size=32", "--config.data.num_segments=2", "--config.model.num_frames=4",
+        "--config.model.widths=(8,8,16,16)", "--config.model.node_dim=8", "--config.model.num_heads=2",
+        "--config.model.head_dim=8", "--config.model.mlp_dim=16", "--config.model.num_layers=1",
+        "--config.train.batch_size=4", "--config.train.eval_batch_size=4", "--config.train.epochs=2",
+        "--config.train.log_every=1", "--config.train.progress=False"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_demo")
+    synthetic.make_demo_set(out, num_train=16, num_test=7,
+                            prep=PrepConfig(image_size=48, max_frames=8, min_frames=8, heatmap_size=3),
+                            progress=False)
+    return out
+
+
+def tiny_args(shards: Path, workdir: Path, *extra: str) -> list[str]:
+    return ["--config", DEMO, *TINY, f"--config.data.dir={shards}", "--workdir", str(workdir), *extra]
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dferjax.train", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def latest_state(workdir: Path) -> tuple[int, dict]:
+    """The latest checkpoint's params and batch statistics as numpy, restored without a target."""
+    directory = workdir / ckpt.LATEST_DIR
+    mngr = ckpt.manager(directory, max_to_keep=2, read_only=True)
+    step = mngr.latest_step()
+    import orbax.checkpoint as ocp
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
+    mngr.close()
+    return step, jax.tree.map(np.asarray, {"params": state["params"], "rest": state["rest"]})
+
+
+def assert_trees_close(a, b, atol: float, rtol: float = 0.0) -> None:
+    flat_a, flat_b = jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)
+    assert len(flat_a) == len(flat_b)
+    for (path, x), y in zip(flat_a, flat_b):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=rtol, err_msg=jax.tree_util.keystr(path))
+
+
+def train_losses(workdir: Path) -> dict[int, float]:
+    lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return {x["step"]: x["loss"] for x in lines if x["kind"] == "train"}
+
+
+def test_training_writes_results_and_a_best_checkpoint_that_reproduces_them(shards, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir)) == 0
+    out = capsys.readouterr().out
+    assert "WAR" in out and "UAR" in out
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["dataset"] == "synthetic" and results["best"]["num_samples"] == 7
+    assert results["last"]["epoch"] == 2 and results["best"]["epoch"] in (1, 2)
+    lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["kind"] == "train"] == list(range(1, 9))
+    assert [x["epoch"] for x in lines if x["kind"] == "eval"] == [1, 2]
+    assert (workdir / "confusion.png").stat().st_size > 1000
+    assert any((workdir / "tb").iterdir())
+
+    # Reload the best checkpoint and evaluate it with plain (unjitted-loop) model calls.
+    model, config, meta = ckpt.load_model(workdir, which="best")
+    assert meta["best"]["epoch"] == results["best"]["epoch"]
+    spec = ip.InputSpec.from_config(config)
+    info = ip.read_info(shards)
+    source = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
+    labels, predictions = [], []
+    for i in range(len(source)):
+        example = ip.decode_example(source[i], spec, None)
+        logits = model(example["frames"][None], example["heatmaps"][None].astype(np.float32)).logits
+        predictions.append(int(np.argmax(logits)))
+        labels.append(int(example["label"]))
+    report = metrics.report(labels, predictions, info["classes"])
+    assert report["confusion"] == results["best"]["confusion"]
+
+
+def test_resume_after_kill_equals_straight_run(shards, tmp_path):
+    """6 steps straight == 3 steps, SIGKILL, 3 resumed steps: same parameters, same data (losses)."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train.main(tiny_args(shards, straight, "--config.train.max_steps=6")) == 0
+    killed = run_cli(tiny_args(shards, resumed, "--config.train.max_steps=6", "--config.train.checkpoint_every=3"),
+                     env={train.FAULT_ENV: "3"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert ckpt.manager(resumed / ckpt.LATEST_DIR, 2, read_only=True).latest_step() == 3
+    assert train.main(tiny_args(shards, resumed, "--config.train.max_steps=6",
+                                "--config.train.checkpoint_every=3")) == 0
+    step_a, state_a = latest_state(straight)
+    step_b, state_b = latest_state(resumed)
+    assert step_a == step_b == 6
+    assert_trees_close(state_a, state_b, atol=0.0)
+    assert train_losses(straight) == train_losses(resumed)
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(shards, tmp_path, capsys):
+    workdir = tmp_path / "nan"
+    # The learning rate jumps to 1e32 at epoch 2 (step 5): the parameters overflow; epoch 1 ends with a checkpoint at step 4.
+    code = train.main(tiny_args(shards, workdir, "--config.train.lr_decay_epochs=(1,)",
+                                "--config.train.lr_decay_factor=1e35"))
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "step 5" in err and "step 4" in err and "non-finite" in err
+    step, state = latest_state(workdir)
+    assert step == 4
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--config.train.nope=1"], "train.nope"),
+    (["--config.model.num_classes=11"], "model.num_classes = 11"),
+    (["--config.data.test_splits=('fold6',)"], "fold6"),
+])
+def test_bad_configs_fail_before_training(shards, tmp_path, capsys, extra, message):
+    workdir = tmp_path / "bad"
+    try:
+        code = train.main(tiny_args(shards, workdir, *extra))
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code in (1, 2)
+    assert message in capsys.readouterr().err
+    assert not (workdir / ckpt.LATEST_DIR).exists()
+
+
+def test_missing_shards_and_fold_6_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--config", str(ROOT / "configs" / "dfew.py:fold=6"), "--workdir", str(tmp_path / "w")])
+    assert "fold must be 1-5" in capsys.readouterr().err
+    code = train.main(["--config", str(ROOT / "configs" / "dfew.py:fold=2"), "--workdir", str(tmp_path / "w"),
+                       f"--config.data.dir={tmp_path / 'no_shards'}"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "dataset_info.json" in err and "data.dir" in err and "data_prep" in err
+
+
+def test_resuming_with_another_config_is_refused(shards, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=1")) == 0
+    code = train.main(tiny_args(shards, workdir, "--config.train.max_steps=2", "--config.train.learning_rate=0.01"))
+    assert code == 1
+    assert "train.learning_rate" in capsys.readouterr().err
+
+
+DATA_PARALLEL_SCRIPT = r"""
+import json, sys, numpy as np, jax, jax.numpy as jnp
+from jax.sharding import Mesh
+sys.path.insert(0, sys.argv[1])
+from tests.conftest import tiny_config
+from dferjax import checkpoints as ckpt, train
+from dferjax.models import build_model
+from dferjax.models.resnet import feature_map_size
+assert len(jax.devices()) == 4, jax.devices()
+config = tiny_config()
+config.train.learning_rate = 1e-3
+B, N, S = 8, config.model.num_frames, config.data.image_size
+h = feature_map_size(S, config.model.output_stride)
+rng = np.random.default_rng(0)
+batches = [{"frames": rng.integers(0, 256, (B, N, S, S, 3), dtype=np.uint8),
+            "heatmaps": rng.random((B, N, h, h, 18)).astype(np.float16),
+            "label": rng.integers(0, 7, B).astype(np.int32), "valid": np.ones(B, bool)} for _ in range(2)]
+results = {}
+for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+    mesh = Mesh(np.asarray(devices), ("data",))
+    graphdef, params, rest = ckpt.split_model(build_model(config.model, seed=0))
+    tx = train.make_optimizer(config, 10)
+    state = train.replicate({"step": np.int32(0), "params": params, "rest": rest,
+                             "opt_state": tx.init(params)}, mesh)
+    step = jax.jit(train.make_train_step(graphdef, tx, 0.2), donate_argnums=0)
+    losses, grads = [], None
+    for batch in batches:
+        g = train.to_global(batch, mesh)
+        assert len(g["frames"].sharding.device_set) == len(devices)
+        state, m = step(state, g)
+        losses.append(float(m["loss"]))
+    results[name] = (losses, jax.tree.map(np.asarray, {"params": state["params"], "rest": state["rest"]}))
+one, four = results["one"], results["four"]
+diff = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), one[1], four[1])
+print(json.dumps({"loss_one": one[0], "loss_four": four[0], "max_param_diff": max(jax.tree.leaves(diff))}))
+"""
+
+
+def test_four_device_step_equals_single_device_step(tmp_path):
+    """Two Adam steps on a global batch of 8, 4-way sharded vs on one device.
+
+    Tolerance: losses within 1e-5 relative; parameters and batch statistics within 5e-5 absolute
+    (float32 reductions in another order; Adam's first steps move each weight by about lr = 1e-3).
+    """
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    result = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT, str(ROOT)], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(out["loss_four"], out["loss_one"], rtol=1e-5)
+    assert out["max_param_diff"] < 5e-5, out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(shards, tmp_path):
+    """Two processes on localhost (jax.distributed, CPU collectives) run two steps like one process."""
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert train.main(tiny_args(shards, single, "--config.train.max_steps=2")) == 0
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train",
+                               *tiny_args(shards, multi, "--config.train.max_steps=2"),
+                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert "2 process(es), 2 cpu device(s)" in outputs[0]
+    step_a, state_a = latest_state(single)
+    step_b, state_b = latest_state(multi)
+    assert step_a == step_b == 2
+    assert_trees_close(state_a, state_b, atol=5e-5)
+    losses_a, losses_b = train_losses(single), train_losses(multi)
+    np.testing.assert_allclose([losses_b[s] for s in (1, 2)], [losses_a[s] for s in (1, 2)], rtol=1e-5)
