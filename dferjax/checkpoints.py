@@ -153,7 +153,10 @@ def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None
 
 def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDict
                      ) -> tuple[nnx.State, nnx.State, dict[str, Any]]:
-    """params and rest of the model saved at ``directory/step``, on the default device."""
+    """params and rest of the model saved at ``directory/step``, on the default device.
+
+    Works whatever devices the run was saved from (a multi-device or multi-host run loads on one).
+    """
     abstract_model = nnx.eval_shape(lambda: build_model(config.model, seed=0))
     _, params, rest = split_model(abstract_model)
     mngr = manager(directory, max_to_keep=1, read_only=True)
@@ -162,7 +165,8 @@ def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDi
         # The optimizer state is not needed here: restore the model halves only.
         target = {"params": _to_abstract(params), "rest": _to_abstract(rest)}
         restored = mngr.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(item=target, partial_restore=True)))["state"]
+            state=ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                         restore_args=ocp.checkpoint_utils.construct_restore_args(target))))["state"]
     finally:
         mngr.close()
     return restored["params"], restored["rest"], meta

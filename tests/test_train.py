@@ -51,14 +51,13 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: int = 6
 
 
 def latest_state(workdir: Path) -> tuple[int, dict]:
-    """The latest checkpoint's params and batch statistics as numpy, restored without a target."""
+    """The latest checkpoint's params and batch statistics as numpy arrays (on this one device)."""
     directory = workdir / ckpt.LATEST_DIR
     mngr = ckpt.manager(directory, max_to_keep=2, read_only=True)
     step = mngr.latest_step()
-    import orbax.checkpoint as ocp
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
     mngr.close()
-    return step, jax.tree.map(np.asarray, {"params": state["params"], "rest": state["rest"]})
+    params, rest, _ = ckpt.load_model_state(directory, step, ckpt.load_run_config(workdir))
+    return step, jax.tree.map(np.asarray, {"params": params, "rest": rest})
 
 
 def assert_trees_close(a, b, atol: float, rtol: float = 0.0) -> None:
@@ -178,7 +177,6 @@ from dferjax.models import build_model
 from dferjax.models.resnet import feature_map_size
 assert len(jax.devices()) == 4, jax.devices()
 config = tiny_config()
-config.train.learning_rate = 1e-3
 B, N, S = 8, config.model.num_frames, config.data.image_size
 h = feature_map_size(S, config.model.output_stride)
 rng = np.random.default_rng(0)
@@ -207,18 +205,19 @@ print(json.dumps({"loss_one": one[0], "loss_four": four[0], "max_param_diff": ma
 
 
 def test_four_device_step_equals_single_device_step(tmp_path):
-    """Two Adam steps on a global batch of 8, 4-way sharded vs on one device.
+    """Two Adam train steps on a global batch of 8: 4-way sharded over 4 CPU devices vs one device.
 
-    Tolerance: losses within 1e-5 relative; parameters and batch statistics within 5e-5 absolute
-    (float32 reductions in another order; Adam's first steps move each weight by about lr = 1e-3).
+    Tolerance: losses within 1e-6 relative, parameters and batch statistics within 1e-5 absolute
+    (float32 sums in another order; measured 1.1e-6). This test found the jnp.max gradient problem
+    documented in models/triplet_attention.z_pool (then 0.1 relative on the backbone's gradient).
     """
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     result = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT, str(ROOT)], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(out["loss_four"], out["loss_one"], rtol=1e-5)
-    assert out["max_param_diff"] < 5e-5, out
+    np.testing.assert_allclose(out["loss_four"], out["loss_one"], rtol=1e-6)
+    assert out["max_param_diff"] < 1e-5, out
 
 
 def _free_port() -> int:
@@ -245,6 +244,13 @@ def test_two_processes_match_one(shards, tmp_path):
     step_a, state_a = latest_state(single)
     step_b, state_b = latest_state(multi)
     assert step_a == step_b == 2
-    assert_trees_close(state_a, state_b, atol=5e-5)
+    # Two devices sum the gradient in another order. Adam's step lr * m / sqrt(v) turns that rounding
+    # into up to +-lr on a weight whose gradient is ~0, so: nearly every element within 1e-5, and none
+    # further than 2 steps x 2 lr.
+    lr = 1e-3
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state_a), jax.tree.leaves(state_b)):
+        diff = np.abs(a - b)
+        assert diff.max() <= 4 * lr, jax.tree_util.keystr(path)
+        assert (diff > 1e-5).mean() < 0.005, jax.tree_util.keystr(path)
     losses_a, losses_b = train_losses(single), train_losses(multi)
     np.testing.assert_allclose([losses_b[s] for s in (1, 2)], [losses_a[s] for s in (1, 2)], rtol=1e-5)
