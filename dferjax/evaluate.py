@@ -1,6 +1,11 @@
-"""Evaluation of trained models: k-fold summaries of finished training runs.
+"""Evaluation of trained models: a checkpoint on a split, and k-fold summaries of finished runs.
 
+    python -m dferjax.evaluate --checkpoint runs/dfew-1 [--which best|latest] [--splits fold1] [--data DIR]
     python -m dferjax.evaluate --summary runs/dfew-E-fold* [--which best|last] [--out PATH_PREFIX]
+
+``--checkpoint`` loads a run's best (or latest) checkpoint, evaluates it on the run's test splits (or
+``--splits``) with the same input pipeline as training, prints WAR, UAR and per-class accuracy and
+writes ``eval-<splits>.json`` and ``eval-<splits>-confusion.png`` into the run directory.
 
 DFEW and MAFW are reported as five-fold cross-validation: each fold's per-class accuracy, UAR and
 WAR, then their mean over the folds (the paper's Tables 3 and 7 give the mean). FERV39k is also
@@ -8,8 +13,7 @@ reported per scene (Table 6). The summary reads the ``results.json`` that train.
 run directory, prints a Markdown table and writes ``PATH_PREFIX.md`` and ``PATH_PREFIX.json``
 (default: ``summary.md`` / ``summary.json`` in the common parent directory of the runs).
 
-The module is organised in sections: the k-fold summary, then the command line. Evaluating a
-checkpoint on a split will join as its own section.
+The module is organised in sections: evaluating a checkpoint, the k-fold summary, the command line.
 """
 
 from __future__ import annotations
@@ -27,6 +31,55 @@ from typing import Any
 RESULTS_FILE = "results.json"
 SUMMARY_PREFIX = "summary"
 REPORT_KINDS = ("best", "last")
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluating a checkpoint on a split
+# ----------------------------------------------------------------------------------------------
+
+def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
+                        data_dir: str | None = None, batch_size: int | None = None,
+                        progress: bool = True) -> dict[str, Any]:
+    """metrics.report (plus "epoch", "step", "splits") of a run's checkpoint on ``splits``."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from dferjax import checkpoints as ckpt
+    from dferjax import input_pipeline as ip
+    from dferjax import records, train
+    from dferjax.checkpoints import split_model
+
+    model, config, meta = ckpt.load_model(checkpoint, which=which)
+    data_dir = data_dir or config.data.dir
+    splits = tuple(splits or config.data.test_splits)
+    info = ip.read_info(data_dir)
+    ip.check_classes(info, config.model.num_classes, data_dir)
+    source = records.ShardedDataSource(ip.split_shards(data_dir, info, splits, "--splits"))
+    mesh = train.make_mesh()
+    devices = len(jax.devices())
+    batch = batch_size or config.train.eval_batch_size
+    batch = max(devices, batch - batch % devices)
+    data = ip.EvalData(source, ip.InputSpec.from_config(config), batch,
+                       process_index=jax.process_index(), process_count=jax.process_count())
+    graphdef, params, rest = split_model(model)
+    state = train.replicate({"params": params, "rest": rest}, mesh)
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    step = jax.jit(train.make_eval_step(graphdef), in_shardings=(replicated, sharded), out_shardings=replicated)
+    report, _ = train.evaluate(step, state, data, mesh, train.test_metadata(source), list(info["classes"]),
+                               progress)
+    return {**report, "epoch": (meta.get("last") or {}).get("epoch"), "splits": list(splits),
+            "checkpoint": str(checkpoint), "which": which}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """WAR, UAR and per-class accuracy of one report as a small Markdown table."""
+    names = list(report["per_class"])
+    head = "| " + " | ".join(names + ["UAR", "WAR"]) + " |"
+    rule = "|" + "---|" * (len(names) + 2)
+    row = "| " + " | ".join([_pct(report["per_class"][n]) for n in names]
+                            + [_pct(report["uar"]), _pct(report["war"])]) + " |"
+    return "\n".join([head, rule, row])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,14 +339,38 @@ def main(argv: list[str] | None = None) -> int:
                         help="training run directories (each with results.json) to summarise, "
                              "e.g. runs/dfew-E-fold*")
     parser.add_argument("--which", choices=REPORT_KINDS, default="best",
-                        help="which report of each run: the best epoch or the last (default: best)")
+                        help="which report of each run (--summary) or checkpoint (--checkpoint; last = the "
+                             "latest): the best epoch or the last (default: best)")
     parser.add_argument("--out", metavar="PATH_PREFIX",
                         help="write PATH_PREFIX.md and PATH_PREFIX.json (default: summary.md / "
                              "summary.json in the common parent directory of the runs)")
+    parser.add_argument("--checkpoint", metavar="RUN_OR_STEP_DIR",
+                        help="evaluate this run's checkpoint (a run directory or RUN/best/<step>)")
+    parser.add_argument("--splits", nargs="+", help="shard splits to evaluate on (default: the run's test splits)")
+    parser.add_argument("--data", metavar="DIR", help="shard directory (default: the run's data.dir)")
     args = parser.parse_args(argv)
+    if args.checkpoint:
+        from dferjax.checkpoints import CheckpointError
+        from dferjax.input_pipeline import DataConfigError
+        which = "latest" if args.which == "last" else "best"
+        try:
+            report = evaluate_checkpoint(args.checkpoint, which, args.splits, args.data)
+        except (CheckpointError, DataConfigError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        from dferjax.checkpoints import find_checkpoint
+        from dferjax.plots import plot_confusion
+        run_dir = find_checkpoint(args.checkpoint, which)[0]
+        name = "eval-" + "+".join(report["splits"])
+        (run_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        plot_confusion(report["confusion"], report["class_names"], run_dir / f"{name}-confusion.png")
+        print(format_report(report))
+        print(f"{report['num_samples']} clips of {', '.join(report['splits'])}: WAR {_pct(report['war'])}  "
+              f"UAR {_pct(report['uar'])}; wrote {run_dir / (name + '.json')}")
+        return 0
     if not args.summary:
-        parser.error("nothing to do: pass --summary RUN_DIR [RUN_DIR ...] to summarise finished "
-                     "training runs (evaluating a checkpoint is not available yet)")
+        parser.error("nothing to do: pass --checkpoint RUN to evaluate a checkpoint or --summary RUN_DIR "
+                     "[RUN_DIR ...] to summarise finished training runs")
 
     run_dirs = []
     for item in args.summary:

@@ -101,6 +101,14 @@ def test_training_writes_results_and_a_best_checkpoint_that_reproduces_them(shar
     report = metrics.report(labels, predictions, info["classes"])
     assert report["confusion"] == results["best"]["confusion"]
 
+    # The evaluate command gives the same numbers from the checkpoint.
+    from dferjax import evaluate
+    assert evaluate.main(["--checkpoint", str(workdir)]) == 0
+    written = json.loads((workdir / "eval-test.json").read_text())
+    assert written["confusion"] == results["best"]["confusion"] and written["war"] == results["best"]["war"]
+    assert (workdir / "eval-test-confusion.png").is_file()
+    assert "WAR" in capsys.readouterr().out
+
 
 def test_resume_after_kill_equals_straight_run(shards, tmp_path):
     """6 steps straight == 3 steps, SIGKILL, 3 resumed steps: same parameters, same data (losses)."""
