@@ -268,9 +268,10 @@ class TrainData:
             raise DataConfigError(f"train.batch_size = {global_batch} is larger than the {len(source)} "
                                   "training clips: lower it")
 
-    def _global(self, epoch: int) -> grain.MapDataset:
-        """The epoch's examples in global order: shuffled records, each with its own random draw."""
-        ds = grain.MapDataset.source(self.source).shuffle(seed=_epoch_seed(self.seed, epoch, 0))
+    def _global(self, epoch: int, source: Any = None) -> grain.MapDataset:
+        """The epoch's records (of ``source``, default the shards) in global, shuffled order."""
+        source = self.source if source is None else source
+        ds = grain.MapDataset.source(source).shuffle(seed=_epoch_seed(self.seed, epoch, 0))
         return ds[: self.steps_per_epoch * self.global_batch]
 
     def local_positions(self) -> np.ndarray:
@@ -293,7 +294,7 @@ class TrainData:
 
     def order(self, epoch: int) -> np.ndarray:
         """Record indices of this process's examples in ``epoch``, in the order they are read."""
-        ds = grain.MapDataset.range(len(self.source)).shuffle(seed=_epoch_seed(self.seed, epoch, 0))
+        ds = self._global(epoch, range(len(self.source)))
         return np.asarray([ds[int(g)] for g in self.local_positions()])
 
 
@@ -321,11 +322,12 @@ class EvalData:
         self.num_workers = num_workers
         self.steps = -(-len(source) // global_batch)
 
-    def indices(self) -> np.ndarray:
-        """The record index of each example this process reads (-1 for padding), in order."""
+    def indices(self, process_index: int | None = None) -> np.ndarray:
+        """The record index of each example a process (this one by default) reads, -1 for padding."""
         padded = np.arange(self.steps * self.global_batch)
         padded[padded >= len(self.source)] = -1
-        return padded[self.process_index::self.process_count]
+        process = self.process_index if process_index is None else process_index
+        return padded[process::self.process_count]
 
     def dataset(self) -> grain.IterDataset:
         spec, source = self.spec, self.source

@@ -240,9 +240,7 @@ def evaluate(eval_step, state: Any, data: ip.EvalData, mesh: Mesh, meta: dict[st
     num = len(data.source)
     logits = np.zeros((num, len(class_names)), np.float32)
     embeddings = None
-    per_process = [ip.EvalData(data.source, data.spec, data.global_batch, process_index=p,
-                               process_count=data.process_count).indices()
-                   for p in range(data.process_count)]
+    per_process = [data.indices(p) for p in range(data.process_count)]
     batches = ip.prefetch(iter(data.dataset()), 2, lambda b: to_global(b, mesh))
     b = data.local_batch
     for s, batch in enumerate(tqdm(batches, total=data.steps, desc="eval", leave=False, disable=not progress)):
