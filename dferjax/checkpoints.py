@@ -29,6 +29,8 @@ from flax import nnx
 from dferjax.models import DFERModel, build_model
 
 CONFIG_FILE = "config.json"
+DATA_FILE = "data.json"
+"""What a run needs to know of its data to be used on new clips: classes, PrepConfig, JPEG quality."""
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
 
@@ -55,6 +57,29 @@ def load_run_config(run_dir: str | Path) -> ml_collections.ConfigDict:
         raise CheckpointError(f"{path} not found: {run_dir} is not a dferjax run directory "
                               "(python -m dferjax.train --workdir makes one)")
     return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+
+
+def save_data_info(workdir: str | Path, info: dict[str, Any]) -> None:
+    """Keep the shards' clip preparation with the run, so predict prepares new clips identically."""
+    keep = {k: info.get(k) for k in ("dataset", "classes", "prep", "jpeg_quality", "clip_record_version",
+                                     "keypoint_definition_version")}
+    path = Path(workdir) / DATA_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
+
+
+def load_data_info(run_dir: str | Path, config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+    """The run's ``data.json``; for runs without one, the ``dataset_info.json`` of its ``data.dir``."""
+    path = Path(run_dir) / DATA_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    config = config or load_run_config(run_dir)
+    fallback = Path(config.data.dir) / "dataset_info.json"
+    if fallback.is_file():
+        return json.loads(fallback.read_text())
+    raise CheckpointError(f"{path} not found, nor the run's data ({fallback}): the clip preparation the "
+                          "model was trained with is unknown. Copy the training set's dataset_info.json "
+                          f"to {path}")
 
 
 def _tuples(value: Any) -> Any:

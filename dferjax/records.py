@@ -828,13 +828,10 @@ def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpe
     (T, 18, 2) in crop pixels, heatmaps float16 (T, h, w, 18), sources int8 (T,) faces.FaceSource,
     frame_indices int32 (T,), num_source_frames, fps, notes (list of str), version.
     """
-    jpegs = []
-    for frame in clip.frames:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]),
-                               [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-        if not ok:
-            raise ValueError(f"clip {clip_id}: JPEG encoding of a frame failed")
-        jpegs.append(buf.tobytes())
+    try:
+        jpegs = [encode_jpeg(frame, jpeg_quality) for frame in clip.frames]
+    except ValueError as error:
+        raise ValueError(f"clip {clip_id}: {error}") from None
     return encode_example({
         "version": CLIP_RECORD_VERSION,
         "clip_id": clip_id, "label": int(label), "split": split, "scene": scene,
@@ -847,6 +844,14 @@ def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpe
         "fps": float(clip.fps),
         "notes": list(clip.notes),
     })
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of an RGB uint8 image, as the shards store frames."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding of a frame failed")
+    return buf.tobytes()
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:

@@ -322,6 +322,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
               flush=True)
     elif main_process:
         ckpt.save_config(workdir, config)
+    if main_process:
+        ckpt.save_data_info(workdir, data["info"])
     step = int(jax.device_get(state["step"]))
     logger = Logger(workdir, step, main_process)
     schedule = learning_rate_schedule(config, steps_per_epoch)

@@ -307,12 +307,26 @@ def test_empty_clip_and_bad_arguments():
         faces.crop_faces([_gradient()], np.zeros((2, 4)), 8)
 
 
-def test_missing_model_file_names_the_package(monkeypatch):
-    import face_recognition_models
+def test_missing_model_file_names_the_package(monkeypatch, tmp_path):
+    import importlib.util
 
-    monkeypatch.setattr(face_recognition_models, "pose_predictor_model_location", lambda: "/nonexistent/x.dat")
+    # A face_recognition_models package without its models folder.
+    (tmp_path / "face_recognition_models").mkdir()
+    (tmp_path / "face_recognition_models" / "__init__.py").write_text("")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: real_find_spec(name, *a)
+                        if name != "face_recognition_models" else
+                        importlib.util.spec_from_file_location(name, tmp_path / name / "__init__.py"))
     with pytest.raises(faces.FaceModelError, match="face_recognition_models"):
         faces.predictor_model_path()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(faces.FaceModelError, match="pip install face_recognition_models"):
+        faces.predictor_model_path()
+
+
+def test_model_found_without_pkg_resources():
+    # face_recognition_models' own __init__ needs pkg_resources (gone from setuptools >= 81).
+    assert faces.predictor_model_path().endswith("shape_predictor_68_face_landmarks.dat")
 
 
 # ---------------------------------------------------------------------------------------------

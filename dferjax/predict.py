@@ -1,0 +1,511 @@
+"""Expression of the face in a video or frame folder, from a trained run.
+
+    python -m dferjax.predict --checkpoint RUN_OR_STEP_DIR VIDEO_OR_FRAME_FOLDER [...]
+        [--json] [--window SECONDS [--stride SECONDS]] [--annotate OUT.mp4|OUT.png] [--batch-size N]
+
+Every input goes through the clip preparation the run's training shards were built with
+(``clips.prepare_clip`` with the run's PrepConfig, kept in ``RUN/data.json``): the same frame choice,
+face box, 18 key-points, JPEG round trip and segment sampling (``input_pipeline.clip_inputs``) as
+the test split of training (Sec. 4.2 of the paper: 16 frames, 8 segments x 2). The model (Eqs. 1-13)
+is loaded once and run over all inputs in fixed-size batches on the default JAX device (an
+accelerator when one is present).
+
+Output per input: the most probable expression and the probability of each class (softmax of the
+temporal classifier's v_class, Eq. 12), as a table or, with ``--json``, one JSON object per line.
+``--window`` adds a timeline: the video cut into windows of that many seconds (overlapping by
+``--stride``), each prepared and classified as a clip of its own, covering the whole video.
+``--annotate`` draws the face box, the 18 key-points and the probabilities into a copy of the video
+(.mp4, .avi) or a contact sheet of the model's input frames (.png, .jpg).
+
+Exit status: 0 when every input was classified; 2 when some input has no face in any sampled frame
+(the message names it); 1 when an input cannot be read or the checkpoint cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dferjax import checkpoints as ckpt
+from dferjax import clips, faces
+from dferjax import input_pipeline as ip
+from dferjax import keypoints as kp
+from dferjax.config import load_config
+from dferjax.labels import class_names as default_class_names
+
+EXIT_NO_FACE = 2
+EXIT_ERROR = 1
+VIDEO_OUT = (".mp4", ".avi")
+IMAGE_OUT = (".png", ".jpg", ".jpeg")
+DEFAULT_FPS = 25.0
+
+
+@dataclass
+class Window:
+    """One window of a timeline: source frames [start, stop), its result or why it has none."""
+
+    start: int
+    stop: int
+    start_s: float
+    end_s: float
+    probabilities: np.ndarray | None = None
+    error: str | None = None
+    clip: clips.PreparedClip | None = None
+
+
+@dataclass
+class Prediction:
+    """The result for one input: clip-level probabilities, the timeline, notes, or the error."""
+
+    source: str
+    probabilities: np.ndarray | None = None
+    clip: clips.PreparedClip | None = None
+    take: np.ndarray | None = None           # stored frames the model saw (clip-level)
+    inputs: tuple[np.ndarray, np.ndarray] | None = None   # model frames and key-points (contact sheet)
+    windows: list[Window] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    no_face: bool = False
+    num_frames: int = 0
+    fps: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+
+class Predictor:
+    """A trained model, loaded once, with the run's clip preparation and input spec."""
+
+    def __init__(self, checkpoint: str | Path, which: str = "best", config_spec: str | None = None,
+                 batch_size: int = 8):
+        run_dir, directory, step = ckpt.find_checkpoint(checkpoint, which)
+        wanted = load_config(config_spec) if config_spec else None
+        self.model, self.config, self.meta = ckpt.load_model(checkpoint, wanted, which)
+        data_info = ckpt.load_data_info(run_dir, self.config)
+        prep = dict(data_info.get("prep") or {})
+        self.prep = clips.PrepConfig(**prep)
+        self.jpeg_quality = int(data_info.get("jpeg_quality") or 95)
+        self.spec = ip.InputSpec.from_config(self.config)
+        num_classes = int(self.config.model.num_classes)
+        self.class_names = list(data_info.get("classes") or default_class_names(num_classes))
+        if len(self.class_names) != num_classes:
+            raise ckpt.CheckpointError(f"{run_dir}/{ckpt.DATA_FILE} names {len(self.class_names)} classes but the "
+                                       f"model has {num_classes}")
+        self.checkpoint = f"{directory}/{step}"
+        self.batch_size = max(1, int(batch_size))
+        graphdef, state = nnx.split(self.model)
+        self._state = state
+
+        @jax.jit
+        def forward(state, frames, heatmaps):
+            model = nnx.merge(graphdef, state)
+            logits = model(frames, heatmaps, train=False).logits
+            return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+        self._forward = forward
+
+    def describe(self) -> str:
+        best = self.meta.get("best") or {}
+        war = f", WAR {100 * best['war']:.2f}% at epoch {best.get('epoch')}" if "war" in best else ""
+        return (f"checkpoint {self.checkpoint}{war}; {len(self.class_names)} classes; "
+                f"{jax.devices()[0].platform} device")
+
+    def prepare(self, source: str | Path, frame_range: tuple[int, int] | None = None) -> clips.PreparedClip:
+        return clips.prepare_clip(source, self.prep, frame_range)
+
+    def inputs(self, clip: clips.PreparedClip) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return ip.clip_inputs(clip.frames, clip.keypoints, self.spec, self.jpeg_quality)
+
+    def probabilities(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, K) of N model inputs, in batches of ``batch_size`` (one compiled shape)."""
+        out = []
+        b = self.batch_size
+        for i in range(0, len(frames), b):
+            f = np.stack(frames[i:i + b])
+            h = np.stack(heatmaps[i:i + b])
+            n = len(f)
+            if n < b:        # pad the last batch so every call has the compiled shape
+                f = np.concatenate([f, np.repeat(f[-1:], b - n, axis=0)])
+                h = np.concatenate([h, np.repeat(h[-1:], b - n, axis=0)])
+            out.append(np.asarray(self._forward(self._state, f, h))[:n])
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+
+def window_ranges(num_frames: int, fps: float, window_s: float, stride_s: float) -> list[tuple[int, int]]:
+    """Frame ranges [start, stop) of windows of ``window_s`` seconds every ``stride_s`` seconds.
+
+    They cover every frame: the last window ends at the last frame (it may overlap its predecessor
+    more), and a clip shorter than one window is one window.
+    """
+    if window_s <= 0 or stride_s <= 0:
+        raise ValueError("--window and --stride must be positive numbers of seconds")
+    length = max(1, int(round(window_s * fps)))
+    step = max(1, int(round(stride_s * fps)))
+    if num_frames <= length:
+        return [(0, num_frames)]
+    starts = list(range(0, num_frames - length + 1, step))
+    if starts[-1] + length < num_frames:
+        starts.append(num_frames - length)
+    return [(s, s + length) for s in starts]
+
+
+def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float | None = None,
+            stride_s: float | None = None, default_fps: float = DEFAULT_FPS, progress: bool = False
+            ) -> list[Prediction]:
+    """Prepare every input (and its windows), then classify all of them in batches."""
+    results: list[Prediction] = []
+    pending: list[tuple[Prediction | Window, np.ndarray, np.ndarray]] = []
+    for source in sources:
+        result = Prediction(str(source))
+        results.append(result)
+        try:
+            clip = predictor.prepare(source)
+        except clips.NoFaceError as error:
+            result.error, result.no_face = str(error), True
+            continue
+        except clips.ClipError as error:
+            result.error = str(error)
+            continue
+        result.clip, result.notes = clip, list(clip.notes)
+        result.num_frames = clip.num_source_frames
+        result.fps = clip.fps if clip.fps > 0 else default_fps
+        if clip.fps <= 0:
+            result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
+        frames, points, heatmaps, take = predictor.inputs(clip)
+        result.take, result.inputs = take, (frames, points)
+        pending.append((result, frames, heatmaps))
+        if window_s:
+            for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
+                window = Window(start, stop, start / result.fps, stop / result.fps)
+                result.windows.append(window)
+                try:
+                    window.clip = predictor.prepare(source, (start, stop))
+                except clips.ClipError as error:
+                    window.error = error.reason
+                    continue
+                w_frames, _, w_heatmaps, _ = predictor.inputs(window.clip)
+                pending.append((window, w_frames, w_heatmaps))
+        if progress:
+            print(f"prepared {source} ({len(result.windows)} windows)", file=sys.stderr, flush=True)
+    probs = predictor.probabilities([p[1] for p in pending], [p[2] for p in pending])
+    for (item, _, _), p in zip(pending, probs):
+        item.probabilities = p
+    return results
+
+
+# --- output ------------------------------------------------------------------------------------
+
+def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
+    def probs(p: np.ndarray) -> dict[str, float]:
+        return {name: round(float(v), 6) for name, v in zip(class_names, p)}
+
+    if result.error:
+        return {"input": result.source, "error": result.error, "no_face": result.no_face}
+    out: dict[str, Any] = {"input": result.source, "label": class_names[int(np.argmax(result.probabilities))],
+                           "probabilities": probs(result.probabilities), "frames": result.num_frames,
+                           "fps": round(result.fps, 4), "duration_s": round(result.duration_s, 4),
+                           "notes": result.notes}
+    if result.windows:
+        out["windows"] = []
+        for w in result.windows:
+            entry: dict[str, Any] = {"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
+                                     "start_frame": w.start, "end_frame": w.stop}
+            if w.probabilities is not None:
+                entry.update(label=class_names[int(np.argmax(w.probabilities))], probabilities=probs(w.probabilities))
+            else:
+                entry["error"] = w.error
+            out["windows"].append(entry)
+    return out
+
+
+def format_table(results: Sequence[Prediction], class_names: Sequence[str]) -> str:
+    """The human-readable table: one row per input (and per window), probabilities in columns."""
+    widths = [max(len(n), 6) for n in class_names]
+    name_w = min(max([len(Path(r.source).name) for r in results] + [5]), 40)
+    label_w = max(len(n) for n in class_names)
+    header = f"{'input':<{name_w}}  {'expression':<{label_w}}  " + "  ".join(
+        f"{n:>{w}}" for n, w in zip(class_names, widths))
+    lines = [header, "-" * len(header)]
+
+    def row(first: str, p: np.ndarray) -> str:
+        return (f"{first:<{name_w}}  {class_names[int(np.argmax(p))]:<{label_w}}  "
+                + "  ".join(f"{v:>{w}.3f}" for v, w in zip(p, widths)))
+
+    for r in results:
+        name = Path(r.source).name[-name_w:]
+        if r.error:
+            lines.append(f"{name:<{name_w}}  error: {r.error}")
+            continue
+        lines.append(row(name, r.probabilities))
+        for w in r.windows:
+            span = f"  {w.start_s:6.2f}-{w.end_s:6.2f} s"
+            lines.append(row(span, w.probabilities) if w.probabilities is not None
+                         else f"{span:<{name_w}}  {w.error}")
+        lines.extend(f"  note: {note}" for note in r.notes)
+    return "\n".join(lines)
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+# One colour per key-point group (BGR for OpenCV): brows, eyes, nose, mouth, cheeks.
+_GROUP_OF = {i: g for g, idx in enumerate(([0, 1, 2, 5, 6, 7], [3, 4, 8, 9], [10, 11], [12, 13, 14, 15], [16, 17]))
+             for i in idx}
+_COLOURS = [(0, 200, 255), (255, 160, 0), (0, 255, 0), (80, 80, 255), (255, 0, 255)]
+
+
+def _draw_points(image: np.ndarray, points: np.ndarray, radius: int, filled: bool = True) -> None:
+    for i, (x, y) in enumerate(np.asarray(points)):
+        if np.isfinite(x) and np.isfinite(y):
+            cv2.circle(image, (int(round(x)), int(round(y))), radius, _COLOURS[_GROUP_OF[i]],
+                       -1 if filled else max(1, radius // 2), cv2.LINE_AA)
+
+
+def _draw_bars(image: np.ndarray, probs: np.ndarray | None, class_names: Sequence[str], title: str = "") -> None:
+    """Class probabilities as horizontal bars in the top-left corner, over a dark translucent panel."""
+    h, w = image.shape[:2]
+    row = max(10, min(22, h // (2 * (len(class_names) + 1))))
+    scale = row / 30.0
+    text_w = int(max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for n in class_names)) + 6
+    bar_w = max(20, min(w // 4, 160))
+    rows = len(class_names) + (1 if title else 0)
+    x1, y1 = min(w, text_w + bar_w + 12), min(h, rows * row + 8)
+    panel = image[0:y1, 0:x1]
+    panel[:] = (panel * 0.45).astype(np.uint8)
+    y = 4
+    if title:
+        cv2.putText(image, title, (4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        y += row
+    best = int(np.argmax(probs)) if probs is not None else -1
+    for k, name in enumerate(class_names):
+        colour = (0, 255, 255) if k == best else (230, 230, 230)
+        cv2.putText(image, name, (4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        if probs is not None:
+            cv2.rectangle(image, (text_w, y + 2), (text_w + int(round(bar_w * float(probs[k]))), y + row - 2),
+                          colour, -1)
+        cv2.rectangle(image, (text_w, y + 2), (text_w + bar_w, y + row - 2), (120, 120, 120), 1)
+        y += row
+
+
+def frame_tracks(result: Prediction, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face square (F, 4) and key-points (F, 18, 2) in frame pixels for every source frame, and a mask
+    of the frames the preparation sampled; frames in between are interpolated linearly (held at the ends)."""
+    known: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for clip in [result.clip] + [w.clip for w in result.windows]:
+        if clip is None or clip.boxes is None:
+            continue
+        size = clip.frames.shape[1]
+        squares = faces.crop_squares(clip.boxes)
+        points = faces.crop_to_frame(clip.keypoints, clip.boxes, size)
+        for i, f in enumerate(clip.frame_indices):
+            known[int(f)] = (squares[i], points[i])
+    boxes = np.full((num_frames, 4), np.nan, np.float32)
+    points = np.full((num_frames, kp.NUM_KEYPOINTS, 2), np.nan, np.float32)
+    sampled = np.zeros(num_frames, bool)
+    if not known:
+        return boxes, points, sampled
+    idx = np.array(sorted(k for k in known if 0 <= k < num_frames))
+    if len(idx) == 0:
+        return boxes, points, sampled
+    kb = np.stack([known[i][0] for i in idx])
+    kpts = np.stack([known[i][1] for i in idx]).reshape(len(idx), -1)
+    frames = np.arange(num_frames)
+    for c in range(4):
+        boxes[:, c] = np.interp(frames, idx, kb[:, c])
+    flat = np.stack([np.interp(frames, idx, kpts[:, c]) for c in range(kpts.shape[1])], axis=1)
+    points[:] = flat.reshape(num_frames, kp.NUM_KEYPOINTS, 2)
+    sampled[idx] = True
+    return boxes, points, sampled
+
+
+def _probabilities_at(result: Prediction, frame: int) -> tuple[np.ndarray | None, str]:
+    """The probabilities shown on ``frame``: the window centred nearest to it, else the clip's."""
+    best, best_d = None, math.inf
+    for w in result.windows:
+        if w.probabilities is not None and w.start <= frame < w.stop:
+            d = abs((w.start + w.stop) / 2 - frame)
+            if d < best_d:
+                best, best_d = w, d
+    if best is not None:
+        return best.probabilities, f"{best.start_s:.1f}-{best.end_s:.1f} s"
+    return result.probabilities, "whole clip"
+
+
+def _frames_of(source: str) -> tuple[Any, float]:
+    """An iterator over the BGR frames of a video or frame folder, and its frame rate (0 if unknown)."""
+    path = Path(source)
+    if path.is_dir():
+        def folder():
+            for file in clips.frame_files(path):
+                image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+                if image is not None:
+                    yield image
+        return folder(), 0.0
+    cap = cv2.VideoCapture(str(path))
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def video():
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+    return video(), fps
+
+
+def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[str]) -> Path:
+    """A copy of the input video with the face square, the 18 key-points and the probability bars.
+
+    Same frame count, size and frame rate as the input. Key-points are drawn filled on the frames the
+    preparation sampled, as rings on frames in between (interpolated). The bars show the window
+    centred nearest to the frame (with --window), else the clip-level result.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frames, fps = _frames_of(result.source)
+    boxes, points, sampled = frame_tracks(result, result.num_frames)
+    writer = None
+    count = 0
+    try:
+        for i, frame in enumerate(frames):
+            if writer is None:
+                h, w = frame.shape[:2]
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
+                writer = cv2.VideoWriter(str(out), fourcc, fps if fps > 0 else result.fps, (w, h))
+                if not writer.isOpened():
+                    raise OSError(f"cannot write {out}: OpenCV has no writer for {out.suffix} here")
+            radius = max(1, round(min(frame.shape[:2]) / 200))
+            if i < len(boxes) and np.all(np.isfinite(boxes[i])):
+                x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
+                cv2.rectangle(frame, (x0, y0), (x1, y1), (0, 255, 0), max(1, radius), cv2.LINE_AA)
+                _draw_points(frame, points[i], radius + 1, filled=bool(sampled[i]))
+            probs, span = _probabilities_at(result, i)
+            _draw_bars(frame, probs, class_names, span)
+            writer.write(frame)
+            count += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        raise OSError(f"{result.source}: no frame could be read to annotate")
+    return out
+
+
+def contact_sheet(result: Prediction, out: str | Path, class_names: Sequence[str], columns: int = 8,
+                  tile: int = 160) -> Path:
+    """The model's input frames with their key-points, in a grid, under a line with the result."""
+    frames, points = result.inputs
+    columns = min(columns, len(frames))
+    size = frames.shape[1]
+    scale = tile / size
+    rows = math.ceil(len(frames) / columns)
+    header = 28
+    sheet = np.full((header + rows * tile, columns * tile, 3), 255, np.uint8)
+    for i, (frame, pts) in enumerate(zip(frames, points)):
+        image = cv2.resize(np.ascontiguousarray(frame[..., ::-1]), (tile, tile), interpolation=cv2.INTER_LINEAR)
+        _draw_points(image, pts * scale, max(2, tile // 60))
+        r, c = divmod(i, columns)
+        sheet[header + r * tile:header + (r + 1) * tile, c * tile:(c + 1) * tile] = image
+        stored = int(result.clip.frame_indices[result.take[i]])
+        cv2.putText(sheet, f"{stored}", (c * tile + 4, header + r * tile + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    p = result.probabilities
+    order = np.argsort(p)[::-1][:3]
+    text = f"{Path(result.source).name}: " + ", ".join(f"{class_names[k]} {p[k]:.2f}" for k in order)
+    cv2.putText(sheet, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), sheet):
+        raise OSError(f"cannot write {out}")
+    return out
+
+
+def annotation_path(out: str | Path, source: str, several: bool) -> Path:
+    """``out`` for one input; ``out``'s stem + '-' + the input's name for several."""
+    out = Path(out)
+    if not several:
+        return out
+    return out.with_name(f"{out.stem}-{Path(source).stem}{out.suffix}")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dferjax.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="run directory (its best checkpoint) or a step "
+                                                            "directory (RUN/best/<step>, RUN/checkpoints/<step>)")
+    parser.add_argument("inputs", nargs="+", help="video files or folders of frame images")
+    parser.add_argument("--which", choices=("best", "latest"), default="best",
+                        help="for a run directory: its best checkpoint (default) or the latest")
+    parser.add_argument("--config", help="PATH[:ARG] of a config the checkpoint must match (else the run's own)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
+    parser.add_argument("--window", type=float, help="also classify windows of this many seconds (a timeline)")
+    parser.add_argument("--stride", type=float, help="seconds between window starts (default: half a window)")
+    parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                        help=f"frame rate assumed for frame folders (default {DEFAULT_FPS:g})")
+    parser.add_argument("--annotate", metavar="OUT", help="write an annotated copy: OUT.mp4/.avi (the video) or "
+                                                          "OUT.png/.jpg (contact sheet); several inputs: OUT-<input>")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per model call (default 8)")
+    args = parser.parse_args(argv)
+    if args.annotate and Path(args.annotate).suffix.lower() not in VIDEO_OUT + IMAGE_OUT:
+        parser.error(f"--annotate {args.annotate}: use a name ending in one of {', '.join(VIDEO_OUT + IMAGE_OUT)}")
+    if args.stride and not args.window:
+        parser.error("--stride needs --window")
+    if (args.window is not None and args.window <= 0) or (args.stride is not None and args.stride <= 0):
+        parser.error("--window and --stride must be positive numbers of seconds")
+    start = time.perf_counter()
+    try:
+        predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size)
+    except (ckpt.CheckpointError, ip.DataConfigError, FileNotFoundError, ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.json:
+        print(predictor.describe(), flush=True)
+    results = predict(predictor, args.inputs, args.window, args.stride, args.fps, progress=not args.json)
+    names = predictor.class_names
+    if args.json:
+        for r in results:
+            print(json.dumps(to_json(r, names)), flush=True)
+    else:
+        print(format_table(results, names))
+    status = 0
+    for r in results:
+        if r.error:
+            print(f"error: {r.error}", file=sys.stderr)
+            status = EXIT_NO_FACE if r.no_face else (status or EXIT_ERROR)
+            continue
+        if args.annotate:
+            path = annotation_path(args.annotate, r.source, len(args.inputs) > 1)
+            try:
+                if path.suffix.lower() in VIDEO_OUT:
+                    annotate_video(r, path, names)
+                else:
+                    contact_sheet(r, path, names)
+            except OSError as error:
+                print(f"error: {error}", file=sys.stderr)
+                status = status or EXIT_ERROR
+                continue
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    if not args.json:
+        done = sum(r.error is None for r in results)
+        print(f"{done} of {len(results)} inputs classified in {time.perf_counter() - start:.1f} s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""predict on the real videos of ../shared/testdata with a tiny model trained here; its inputs against
+the training pipeline's; timelines, annotation, faults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from data_prep import synthetic
+from dferjax import checkpoints as ckpt
+from dferjax import faces
+from dferjax import input_pipeline as ip
+from dferjax import predict, records, train
+from dferjax.clips import PrepConfig
+
+from .conftest import TESTDATA
+from .test_train import tiny_args
+
+needs_testdata = pytest.mark.skipif(not TESTDATA.is_dir(),
+                                    reason=f"real test media not found at {TESTDATA} (the team's shared/ folder)")
+VIDEOS = TESTDATA / "videos"
+WITH_FACE = ["single_face.mp4", "fer_test.mp4", "woman2.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov"]
+PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8, heatmap_size=3)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict_demo")
+    synthetic.make_demo_set(out, num_train=8, num_test=7, prep=PREP, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(shards, tmp_path_factory):
+    """A tiny model trained for 2 steps (its weights are not meant to be good, only real)."""
+    workdir = tmp_path_factory.mktemp("predict_run") / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.epochs=1")) == 0
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    return predict.Predictor(run)
+
+
+def test_inputs_equal_the_test_pipeline_on_the_same_clip(shards, run, predictor):
+    """A clip prepared outside the shards gets exactly what the evaluation reads from its record."""
+    assert json.loads((run / ckpt.DATA_FILE).read_text())["prep"] == PREP.to_dict()
+    assert predictor.prep == PREP
+    listing = synthetic.synthetic_listing(8, 7)
+    entry = [c for c in listing.clips if c.split == "test"][3]
+    clip = synthetic.render_entry(entry, PREP)
+    frames, _, heatmaps, _ = predictor.inputs(clip)
+    info = ip.read_info(shards)
+    source = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
+    example = ip.decode_example(source[3], predictor.spec, None)
+    np.testing.assert_array_equal(frames, example["frames"])
+    np.testing.assert_array_equal(heatmaps, example["heatmaps"])
+    # ... and the probabilities are the softmax of the evaluation model's logits.
+    model, _, _ = ckpt.load_model(run)
+    logits = np.asarray(model(example["frames"][None], example["heatmaps"][None].astype(np.float32)).logits[0])
+    expected = np.exp(logits - logits.max())
+    np.testing.assert_allclose(predictor.probabilities([frames], [heatmaps])[0], expected / expected.sum(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_batches_do_not_change_results(predictor):
+    rng = np.random.default_rng(0)
+    size, t, h = predictor.spec.image_size, predictor.spec.num_frames, predictor.spec.heatmap_size
+    frames = [rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8) for _ in range(5)]
+    maps = [rng.random((t, h, h, 18)).astype(np.float16) for _ in range(5)]
+    together = predictor.probabilities(frames, maps)
+    alone = np.concatenate([predictor.probabilities([f], [m]) for f, m in zip(frames, maps)])
+    assert together.shape == (5, 7)
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_window_ranges_cover_the_clip():
+    # 72 frames at 30 fps, windows of 1 s every 0.5 s: 30 frames every 15, the last one moved to the end.
+    assert predict.window_ranges(72, 30.0, 1.0, 0.5) == [(0, 30), (15, 45), (30, 60), (42, 72)]
+    assert predict.window_ranges(20, 30.0, 1.0, 0.5) == [(0, 20)]
+    assert predict.window_ranges(60, 30.0, 1.0, 1.0) == [(0, 30), (30, 60)]
+    with pytest.raises(ValueError, match="positive"):
+        predict.window_ranges(60, 30.0, 0.0, 1.0)
+
+
+@needs_testdata
+def test_probabilities_for_every_video_with_a_face(predictor):
+    results = predict.predict(predictor, [VIDEOS / name for name in WITH_FACE])
+    for name, result in zip(WITH_FACE, results):
+        assert result.error is None, (name, result.error)
+        assert result.probabilities.shape == (7,)
+        assert np.all(result.probabilities >= 0)
+        assert result.probabilities.sum() == pytest.approx(1.0, abs=1e-5), name
+        assert result.num_frames == int(cv2.VideoCapture(str(VIDEOS / name)).get(cv2.CAP_PROP_FRAME_COUNT))
+        line = predict.to_json(result, predictor.class_names)
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
+
+
+@needs_testdata
+def test_no_face_exits_2_naming_the_file(run, capsys):
+    code = predict.main(["--checkpoint", str(run), str(VIDEOS / "no_face.mp4"), str(VIDEOS / "single_face.mp4")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "no_face.mp4: no face found" in captured.err
+    assert "single_face.mp4" in captured.out and "1 of 2 inputs classified" in captured.out
+
+
+@needs_testdata
+def test_json_timeline_covers_the_video(run, capsys):
+    video = VIDEOS / "face_noface.mov"
+    assert predict.main(["--checkpoint", str(run), "--json", "--window", "1.5", "--stride", "1", str(video)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    windows = out["windows"]
+    cap = cv2.VideoCapture(str(video))
+    frames, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    assert windows[0]["start_frame"] == 0 and windows[-1]["end_frame"] == frames
+    assert windows[-1]["end_s"] == pytest.approx(frames / fps, abs=1e-3)
+    for a, b in zip(windows, windows[1:]):
+        assert b["start_frame"] <= a["end_frame"]           # no gap between windows
+    # This video loses its face half-way: early windows are classified, the last ones say why not.
+    assert "probabilities" in windows[0] and sum(windows[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert "no face" in windows[-1]["error"]
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@needs_testdata
+def test_annotated_video_keeps_frame_count_and_size(run, tmp_path, capsys):
+    video = VIDEOS / "single_face.mp4"
+    out = tmp_path / "annotated.mp4"
+    assert predict.main(["--checkpoint", str(run), "--window", "1", str(video), "--annotate", str(out)]) == 0
+    source, written = cv2.VideoCapture(str(video)), cv2.VideoCapture(str(out))
+    for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+        assert written.get(prop) == source.get(prop)
+    count = 0
+    changed = 0
+    while True:
+        ok_a, a = source.read()
+        ok_b, b = written.read()
+        if not ok_b:
+            break
+        assert ok_a
+        count += 1
+        changed += np.abs(a.astype(int) - b.astype(int)).mean() > 2      # the drawing shows
+    assert count == int(source.get(cv2.CAP_PROP_FRAME_COUNT)) == 72
+    assert changed == count
+
+
+@needs_testdata
+def test_annotation_draws_the_prepared_face(predictor, tmp_path):
+    """On sampled frames the drawn square is the crop box and the key-points lie inside it."""
+    result = predict.predict(predictor, [VIDEOS / "single_face.mp4"])[0]
+    boxes, points, sampled = predict.frame_tracks(result, result.num_frames)
+    clip = result.clip
+    assert sampled.sum() == len(np.unique(clip.frame_indices))
+    i = int(clip.frame_indices[2])
+    np.testing.assert_allclose(boxes[i], faces.crop_squares(clip.boxes[2:3])[0])
+    # Back in crop pixels, the frame key-points are the clip's key-points.
+    back = faces.landmarks_to_crop(points[i][None], clip.boxes[2:3], PREP.image_size)[0]
+    np.testing.assert_allclose(back, clip.keypoints[2], atol=1e-3)
+    inside = (points[i] >= boxes[i][:2]) & (points[i] <= boxes[i][2:])
+    assert inside.all()
+    sheet = predict.contact_sheet(result, tmp_path / "sheet.png", predictor.class_names)
+    image = cv2.imread(str(sheet))
+    assert image.shape == (28 + 160, 4 * 160, 3)     # the tiny config's 4 model frames in one row
+
+
+@needs_testdata
+def test_several_faces_take_the_largest_and_say_so(predictor, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(TESTDATA / "images" / "multi_face.jpg", folder / f"frame{i}.jpg")
+    result = predict.predict(predictor, [folder])[0]
+    assert result.error is None
+    assert any("several faces" in note and "largest" in note for note in result.notes)
+    assert any("frame rate unknown" in note for note in result.notes)
+
+
+def test_unreadable_and_missing_inputs_exit_1(run, tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    code = predict.main(["--checkpoint", str(run), str(broken), str(tmp_path / "missing.mp4")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "broken.mp4" in err and "missing.mp4: does not exist" in err
+
+
+def test_checkpoint_of_another_config_names_the_setting(run, capsys):
+    demo = str(Path(__file__).resolve().parents[1] / "configs" / "demo.py")
+    code = predict.main(["--checkpoint", str(run), "--config", demo, "whatever.mp4"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "another model" in err and "model.widths" in err and "model.num_frames" in err
+
+
+def test_missing_checkpoint_is_an_error(tmp_path, capsys):
+    assert predict.main(["--checkpoint", str(tmp_path), "x.mp4"]) == 1
+    assert "is neither a run directory" in capsys.readouterr().err
