@@ -31,6 +31,7 @@ def get_config(arg=None):
     config.train.epochs = args["epochs"]
     config.train.lr_decay_epochs = (args["epochs"] - 1,)
     config.train.log_every = 25
+    config.train.cpu_devices = -1                # one JAX device per core: data parallel on the CPU
 
     config.synthetic = ml_collections.ConfigDict()
     config.synthetic.num_train = args["train"]

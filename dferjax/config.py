@@ -87,6 +87,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.max_steps = 0             # stop after this many steps in all (0: train all epochs)
     c.train.init_checkpoint = ""      # fine-tune from another run's checkpoint (AFEW from DFEW)
     c.train.progress = True           # progress bars
+    c.train.cpu_devices = 0           # without an accelerator: split the host's cores into this many JAX
+                                      # devices for data parallelism (-1: as many as cores, dividing both
+                                      # batch sizes; 0: JAX's default of one)
     return c
 
 

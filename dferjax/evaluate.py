@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 RESULTS_FILE = "results.json"
 SUMMARY_PREFIX = "summary"
 REPORT_KINDS = ("best", "last")
@@ -37,10 +39,11 @@ REPORT_KINDS = ("best", "last")
 # evaluating a checkpoint on a split
 # ----------------------------------------------------------------------------------------------
 
-def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
-                        data_dir: str | None = None, batch_size: int | None = None,
-                        progress: bool = True) -> dict[str, Any]:
-    """metrics.report (plus "epoch", "step", "splits") of a run's checkpoint on ``splits``."""
+def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
+                       data_dir: str | None = None, batch_size: int | None = None,
+                       progress: bool = True) -> dict[str, Any]:
+    """A run's checkpoint over ``splits``: {"report", "embeddings" (N, d) fused video features in
+    record order, "logits", "labels", "class_names", "source", "spec", "config", "meta", "splits"}."""
     import jax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -60,15 +63,26 @@ def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Seq
     devices = len(jax.devices())
     batch = batch_size or config.train.eval_batch_size
     batch = max(devices, batch - batch % devices)
-    data = ip.EvalData(source, ip.InputSpec.from_config(config), batch,
-                       process_index=jax.process_index(), process_count=jax.process_count())
+    spec = ip.InputSpec.from_config(config)
+    data = ip.EvalData(source, spec, batch, process_index=jax.process_index(), process_count=jax.process_count())
     graphdef, params, rest = split_model(model)
     state = train.replicate({"params": params, "rest": rest}, mesh)
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     step = jax.jit(train.make_eval_step(graphdef), in_shardings=(replicated, sharded), out_shardings=replicated)
-    report, _ = train.evaluate(step, state, data, mesh, train.test_metadata(source), list(info["classes"]),
-                               progress)
-    return {**report, "epoch": (meta.get("last") or {}).get("epoch"), "splits": list(splits),
+    test_meta = train.test_metadata(source)
+    report, embeddings, logits = train.evaluate(step, state, data, mesh, test_meta, list(info["classes"]),
+                                                progress)
+    return {"report": report, "embeddings": embeddings, "logits": logits, "labels": np.asarray(test_meta["label"]),
+            "clip_ids": test_meta["clip_id"], "class_names": list(info["classes"]), "source": source,
+            "spec": spec, "config": config, "meta": meta, "splits": list(splits)}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
+                        data_dir: str | None = None, batch_size: int | None = None,
+                        progress: bool = True) -> dict[str, Any]:
+    """metrics.report (plus "epoch", "step", "splits") of a run's checkpoint on ``splits``."""
+    out = checkpoint_outputs(checkpoint, which, splits, data_dir, batch_size, progress)
+    return {**out["report"], "epoch": (out["meta"].get("last") or {}).get("epoch"), "splits": out["splits"],
             "checkpoint": str(checkpoint), "which": which}
 
 

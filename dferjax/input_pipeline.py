@@ -159,6 +159,14 @@ def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec, jpeg_qu
 
 def decode_example(data: bytes, spec: InputSpec, rng: np.random.Generator | None) -> dict[str, Any]:
     """One shard record -> one model example; ``rng`` given = training (random frames and augmentation)."""
+    frames, _, heatmaps, header = example_inputs(data, spec, rng)
+    return {"frames": frames, "heatmaps": heatmaps, "label": np.int32(header["label"]),
+            "valid": np.bool_(True)}
+
+
+def example_inputs(data: bytes, spec: InputSpec, rng: np.random.Generator | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """One shard record -> model frames, key-points, heat-maps, and the record's other fields."""
     header = records.decode_example(data)
     num_stored = len(header["frames"])
     take = segment_indices(num_stored, spec.num_segments, spec.frames_per_segment, rng)
@@ -170,9 +178,8 @@ def decode_example(data: bytes, spec: InputSpec, rng: np.random.Generator | None
         height, width = frames.shape[1:3]
         box = random_resized_crop(rng, height, width, spec.crop_scale, spec.crop_ratio)
         flip = bool(spec.flip and rng.random() < 0.5)
-    frames, _, heatmaps = model_inputs(frames, points, spec, box, flip)
-    return {"frames": frames, "heatmaps": heatmaps, "label": np.int32(header["label"]),
-            "valid": np.bool_(True)}
+    frames, points, heatmaps = model_inputs(frames, points, spec, box, flip)
+    return frames, points, heatmaps, header
 
 
 # --- the data on disk --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Figures of a training run: the confusion matrix and the training curves, as PNG files.
+"""Figures of a training run: ``python -m dferjax.plots --run RUN`` writes them into RUN/figures.
 
 - :func:`plot_confusion` draws a row-normalised confusion matrix like the paper's Figs. 5 (DFEW)
   and 6 (AFEW): true class on the y axis, predicted class on the x axis, percentages in the cells,
@@ -6,10 +6,14 @@
 - :func:`plot_curves` reads a run's ``metrics.jsonl`` (one JSON object per line, ``"kind": "train"``
   or ``"kind": "eval"``, as train.py writes it) and draws the training loss against the step and
   the evaluation WAR / UAR against the epoch.
+- :func:`plot_tsne` maps the fused video features (the input of the classifier of Eq. 12) of the
+  test clips to 2-D with scikit-learn's t-SNE, coloured by true class, as the paper's Figs. 9-10.
+- :func:`plot_heatmap_overlays` lays the 18 key-point heat-maps (Sec. 3.2) over a few test clips'
+  model input frames, with the key-points, to show where the region pooling of Eq. (2) looks.
+- :func:`run_figures` / ``main`` do all four for a run directory.
 
 matplotlib's Agg backend is selected before pyplot is imported, so this works on machines without a
-display. Each function takes explicit paths and returns the written file, so a command-line entry
-point (``python -m dferjax.plots --run RUN``) only has to find the files of a run and call them.
+display. Each function takes explicit paths and returns the written file.
 """
 
 from __future__ import annotations
@@ -197,3 +201,157 @@ def plot_curves(metrics_jsonl_path: str | Path, path: str | Path, title: str | N
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def tsne_points(embeddings: npt.ArrayLike, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE coordinates (N, 2) of (N, d) features: scikit-learn's TSNE, PCA initialised, seeded,
+    perplexity 30 (less for fewer than 91 points, as TSNE needs perplexity < N)."""
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(embeddings, np.float64)
+    if len(x) < 3:
+        raise ValueError(f"t-SNE needs at least 3 clips, got {len(x)}")
+    perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+
+
+def plot_tsne(embeddings: npt.ArrayLike, labels: npt.ArrayLike, class_names: Sequence[str], path: str | Path,
+              title: str | None = None, seed: int = 0, max_points: int = 5000) -> Path:
+    """A 2-D t-SNE (scikit-learn) of the fused video features, coloured by true class (Figs. 9-10).
+
+    ``embeddings`` (N, d): the clip features that enter the classifier (the temporal module's output,
+    Eq. 12's input). More than ``max_points`` clips are subsampled (seeded) to keep it minutes, not hours.
+    """
+    x = np.asarray(embeddings, np.float64)
+    y = np.asarray(labels)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} embeddings but {len(y)} labels")
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+        x, y = x[keep], y[keep]
+    points = tsne_points(x, seed)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    colours = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    for k, name in enumerate(class_names):
+        mask = y == k
+        if mask.any():
+            ax.scatter(points[mask, 0], points[mask, 1], s=8, color=colours(k), label=f"{name} ({mask.sum()})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=8, markerscale=2, loc="best")
+    ax.set_title(title or f"t-SNE of the fused video features ({len(x)} clips)")
+    return _save(fig, path)
+
+
+def plot_heatmap_overlays(clips: Sequence[dict[str, Any]], class_names: Sequence[str], path: str | Path,
+                          frames_per_clip: int = 8) -> Path:
+    """Rows of model input frames with the key-point heat-maps (max over the 18 maps) laid over them
+    and the 18 key-points as dots: where the region pooling of Eq. (2) looks.
+
+    ``clips``: dicts with "frames" (T, S, S, 3) uint8, "keypoints" (T, 18, 2) pixels, "heatmaps"
+    (T, h, h, 18), "label" (int) and optionally "clip_id" and "predicted" (int).
+    """
+    if not clips:
+        raise ValueError("no clip to draw")
+    cols = min(frames_per_clip, min(len(c["frames"]) for c in clips))
+    fig, axes = plt.subplots(len(clips), cols, figsize=(1.6 * cols, 1.75 * len(clips)), squeeze=False)
+    for r, clip in enumerate(clips):
+        take = np.round(np.linspace(0, len(clip["frames"]) - 1, cols)).astype(int)
+        size = clip["frames"].shape[1]
+        for c, t in enumerate(take):
+            ax = axes[r, c]
+            extent = (0, size, size, 0)       # pixel i spans [i, i + 1), as the key-points do
+            ax.imshow(clip["frames"][t], extent=extent)
+            ax.imshow(np.asarray(clip["heatmaps"][t], np.float32).max(axis=-1), extent=extent, cmap="jet",
+                      alpha=0.45, interpolation="bilinear", vmin=0.0, vmax=1.0)
+            pts = np.asarray(clip["keypoints"][t])
+            ax.scatter(pts[:, 0], pts[:, 1], s=5, c="white", edgecolors="black", linewidths=0.3)
+            ax.set_xlim(0, size)
+            ax.set_ylim(size, 0)
+            ax.axis("off")
+        text = f"{clip.get('clip_id', '')}  true: {class_names[int(clip['label'])]}"
+        if clip.get("predicted") is not None:
+            text += f"  predicted: {class_names[int(clip['predicted'])]}"
+        axes[r, 0].set_title(text, fontsize=7, loc="left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def run_figures(run: str | Path, out: str | Path | None = None, which: str = "best", data_dir: str | None = None,
+                num_clips: int = 4, tsne: bool = True, progress: bool = True) -> list[Path]:
+    """All figures of a run into ``out`` (default RUN/figures): confusion.png, curves.png, tsne.png,
+    heatmaps.png. The last two (and the confusion matrix of a run without results.json) evaluate the
+    run's checkpoint on its test split."""
+    from dferjax import evaluate
+    from dferjax import input_pipeline as ip
+
+    run = Path(run)
+    out = Path(out) if out else run / "figures"
+    written = []
+    results_file = run / evaluate.RESULTS_FILE
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    report = results.get(which) if which in ("best", "last") else None
+    if (run / "metrics.jsonl").is_file():
+        written.append(plot_curves(run / "metrics.jsonl", out / "curves.png", title=run.name))
+    outputs = None
+    if tsne or num_clips or not report:
+        ckpt_which = "best" if which == "best" else "latest"
+        outputs = evaluate.checkpoint_outputs(run, ckpt_which, data_dir=data_dir, progress=progress)
+        report = report if report else outputs["report"]
+    names = results.get("class_names") or (outputs or {}).get("class_names")
+    epoch = report.get("epoch")
+    written.append(plot_confusion(report["confusion"], names, out / "confusion.png",
+                                  title=f"{run.name}: WAR {100 * report['war']:.2f}%, UAR {100 * report['uar']:.2f}%"
+                                        + (f" (epoch {epoch})" if epoch else "")))
+    if outputs is not None and tsne:
+        written.append(plot_tsne(outputs["embeddings"], outputs["labels"], outputs["class_names"], out / "tsne.png",
+                                 title=f"{run.name}: t-SNE of the fused video features"))
+    if outputs is not None and num_clips:
+        predicted = np.argmax(outputs["logits"], axis=-1)
+        labels = outputs["labels"]
+        chosen: list[int] = []
+        for k in range(len(names)):                    # one clip per class first, then any
+            hits = np.flatnonzero(labels == k)
+            if len(hits) and len(chosen) < num_clips:
+                chosen.append(int(hits[0]))
+        chosen += [i for i in range(len(labels)) if i not in chosen][:num_clips - len(chosen)]
+        clips = []
+        for i in chosen:
+            frames, points, heatmaps, header = ip.example_inputs(outputs["source"][i], outputs["spec"], None)
+            clips.append({"frames": frames, "keypoints": points, "heatmaps": heatmaps, "label": header["label"],
+                          "clip_id": header["clip_id"],
+                          "predicted": int(predicted[i])})
+        written.append(plot_heatmap_overlays(clips, names, out / "heatmaps.png"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m dferjax.plots",
+                                     description="The figures of a training run (confusion, curves, t-SNE, "
+                                                 "heat-map overlays).")
+    parser.add_argument("--run", required=True, help="run directory (python -m dferjax.train --workdir)")
+    parser.add_argument("--out", help="output folder (default RUN/figures)")
+    parser.add_argument("--which", choices=("best", "last"), default="best",
+                        help="the best epoch's checkpoint and results (default) or the last")
+    parser.add_argument("--data", help="shard directory, when the run's data.dir has moved")
+    parser.add_argument("--clips", type=int, default=4, help="test clips in the heat-map overlay (0: none)")
+    parser.add_argument("--no-tsne", action="store_true", help="skip the t-SNE (it evaluates the test split)")
+    args = parser.parse_args(argv)
+    from dferjax.checkpoints import CheckpointError
+    from dferjax.input_pipeline import DataConfigError
+
+    try:
+        written = run_figures(args.run, args.out, args.which, args.data, args.clips, not args.no_tsne)
+    except (CheckpointError, DataConfigError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -235,8 +235,8 @@ def test_metadata(source: records.ShardedDataSource) -> dict[str, list]:
 
 
 def evaluate(eval_step, state: Any, data: ip.EvalData, mesh: Mesh, meta: dict[str, list],
-             class_names: list[str], progress: bool) -> tuple[dict[str, Any], np.ndarray]:
-    """metrics.report over the whole test split and the clip embeddings in record order."""
+             class_names: list[str], progress: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """metrics.report over the whole test split, and the clip embeddings and logits in record order."""
     num = len(data.source)
     logits = np.zeros((num, len(class_names)), np.float32)
     embeddings = None
@@ -254,7 +254,7 @@ def evaluate(eval_step, state: Any, data: ip.EvalData, mesh: Mesh, meta: dict[st
     labels = np.asarray(meta["label"])
     groups = meta["scene"] if any(meta["scene"]) else None
     report = metrics.report(labels, metrics.from_logits(logits), class_names, groups=groups)
-    return report, embeddings
+    return report, embeddings, logits
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
@@ -396,7 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             bar.close()
             finished_epoch = position == steps_per_epoch
             if finished_epoch and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
-                report, _ = evaluate(eval_step, state, eval_data, mesh, test_meta, class_names,
+                report, _, _ = evaluate(eval_step, state, eval_data, mesh, test_meta, class_names,
                                      t.progress and main_process)
                 report["epoch"] = epoch + 1
                 meta["last"] = report
@@ -448,6 +448,33 @@ def write_results(workdir: Path, config: ml_collections.ConfigDict, class_names:
                              f"epoch {meta['best']['epoch']}")
 
 
+def cpu_device_count(setting: int, cores: int, batch_sizes: tuple[int, ...]) -> int:
+    """How many JAX CPU devices train.cpu_devices asks for on a host with ``cores`` cores (0: JAX's default).
+
+    -1: the most devices, at most ``cores``, that divide every batch size (XLA:CPU runs one device's
+    convolutions on about one core, so a device per core is data parallelism within the host).
+    """
+    if setting >= 0:
+        return setting
+    return max(d for d in range(1, max(cores, 1) + 1) if all(b % d == 0 for b in batch_sizes))
+
+
+def set_cpu_devices(config: ml_collections.ConfigDict) -> None:
+    """Apply train.cpu_devices before JAX starts its backends (a note if they already run)."""
+    from jax._src import xla_bridge
+
+    t = config.train
+    n = cpu_device_count(int(t.cpu_devices), os.cpu_count() or 1, (int(t.batch_size), int(t.eval_batch_size)))
+    if n == 0:
+        return
+    if xla_bridge.backends_are_initialized():
+        if jax.default_backend() == "cpu" and len(jax.devices()) != n:
+            print(f"note: train.cpu_devices asks for {n} CPU devices, but JAX already runs with "
+                  f"{len(jax.devices())}; using those", flush=True)
+        return
+    jax.config.update("jax_num_cpu_devices", n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dferjax.train", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
@@ -459,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         args, config = parse_args_with_config(parser, argv)
     except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
         parser.error(str(error).strip('"'))
+    set_cpu_devices(config)
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     print(f"{jax.process_count()} process(es), {len(jax.devices())} {jax.devices()[0].platform} device(s); "
           f"workdir {args.workdir}", flush=True)

@@ -205,3 +205,31 @@ def test_checkpoint_of_another_config_names_the_setting(run, capsys):
 def test_missing_checkpoint_is_an_error(tmp_path, capsys):
     assert predict.main(["--checkpoint", str(tmp_path), "x.mp4"]) == 1
     assert "is neither a run directory" in capsys.readouterr().err
+
+
+def test_run_figures(run, tmp_path, capsys):
+    from dferjax import plots
+
+    out = tmp_path / "figures"
+    assert plots.main(["--run", str(run), "--out", str(out), "--clips", "3"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("confusion.png", "curves.png", "tsne.png", "heatmaps.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and min(image.shape[:2]) > 100, name
+        assert f"wrote {out / name}" in printed
+
+
+def test_tsne_separates_separable_features(tmp_path):
+    """Three well-separated Gaussian clusters stay apart in the 2-D map (checked on sklearn's output)."""
+    from dferjax import plots
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    features = rng.normal(size=(60, 16)) * 0.1 + np.eye(16)[labels] * 5
+    points = plots.tsne_points(features, seed=0)
+    assert points.shape == (60, 2)
+    centres = np.stack([points[labels == k].mean(0) for k in range(3)])
+    spread = max(np.linalg.norm(points[labels == k] - centres[k], axis=1).max() for k in range(3))
+    assert min(np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)) > spread
+    path = plots.plot_tsne(features, labels, ["a", "b", "c"], tmp_path / "tsne.png")
+    assert cv2.imread(str(path)) is not None

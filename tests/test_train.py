@@ -28,7 +28,8 @@ TINY = ["--config.data.image_size=32", "--config.data.num_segments=2", "--config
         "--config.model.widths=(8,8,16,16)", "--config.model.node_dim=8", "--config.model.num_heads=2",
         "--config.model.head_dim=8", "--config.model.mlp_dim=16", "--config.model.num_layers=1",
         "--config.train.batch_size=4", "--config.train.eval_batch_size=4", "--config.train.epochs=2",
-        "--config.train.log_every=1", "--config.train.progress=False"]
+        "--config.train.log_every=1", "--config.train.progress=False",
+        "--config.train.cpu_devices=0"]
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +263,20 @@ def test_two_processes_match_one(shards, tmp_path):
         assert (diff > 1e-5).mean() < 0.005, jax.tree_util.keystr(path)
     losses_a, losses_b = train_losses(single), train_losses(multi)
     np.testing.assert_allclose([losses_b[s] for s in (1, 2)], [losses_a[s] for s in (1, 2)], rtol=1e-5)
+
+
+def test_cpu_device_count_divides_the_batches():
+    assert train.cpu_device_count(0, 2, (8, 70)) == 0
+    assert train.cpu_device_count(3, 2, (8, 70)) == 3
+    assert train.cpu_device_count(-1, 2, (8, 70)) == 2
+    assert train.cpu_device_count(-1, 16, (8, 70)) == 2        # 70 = 2 x 5 x 7
+    assert train.cpu_device_count(-1, 16, (64, 64)) == 16
+    assert train.cpu_device_count(-1, 3, (64, 64)) == 2
+    assert train.cpu_device_count(-1, 1, (64, 64)) == 1
+
+
+def test_cpu_devices_split_the_host(shards, tmp_path):
+    """train.cpu_devices=2 trains data parallel over two CPU devices of one process."""
+    done = run_cli(tiny_args(shards, tmp_path / "run", "--config.train.cpu_devices=2", "--config.train.max_steps=2"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 process(es), 2 cpu device(s)" in done.stdout

@@ -1,0 +1,210 @@
+"""Inference and training throughput of the full model against the paper's Table 8.
+
+    python benchmarks/throughput.py [--batch-sizes 1,8,32] [--dtypes float32,bfloat16] [--repeats 5]
+                                    [--frames 16] [--image-size 112] [--no-train] [--matmul-size N]
+
+The model is the paper's full model (configs' defaults: ResNet18 with triplet attention, key-point GCN,
+region fusion, temporal transformer; 16 frames of 112x112, Sec. 4.2). For each dtype (the compute
+dtype; parameters stay float32) and batch size it times
+
+- inference: the jitted forward in eval mode, the clip's frames (uint8) and heat-maps (float16) already
+  on the device, as predict and evaluation run it;
+- training: train.make_train_step (forward, backward, Adam update, the non-finite guard) with the
+  state donated, as train.py runs it;
+
+after a warm-up (compile plus two calls), each repeat timing ``--iters`` calls and ending with
+``block_until_ready``; the median repeat is reported. FLOPs per sample come from XLA's cost analysis
+of the compiled computation; achieved FLOP/s = FLOPs per sample x samples/s; the peak is a square
+matrix product of the same dtype timed in the same run, so MFU = achieved / measured peak.
+
+Prints a table with the paper's Table 8 row (RTX 3090: 52 samples/s inference; 6 h for 80 epochs of
+DFEW fold 1) beside ours, then one JSON line: infer_samples_per_s, train_samples_per_s,
+flops_per_sample (inference), peak_flops, mfu (of the best inference row), backend, device, and every
+row measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dferjax import train  # noqa: E402
+from dferjax.checkpoints import split_model  # noqa: E402
+from dferjax.config import base_config  # noqa: E402
+from dferjax.models.dfer import build_model  # noqa: E402
+from dferjax.models.resnet import feature_map_size  # noqa: E402
+
+PAPER = {"device": "RTX 3090", "params_m": 17, "infer_samples_per_s": 52, "train_hours_80_epochs": 6}
+DFEW_FOLD1_TRAIN = 9_356     # DFEW's 11,697 labelled clips, one fold (about a fifth) held out
+EPOCHS = 80
+
+
+def machine() -> str:
+    d = jax.devices()[0]
+    if d.platform == "cpu":
+        return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores ({len(jax.devices())} JAX device)"
+    return f"{len(jax.devices())} x {d.device_kind}"
+
+
+def cost_flops(compiled: Any) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", 0.0))
+
+
+def time_calls(call: Callable[[], Any], iters: int, repeats: int) -> float:
+    """Median seconds per call over ``repeats`` runs of ``iters`` calls (synchronised at the end)."""
+    for _ in range(2):
+        jax.block_until_ready(call())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = None
+        for _ in range(iters):
+            out = call()
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / iters)
+    return statistics.median(times)
+
+
+def peak_flops(dtype: str, size: int, repeats: int) -> float:
+    """FLOP/s of an N x N x N matrix product in ``dtype`` on the default device."""
+    key = jax.random.key(0)
+    a = jax.random.normal(key, (size, size), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.fold_in(key, 1), (size, size), jnp.float32).astype(dtype)
+    matmul = jax.jit(lambda x, y: x @ y)
+    seconds = time_calls(lambda: matmul(a, b), iters=max(1, int(2e11 / (2 * size ** 3))), repeats=repeats)
+    return 2 * size ** 3 / seconds
+
+
+def make_batch(batch: int, frames: int, size: int, heat: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"frames": rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8),
+            "heatmaps": rng.random((batch, frames, heat, heat, 18)).astype(np.float16),
+            "label": rng.integers(0, 7, batch).astype(np.int32), "valid": np.ones(batch, bool)}
+
+
+def bench(config: Any, batch: int, mode: str, iters: int, repeats: int) -> dict[str, Any]:
+    mesh = train.make_mesh()
+    devices = len(jax.devices())
+    if batch % devices:
+        raise SystemExit(f"batch {batch} is not a multiple of the {devices} devices")
+    model = build_model(config.model, seed=0)
+    graphdef, params, rest = split_model(model)
+    heat = feature_map_size(config.data.image_size, config.model.output_stride)
+    host = make_batch(batch, config.model.num_frames, config.data.image_size, heat, np.random.default_rng(0))
+    data = train.to_global(host, mesh)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    if mode == "infer":
+        state = train.replicate({"params": params, "rest": rest}, mesh)
+        step = jax.jit(train.make_eval_step(graphdef), in_shardings=(replicated, sharded),
+                       out_shardings=replicated)
+        compiled = step.lower(state, data).compile()
+        seconds = time_calls(lambda: compiled(state, data)["logits"], iters, repeats)
+    else:
+        tx = train.make_optimizer(config, steps_per_epoch=1000)
+        box = {"state": train.replicate({"step": np.int32(0), "params": params, "rest": rest,
+                                         "opt_state": tx.init(params)}, mesh)}
+        step = jax.jit(train.make_train_step(graphdef, tx, config.loss.aux_weight),
+                       in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
+                       donate_argnums=0)
+        compiled = step.lower(box["state"], data).compile()
+
+        def call():
+            box["state"], metrics = compiled(box["state"], data)
+            return metrics["loss"]
+
+        seconds = time_calls(call, iters, repeats)
+    flops = cost_flops(compiled) / batch
+    return {"mode": mode, "dtype": config.model.dtype, "batch": batch, "samples_per_s": batch / seconds,
+            "ms_per_batch": 1e3 * seconds, "flops_per_sample": flops, "achieved_flops": flops * batch / seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-sizes", default="", help="comma-separated (default 1,8,32 on CPU; 1,64,256,512 else)")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="about this long per timed repeat")
+    parser.add_argument("--no-train", action="store_true", help="inference only")
+    parser.add_argument("--matmul-size", type=int, default=0, help="peak matmul side (default 2048 CPU, 8192 else)")
+    args = parser.parse_args(argv)
+    backend = jax.default_backend()
+    on_cpu = backend == "cpu"
+    batches = [int(b) for b in (args.batch_sizes or ("1,8,32" if on_cpu else "1,64,256,512")).split(",")]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    size = args.matmul_size or (2048 if on_cpu else 8192)
+    print(f"backend {backend}; device: {machine()}; jax {jax.__version__}", flush=True)
+
+    peaks = {d: peak_flops(d, size, args.repeats) for d in dtypes}
+    for d, p in peaks.items():
+        print(f"peak ({size}x{size} matmul, {d}): {p / 1e9:,.1f} GFLOP/s", flush=True)
+    rows = []
+    for dtype in dtypes:
+        config = base_config()
+        config.data.image_size = args.image_size
+        config.model.num_frames = args.frames
+        config.data.num_segments = args.frames // config.data.frames_per_segment
+        config.model.dtype = dtype
+        for mode in ("infer",) + (() if args.no_train else ("train",)):
+            for batch in batches:
+                # Size the timed repeat from one untimed call's cost estimate: about --seconds long.
+                probe = bench(config, batch, mode, iters=1, repeats=1)
+                iters = max(1, int(args.seconds * probe["samples_per_s"] / batch))
+                row = bench(config, batch, mode, iters=iters, repeats=args.repeats)
+                row["mfu"] = row["achieved_flops"] / peaks[dtype]
+                rows.append(row)
+                print(f"  {mode:5s} {dtype:8s} batch {batch:4d}: {row['samples_per_s']:9.1f} samples/s  "
+                      f"{row['flops_per_sample'] / 1e9:6.2f} GFLOP/sample  "
+                      f"{row['achieved_flops'] / 1e9:9.1f} GFLOP/s  {100 * row['mfu']:5.1f}% of peak", flush=True)
+
+    infer = max((r for r in rows if r["mode"] == "infer"), key=lambda r: r["samples_per_s"])
+    trains = [r for r in rows if r["mode"] == "train"]
+    best_train = max(trains, key=lambda r: r["samples_per_s"]) if trains else None
+    hours = (EPOCHS * DFEW_FOLD1_TRAIN / best_train["samples_per_s"] / 3600) if best_train else None
+    params_m = sum(x.size for x in jax.tree.leaves(split_model(build_model(base_config().model))[1])) / 1e6
+
+    print()
+    print(f"| | device | params (M) | inference (samples/s) | training (samples/s) | 80 epochs DFEW fold 1 |")
+    print(f"|---|---|---|---|---|---|")
+    paper_train = EPOCHS * DFEW_FOLD1_TRAIN / (PAPER["train_hours_80_epochs"] * 3600)
+    print(f"| paper, Table 8 | {PAPER['device']} | {PAPER['params_m']} | {PAPER['infer_samples_per_s']} | "
+          f"~{paper_train:.0f} (derived) | {PAPER['train_hours_80_epochs']} h |")
+    train_txt = (f"{best_train['samples_per_s']:,.1f} ({best_train['dtype']}, batch {best_train['batch']})"
+                 if best_train else "not run")
+    hours_txt = (f"{hours:.2f} h ({60 * hours:.0f} min)" if hours is not None else "-")
+    print(f"| dferjax | {machine()} | {params_m:.2f} | {infer['samples_per_s']:,.1f} ({infer['dtype']}, batch "
+          f"{infer['batch']}) | {train_txt} | {hours_txt} |")
+    print(json.dumps({
+        "infer_samples_per_s": infer["samples_per_s"],
+        "train_samples_per_s": best_train["samples_per_s"] if best_train else None,
+        "flops_per_sample": infer["flops_per_sample"],
+        "peak_flops": peaks[infer["dtype"]],
+        "mfu": infer["mfu"],
+        "backend": backend,
+        "device": machine(),
+        "frames": args.frames, "image_size": args.image_size, "params_m": params_m,
+        "dfew_fold1_80_epochs_hours": hours,
+        "rows": rows,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
