@@ -1,7 +1,8 @@
 """Inference and training throughput of the full model against the paper's Table 8.
 
-    python benchmarks/throughput.py [--batch-sizes 1,8,32] [--dtypes float32,bfloat16] [--repeats 5]
+    python benchmarks/throughput.py [--batch-sizes 2,8,32] [--dtypes float32,bfloat16] [--repeats 5]
                                     [--frames 16] [--image-size 112] [--no-train] [--matmul-size N]
+                                    [--cpu-devices -1]
 
 The model is the paper's full model (configs' defaults: ResNet18 with triplet attention, key-point GCN,
 region fusion, temporal transformer; 16 frames of 112x112, Sec. 4.2). For each dtype (the compute
@@ -12,8 +13,10 @@ dtype; parameters stay float32) and batch size it times
 - training: train.make_train_step (forward, backward, Adam update, the non-finite guard) with the
   state donated, as train.py runs it;
 
-after a warm-up (compile plus two calls), each repeat timing ``--iters`` calls and ending with
-``block_until_ready``; the median repeat is reported. FLOPs per sample come from XLA's cost analysis
+Without an accelerator the host is split into one JAX CPU device per core (``--cpu-devices``, as
+``train.cpu_devices=-1``) and the batch is data parallel over them. After a warm-up (compile plus
+two calls), each repeat times about ``--seconds`` of calls, ending with ``block_until_ready``; the
+median repeat is reported. FLOPs per sample come from XLA's cost analysis
 of the compiled computation; achieved FLOP/s = FLOPs per sample x samples/s; the peak is a square
 matrix product of the same dtype timed in the same run, so MFU = achieved / measured peak.
 
@@ -66,10 +69,13 @@ def cost_flops(compiled: Any) -> float:
     return float((cost or {}).get("flops", 0.0))
 
 
-def time_calls(call: Callable[[], Any], iters: int, repeats: int) -> float:
-    """Median seconds per call over ``repeats`` runs of ``iters`` calls (synchronised at the end)."""
-    for _ in range(2):
-        jax.block_until_ready(call())
+def time_calls(call: Callable[[], Any], seconds: float, repeats: int) -> float:
+    """Median seconds per call over ``repeats`` runs of about ``seconds`` each (synchronised at the end),
+    after two warm-up calls that also size the runs."""
+    jax.block_until_ready(call())
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    iters = max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -87,7 +93,7 @@ def peak_flops(dtype: str, size: int, repeats: int) -> float:
     a = jax.random.normal(key, (size, size), jnp.float32).astype(dtype)
     b = jax.random.normal(jax.random.fold_in(key, 1), (size, size), jnp.float32).astype(dtype)
     matmul = jax.jit(lambda x, y: x @ y)
-    seconds = time_calls(lambda: matmul(a, b), iters=max(1, int(2e11 / (2 * size ** 3))), repeats=repeats)
+    seconds = time_calls(lambda: matmul(a, b), 1.0, repeats)
     return 2 * size ** 3 / seconds
 
 
@@ -97,12 +103,11 @@ def make_batch(batch: int, frames: int, size: int, heat: int, rng: np.random.Gen
             "label": rng.integers(0, 7, batch).astype(np.int32), "valid": np.ones(batch, bool)}
 
 
-def bench(config: Any, batch: int, mode: str, iters: int, repeats: int) -> dict[str, Any]:
+def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeats: int) -> dict[str, Any]:
     mesh = train.make_mesh()
     devices = len(jax.devices())
     if batch % devices:
         raise SystemExit(f"batch {batch} is not a multiple of the {devices} devices")
-    model = build_model(config.model, seed=0)
     graphdef, params, rest = split_model(model)
     heat = feature_map_size(config.data.image_size, config.model.output_stride)
     host = make_batch(batch, config.model.num_frames, config.data.image_size, heat, np.random.default_rng(0))
@@ -114,9 +119,10 @@ def bench(config: Any, batch: int, mode: str, iters: int, repeats: int) -> dict[
         step = jax.jit(train.make_eval_step(graphdef), in_shardings=(replicated, sharded),
                        out_shardings=replicated)
         compiled = step.lower(state, data).compile()
-        seconds = time_calls(lambda: compiled(state, data)["logits"], iters, repeats)
+        per_call = time_calls(lambda: compiled(state, data)["logits"], seconds, repeats)
     else:
         tx = train.make_optimizer(config, steps_per_epoch=1000)
+        params, rest = jax.tree.map(jnp.array, (params, rest))       # copies: the step donates them
         box = {"state": train.replicate({"step": np.int32(0), "params": params, "rest": rest,
                                          "opt_state": tx.init(params)}, mesh)}
         step = jax.jit(train.make_train_step(graphdef, tx, config.loss.aux_weight),
@@ -128,15 +134,15 @@ def bench(config: Any, batch: int, mode: str, iters: int, repeats: int) -> dict[
             box["state"], metrics = compiled(box["state"], data)
             return metrics["loss"]
 
-        seconds = time_calls(call, iters, repeats)
+        per_call = time_calls(call, seconds, repeats)
     flops = cost_flops(compiled) / batch
-    return {"mode": mode, "dtype": config.model.dtype, "batch": batch, "samples_per_s": batch / seconds,
-            "ms_per_batch": 1e3 * seconds, "flops_per_sample": flops, "achieved_flops": flops * batch / seconds}
+    return {"mode": mode, "dtype": config.model.dtype, "batch": batch, "samples_per_s": batch / per_call,
+            "ms_per_batch": 1e3 * per_call, "flops_per_sample": flops, "achieved_flops": flops * batch / per_call}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch-sizes", default="", help="comma-separated (default 1,8,32 on CPU; 1,64,256,512 else)")
+    parser.add_argument("--batch-sizes", default="", help="comma-separated (default 2,8,32 on CPU; 8,64,256,512 else)")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=112)
@@ -144,10 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="about this long per timed repeat")
     parser.add_argument("--no-train", action="store_true", help="inference only")
     parser.add_argument("--matmul-size", type=int, default=0, help="peak matmul side (default 2048 CPU, 8192 else)")
+    parser.add_argument("--cpu-devices", type=int, default=-1,
+                        help="JAX CPU devices without an accelerator (train.cpu_devices; -1: one per core)")
     args = parser.parse_args(argv)
+    cpu_batches = [int(b) for b in (args.batch_sizes or "2,8,32").split(",")]
+    n = train.cpu_device_count(args.cpu_devices, os.cpu_count() or 1, tuple(cpu_batches))
+    if n:
+        jax.config.update("jax_num_cpu_devices", n)     # before JAX starts its backends
     backend = jax.default_backend()
     on_cpu = backend == "cpu"
-    batches = [int(b) for b in (args.batch_sizes or ("1,8,32" if on_cpu else "1,64,256,512")).split(",")]
+    batches = cpu_batches if on_cpu else [int(b) for b in (args.batch_sizes or "8,64,256,512").split(",")]
     dtypes = [d for d in args.dtypes.split(",") if d]
     size = args.matmul_size or (2048 if on_cpu else 8192)
     print(f"backend {backend}; device: {machine()}; jax {jax.__version__}", flush=True)
@@ -162,12 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         config.model.num_frames = args.frames
         config.data.num_segments = args.frames // config.data.frames_per_segment
         config.model.dtype = dtype
+        model = build_model(config.model, seed=0)
         for mode in ("infer",) + (() if args.no_train else ("train",)):
             for batch in batches:
-                # Size the timed repeat from one untimed call's cost estimate: about --seconds long.
-                probe = bench(config, batch, mode, iters=1, repeats=1)
-                iters = max(1, int(args.seconds * probe["samples_per_s"] / batch))
-                row = bench(config, batch, mode, iters=iters, repeats=args.repeats)
+                row = bench(config, model, batch, mode, args.seconds, args.repeats)
                 row["mfu"] = row["achieved_flops"] / peaks[dtype]
                 rows.append(row)
                 print(f"  {mode:5s} {dtype:8s} batch {batch:4d}: {row['samples_per_s']:9.1f} samples/s  "
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     trains = [r for r in rows if r["mode"] == "train"]
     best_train = max(trains, key=lambda r: r["samples_per_s"]) if trains else None
     hours = (EPOCHS * DFEW_FOLD1_TRAIN / best_train["samples_per_s"] / 3600) if best_train else None
-    params_m = sum(x.size for x in jax.tree.leaves(split_model(build_model(base_config().model))[1])) / 1e6
+    params_m = sum(x.size for x in jax.tree.leaves(split_model(model)[1])) / 1e6
 
     print()
     print(f"| | device | params (M) | inference (samples/s) | training (samples/s) | 80 epochs DFEW fold 1 |")
