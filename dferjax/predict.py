@@ -234,8 +234,9 @@ def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
 def format_table(results: Sequence[Prediction], class_names: Sequence[str]) -> str:
     """The human-readable table: one row per input (and per window), probabilities in columns."""
     widths = [max(len(n), 6) for n in class_names]
-    name_w = min(max([len(Path(r.source).name) for r in results] + [5]), 40)
-    label_w = max(len(n) for n in class_names)
+    span_w = 17 if any(r.windows for r in results) else 0          # "  ss.ss- ss.ss s"
+    name_w = max(min(max([len(Path(r.source).name) for r in results] + [5]), 40), span_w)
+    label_w = max([len(n) for n in class_names] + [len("expression")])
     header = f"{'input':<{name_w}}  {'expression':<{label_w}}  " + "  ".join(
         f"{n:>{w}}" for n, w in zip(class_names, widths))
     lines = [header, "-" * len(header)]
