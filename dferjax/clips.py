@@ -122,19 +122,18 @@ def _decode_pass(path: Path, wanted: set[int]) -> tuple[int, list[np.ndarray], l
     return total, frames, got, fps
 
 
-def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None = None
+def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None, header: int
                 ) -> tuple[list[np.ndarray], np.ndarray, int, float]:
     """Decode the frames of a video that ``even_indices`` picks: (frames RGB, indices, total, fps).
 
     The frames are chosen from the header's frame count and decoded in one pass; where the header
     is wrong (it can be, e.g. for truncated files), a second pass chooses from the true count.
-    ``frame_range`` (start, stop) restricts the choice to those frames of the video.
+    ``header``: the frame count ``probe_clip`` read. ``frame_range`` (start, stop) restricts the choice to those frames of the video.
     """
     def wanted(total: int) -> set[int]:
         start, stop = clamp_range(frame_range, total)
         return set((start + even_indices(max(stop - start, 0), max_frames)).tolist())
 
-    header = probe_clip(path)[0]
     total, frames, got, fps = _decode_pass(path, wanted(header))
     if total == 0:
         raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
@@ -199,8 +198,8 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
     if path.is_dir():
         frames, idx, total, notes = _read_folder(path, max_frames, frame_range)
         return frames, idx, total, 0.0, notes
-    probe_clip(path)      # raises on a missing file or an unknown extension
-    frames, idx, total, fps = _read_video(path, max_frames, frame_range)
+    header, _ = probe_clip(path)      # raises on a missing file, an unknown extension, an unreadable file
+    frames, idx, total, fps = _read_video(path, max_frames, frame_range, header)
     return frames, idx, total, fps, []
 
 

@@ -381,7 +381,6 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
     frames, fps = _frames_of(result.source)
     boxes, points, sampled = frame_tracks(result, result.num_frames)
     writer = None
-    count = 0
     try:
         for i, frame in enumerate(frames):
             if writer is None:
@@ -398,7 +397,6 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
             probs, span = _probabilities_at(result, i)
             _draw_bars(frame, probs, class_names, span)
             writer.write(frame)
-            count += 1
     finally:
         if writer is not None:
             writer.release()
