@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -119,8 +120,14 @@ def check_same_model(saved: ml_collections.ConfigDict, current: ml_collections.C
 
 
 def split_model(model: DFERModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
-    """graphdef, params, rest (batch-norm statistics)."""
-    return nnx.split(model, nnx.Param, ...)
+    """graphdef, params, rest (batch-norm statistics), the two states pure: arrays, not nnx.Variables.
+
+    Pure states cross a jit boundary as plain pytrees; a state of Variable objects costs a Python
+    object per leaf and call (for the train state, ~300 leaves: ~50 ms of Python per demo train step,
+    a third of its time on 2 CPU cores). ``nnx.merge`` takes either.
+    """
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, nnx.as_pure(params), nnx.as_pure(rest)
 
 
 def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
@@ -131,8 +138,27 @@ def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) ->
         item_names=("state", "meta"))
 
 
+def host_copy(tree: Any) -> Any:
+    """Fully replicated jax arrays -> numpy copies of this process's replica; other leaves unchanged.
+
+    orbax saves a tree of ~1,000 small replicated device arrays slowly: it slices and transfers each
+    replica separately (1.6 s per save of the demo's 4.4 MB state on 2 CPU devices, ~70% of it per-array
+    overhead). Host arrays save in 0.45 s and restore into the same shardings. The copy also
+    decouples an asynchronous save from the device buffers the next (donating) train step reuses.
+    """
+    def leaf(x: Any) -> Any:
+        if isinstance(x, jax.Array) and x.sharding.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        return x
+
+    return jax.tree.map(leaf, tree)
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    """Start saving ``state`` (its host copy) and ``meta`` as ``step``; orbax finishes in the background
+    (``mngr.wait_until_finished()`` waits)."""
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host_copy(state)),
+                                            meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))))
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:

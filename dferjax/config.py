@@ -49,6 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.crop_ratio = (0.75, 4 / 3)  # random resized crop aspect ratio range
     c.data.flip = True                # random horizontal flip (mirrors key-points, swaps left/right)
     c.data.num_workers = 0            # grain worker processes (0: threads in the training process)
+    c.data.cache_decoded = False      # keep decoded frames in memory after epoch 1 (input_pipeline.DecodedCache)
 
     c.model = ml_collections.ConfigDict()
     c.model.num_classes = 7

@@ -107,7 +107,7 @@ class Predictor:
         self.checkpoint = f"{directory}/{step}"
         self.batch_size = max(1, int(batch_size))
         graphdef, state = nnx.split(self.model)
-        self._state = state
+        self._state = nnx.as_pure(state)
 
         @jax.jit
         def forward(state, frames, heatmaps):

@@ -160,3 +160,35 @@ def test_bad_data_configs_name_the_problem(shards, tmp_path):
     (broken / ip.INFO_FILE).write_text(json.dumps(info))
     with pytest.raises(ip.DataConfigError, match="missing"):
         ip.split_shards(broken, info, ["train"], "data.train_splits")
+
+
+def test_decoded_cache_gives_the_same_batches_and_decodes_each_record_once(shards, monkeypatch):
+    """Two epochs of augmented training batches and the eval batches from the cache equal those
+    decoded from the shard bytes; the JPEGs of each record are decoded once; a pickled copy (what a
+    grain worker process gets) carries the source, not the cache."""
+    import pickle
+
+    info = ip.read_info(shards)
+    train = records.ShardedDataSource(ip.split_shards(shards, info, ["train"], "data.train_splits"))
+    test = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
+    plain = [list(ip.TrainData(train, SPEC, 4, seed=5).dataset(e)) for e in range(2)]
+    plain_eval = list(ip.EvalData(test, SPEC, 4).dataset())
+
+    calls = []
+    decode = records.decode_jpeg
+    monkeypatch.setattr(records, "decode_jpeg", lambda data: calls.append(1) or decode(data))
+    cached = ip.TrainData(train, SPEC, 4, seed=5, cache=True)
+    for epoch in range(2):
+        for a, b in zip(plain[epoch], cached.dataset(epoch), strict=True):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+    used = set(cached.order(0)) | set(cached.order(1))
+    assert len(calls) == len(used) * PREP.max_frames          # once per stored frame of each record read
+    cached_eval = list(ip.EvalData(test, SPEC, 4, cache=True).dataset())
+    for a, b in zip(plain_eval, cached_eval, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+    copy = pickle.loads(pickle.dumps(cached.source))
+    assert len(copy) == len(train) and all(r is None for r in copy._records)
+    np.testing.assert_array_equal(copy[0]["frames"], cached.source[0]["frames"])

@@ -18,7 +18,7 @@ from dferjax.models.gcn import KeypointGCN
 from dferjax.models.landmark_pooling import landmark_pool
 from dferjax.models.temporal import MultiHeadSelfAttention, TemporalTransformer
 from dferjax.models.triplet_attention import TripletAttention
-from dferjax.models.resnet import feature_map_size
+from dferjax.models.resnet import feature_map_size, max_pool_3x3_s2
 from dferjax.summary import example_inputs
 from tests.conftest import tiny_config
 
@@ -379,3 +379,28 @@ def test_jitted_gradient_through_triplet_attention_equals_eager():
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(eager), jax.tree.leaves(jitted)):
         scale = float(jnp.max(jnp.abs(a))) + 1e-12
         assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-3, jax.tree_util.keystr(path)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 7, 9, 2)])
+def test_stem_max_pool_equals_reduce_window_pool_and_its_gradient(shape):
+    """The slice-wise 3x3/2 max pool against a direct numpy loop over the windows, and its gradient
+    against jax's reduce_window pool (unique maxima); where a window's values tie, each output's
+    gradient goes to one input: the first of its window in scan order."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)
+    n, h, w, c = shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    expected = np.stack([np.stack([padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2))
+                                   for j in range((w + 1) // 2)], 1) for i in range((h + 1) // 2)], 1)
+    np.testing.assert_array_equal(max_pool_3x3_s2(jnp.asarray(x)), expected)
+    weights = jnp.asarray(rng.normal(size=expected.shape), jnp.float32)
+    ours = jax.grad(lambda v: jnp.sum(max_pool_3x3_s2(v) * weights))(jnp.asarray(x))
+    reference = jax.grad(lambda v: jnp.sum(nnx.max_pool(v, (3, 3), (2, 2), ((1, 1), (1, 1))) * weights))(
+        jnp.asarray(x))
+    np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-6)
+    tied = jax.grad(lambda v: jnp.sum(max_pool_3x3_s2(v) * weights))(jnp.zeros(shape, jnp.float32))
+    first = np.zeros(shape, np.float32)                     # window (i, j) starts at input (2i-1, 2j-1)
+    for i in range(expected.shape[1]):
+        for j in range(expected.shape[2]):
+            first[:, max(2 * i - 1, 0), max(2 * j - 1, 0)] += np.asarray(weights[:, i, j])
+    np.testing.assert_allclose(tied, first, rtol=1e-6, atol=1e-6)
