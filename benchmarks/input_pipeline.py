@@ -1,6 +1,6 @@
 """Samples/s the grain input pipeline delivers with augmentation, by worker count.
 
-    python benchmarks/input_pipeline.py [--data DIR] [--workers 0,1,2] [--batch 64] [--batches 30]
+    python benchmarks/input_pipeline.py [--data DIR] [--workers 0,1,2] [--cache] [--batch 64] [--batches 15]
                                         [--train-rate SAMPLES_PER_S | --throughput-json FILE]
 
 Reads training batches exactly as train.py does (``input_pipeline.TrainData``: global shuffle, 8
@@ -38,9 +38,17 @@ def machine() -> str:
 
 
 def measure(source: records.ShardedDataSource, spec: ip.InputSpec, batch: int, workers: int,
-            batches: int) -> dict:
-    data = ip.TrainData(source, spec, batch, seed=0, num_workers=workers)
-    iterator = iter(data.dataset(0, 0))
+            batches: int, cache: bool = False) -> dict:
+    """Samples/s over ``batches`` batches, epoch after epoch. With ``cache`` (data.cache_decoded) the
+    first epoch, which fills the cache, is read before the clock starts."""
+    data = ip.TrainData(source, spec, batch, seed=0, num_workers=workers, cache=cache)
+    epoch = 0
+    iterator = iter(data.dataset(epoch, 0))
+    if cache:
+        for _ in iterator:
+            pass
+        epoch += 1
+        iterator = iter(data.dataset(epoch, 0))
     next(iterator)                        # start-up: worker processes, first decode
     start = time.perf_counter()
     n = 0
@@ -48,11 +56,12 @@ def measure(source: records.ShardedDataSource, spec: ip.InputSpec, batch: int, w
         try:
             next(iterator)
         except StopIteration:             # a small set: go on with the next epoch
-            iterator = iter(data.dataset(1, 0))
+            epoch += 1
+            iterator = iter(data.dataset(epoch, 0))
             next(iterator)
         n += batch
     seconds = time.perf_counter() - start
-    return {"workers": workers, "batch": batch, "samples_per_s": n / seconds, "batches": batches}
+    return {"workers": workers, "cache": cache, "batch": batch, "samples_per_s": n / seconds, "batches": batches}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="shard directory (default: a synthetic set built in a temporary folder)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--workers", default="0,1,2")
+    parser.add_argument("--cache", action="store_true", help="also measure data.cache_decoded (0 workers)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--clips", type=int, default=256, help="clips of the synthetic set")
+    parser.add_argument("--clips", type=int, default=1024,
+                        help="clips of the synthetic set (enough that the timed batches stay in one epoch)")
     parser.add_argument("--train-rate", type=float, help="training samples/s to compare with")
     parser.add_argument("--throughput-json", help="a saved JSON line of benchmarks/throughput.py")
     args = parser.parse_args(argv)
@@ -87,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         print(f"machine: {machine()}; {len(source)} clips in {data_dir}; batch {args.batch}, "
               f"crop {spec.crop_scale}, flip {spec.flip}")
-        print(f"| workers | samples/s | keeps up with training ({train_rate or '?'} samples/s) |")
-        print("|---|---|---|")
-        for workers in [int(w) for w in args.workers.split(",")]:
-            row = measure(source, spec, args.batch, workers, args.batches)
+        print(f"| workers | decoded cache | samples/s | keeps up with training ({train_rate or '?'} samples/s) |")
+        print("|---|---|---|---|")
+        settings = [(int(w), False) for w in args.workers.split(",")] + ([(0, True)] if args.cache else [])
+        for workers, cache in settings:
+            row = measure(source, spec, args.batch, workers, args.batches, cache)
             row["keeps_up"] = None if train_rate is None else row["samples_per_s"] >= train_rate
             rows.append(row)
             keeps = "-" if train_rate is None else ("yes" if row["keeps_up"] else "no")
-            print(f"| {workers} | {row['samples_per_s']:,.1f} | {keeps} |", flush=True)
+            print(f"| {workers} | {'yes' if cache else 'no'} | {row['samples_per_s']:,.1f} | {keeps} |", flush=True)
     best = max(rows, key=lambda r: r["samples_per_s"])
     print(json.dumps({"samples_per_s": best["samples_per_s"], "best_workers": best["workers"],
                       "train_samples_per_s": train_rate,
