@@ -123,8 +123,8 @@ def split_model(model: DFERModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
     """graphdef, params, rest (batch-norm statistics), the two states pure: arrays, not nnx.Variables.
 
     Pure states cross a jit boundary as plain pytrees; a state of Variable objects costs a Python
-    object per leaf and call (for the train state, ~300 leaves: ~50 ms of Python per demo train step,
-    a third of its time on 2 CPU cores). ``nnx.merge`` takes either.
+    object per leaf and call (the train state's ~300 leaves: ~50 ms of Python per call of the demo's
+    train step in a profile, on cores the CPU devices need too). ``nnx.merge`` takes either.
     """
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return graphdef, nnx.as_pure(params), nnx.as_pure(rest)

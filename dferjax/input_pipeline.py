@@ -266,9 +266,10 @@ class DecodedCache:
 
     Decoding a record's JPEG frames is most of an example's host cost (1.3 of 2.0 ms for the demo's
     8 frames at 64x64), and it is the same every epoch: only the frame sampling and the augmentation
-    after it are random. The cache costs the stored frames' raw size in memory: frames x size^2 x 3
-    bytes per clip, e.g. 1,400 demo clips of 8 x 64^2 take 138 MB, and 16 stored frames at 112x112,
-    602 KB a clip (about 7 GB for DFEW's 11.7k training clips of a fold). It lives in the process that
+    after it are random. The cache costs the stored frames' raw size in memory: stored frames x
+    size^2 x 3 bytes per clip. The demo's 1,400 training clips of 8 x 64^2 take 138 MB; at the default
+    preparation (up to 64 stored frames of 112x112, 2.4 MB a clip) the 9.4k training clips of a DFEW
+    fold would take ~23 GB, so it is off by default. It lives in the process that
     reads the records: grain worker processes (``data.num_workers`` > 0) start each epoch with an empty
     one, so use it with ``data.num_workers = 0``. Safe to share between threads (a record decoded twice
     at once is stored twice, identically).
