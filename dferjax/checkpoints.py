@@ -148,7 +148,7 @@ def host_copy(tree: Any) -> Any:
     """
     def leaf(x: Any) -> Any:
         if isinstance(x, jax.Array) and x.sharding.is_fully_replicated:
-            return np.asarray(x.addressable_data(0))
+            return np.array(x.addressable_data(0), copy=True)   # on the CPU asarray would be a view
         return x
 
     return jax.tree.map(leaf, tree)
