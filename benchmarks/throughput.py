@@ -126,12 +126,9 @@ def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeat
     heat = feature_map_size(config.data.image_size, config.model.output_stride)
     host = make_batch(batch, config.model.num_frames, config.data.image_size, heat, np.random.default_rng(0))
     data = train.to_global(host, mesh)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     if mode == "infer":
         state = train.replicate({"params": params, "rest": rest}, mesh)
-        step = jax.jit(train.make_eval_step(graphdef), in_shardings=(replicated, sharded),
-                       out_shardings=replicated)
+        step = train.jit_eval_step(graphdef, mesh)
         lowered = step.lower(state, data)
         compiled = lowered.compile()
         per_call = time_calls(lambda: compiled(state, data)["logits"], seconds, repeats)
@@ -140,9 +137,7 @@ def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeat
         params, rest = jax.tree.map(jnp.array, (params, rest))       # copies: the step donates them
         box = {"state": train.replicate({"step": np.int32(0), "params": params, "rest": rest,
                                          "opt_state": tx.init(params)}, mesh)}
-        step = jax.jit(train.make_train_step(graphdef, tx, config.loss.aux_weight),
-                       in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-                       donate_argnums=0)
+        step = train.jit_train_step(graphdef, tx, config.loss.aux_weight, mesh)
         lowered = step.lower(box["state"], data)
         compiled = lowered.compile()
 

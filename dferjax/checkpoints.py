@@ -27,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from dferjax.input_pipeline import INFO_FILE
 from dferjax.models import DFERModel, build_model
 
 CONFIG_FILE = "config.json"
@@ -75,7 +76,7 @@ def load_data_info(run_dir: str | Path, config: ml_collections.ConfigDict | None
     if path.is_file():
         return json.loads(path.read_text())
     config = config or load_run_config(run_dir)
-    fallback = Path(config.data.dir) / "dataset_info.json"
+    fallback = Path(config.data.dir) / INFO_FILE
     if fallback.is_file():
         return json.loads(fallback.read_text())
     raise CheckpointError(f"{path} not found, nor the run's data ({fallback}): the clip preparation the "

@@ -95,6 +95,12 @@ def clamp_range(frame_range: tuple[int, int] | None, total: int) -> tuple[int, i
     return start, max(start, min(int(frame_range[1]), total))
 
 
+def range_indices(frame_range: tuple[int, int] | None, total: int, count: int) -> np.ndarray:
+    """``even_indices`` over the frames ``frame_range`` (clipped by ``clamp_range``) of ``total``."""
+    start, stop = clamp_range(frame_range, total)
+    return start + even_indices(max(stop - start, 0), count)
+
+
 def even_indices(num_available: int, count: int) -> np.ndarray:
     """``min(count, num_available)`` indices spread evenly over range(num_available), first and last kept."""
     if num_available <= count:
@@ -131,8 +137,7 @@ def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None
     ``header``: the frame count ``probe_clip`` read. ``frame_range`` (start, stop) restricts the choice to those frames of the video.
     """
     def wanted(total: int) -> set[int]:
-        start, stop = clamp_range(frame_range, total)
-        return set((start + even_indices(max(stop - start, 0), max_frames)).tolist())
+        return set(range_indices(frame_range, total, max_frames).tolist())
 
     total, frames, got, fps = _decode_pass(path, wanted(header))
     if total == 0:
@@ -151,9 +156,8 @@ def _read_folder(path: Path, max_frames: int, frame_range: tuple[int, int] | Non
     if not files:
         raise ClipError(str(path), "frame folder holds no image file "
                                    f"({', '.join(IMAGE_EXTENSIONS)})")
-    start, stop = clamp_range(frame_range, len(files))
     frames, got, notes = [], [], []
-    for i in start + even_indices(max(stop - start, 0), max_frames):
+    for i in range_indices(frame_range, len(files), max_frames):
         image = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
         if image is None:
             notes.append(f"frame {files[i].name} could not be decoded and was left out")
@@ -280,8 +284,7 @@ def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: Pre
         name = str(source)
     else:
         all_frames = list(source)
-        start, stop = clamp_range(frame_range, len(all_frames))
-        indices = start + even_indices(max(stop - start, 0), config.max_frames)
+        indices = range_indices(frame_range, len(all_frames), config.max_frames)
         frames = [all_frames[i] for i in indices]
         total, fps, notes, name = len(all_frames), 0.0, [], "<frames>"
     clip = prepare_frames(frames, config, name)

@@ -45,13 +45,10 @@ def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequ
     """A run's checkpoint over ``splits``: {"report", "embeddings" (N, d) fused video features in
     record order, "logits", "labels", "class_names", "source", "spec", "config", "meta", "splits"}."""
     import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     from dferjax import checkpoints as ckpt
     from dferjax import input_pipeline as ip
     from dferjax import records, train
-    from dferjax.checkpoints import split_model
 
     model, config, meta = ckpt.load_model(checkpoint, which=which)
     data_dir = data_dir or config.data.dir
@@ -65,10 +62,9 @@ def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequ
     batch = max(devices, batch - batch % devices)
     spec = ip.InputSpec.from_config(config)
     data = ip.EvalData(source, spec, batch, process_index=jax.process_index(), process_count=jax.process_count())
-    graphdef, params, rest = split_model(model)
+    graphdef, params, rest = ckpt.split_model(model)
     state = train.replicate({"params": params, "rest": rest}, mesh)
-    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    step = jax.jit(train.make_eval_step(graphdef), in_shardings=(replicated, sharded), out_shardings=replicated)
+    step = train.jit_eval_step(graphdef, mesh)
     test_meta = train.test_metadata(source)
     report, embeddings, logits = train.evaluate(step, state, data, mesh, test_meta, list(info["classes"]),
                                                 progress)

@@ -157,6 +157,19 @@ def make_eval_step(graphdef: nnx.GraphDef):
     return step
 
 
+def jit_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, aux_weight: float, mesh: Mesh):
+    """``make_train_step`` jitted for ``mesh``: replicated state (donated), batch sharded on ``data``."""
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    return jax.jit(make_train_step(graphdef, tx, aux_weight), in_shardings=(replicated, sharded),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def jit_eval_step(graphdef: nnx.GraphDef, mesh: Mesh):
+    """``make_eval_step`` jitted for ``mesh``: replicated state, batch sharded on ``data``."""
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    return jax.jit(make_eval_step(graphdef), in_shardings=(replicated, sharded), out_shardings=replicated)
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 class Logger:
@@ -298,13 +311,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     tx = make_optimizer(config, steps_per_epoch)
     state = {"step": np.int32(0), "params": params, "rest": rest, "opt_state": tx.init(params)}
     state = replicate(state, mesh)
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data"))
-    train_step = jax.jit(make_train_step(graphdef, tx, config.loss.aux_weight),
-                         in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-                         donate_argnums=0)
-    eval_step = jax.jit(make_eval_step(graphdef), in_shardings=(replicated, batch_sharding),
-                        out_shardings=replicated)
+    train_step = jit_train_step(graphdef, tx, config.loss.aux_weight, mesh)
+    eval_step = jit_eval_step(graphdef, mesh)
 
     # Resume.
     saved_config = workdir / ckpt.CONFIG_FILE
