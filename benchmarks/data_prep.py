@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dferjax import clips, records
+from dferjax.data import clips, records
 
 VIDEOS = ("single_face.mp4", "fer_test.mp4", "woman2.mp4", "WolfgangLanger_Pexels.mp4")
 

@@ -27,17 +27,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.synthetic import make_demo_set  # noqa: E402
-from dferjax import input_pipeline as ip  # noqa: E402
-from dferjax import records  # noqa: E402
-from dferjax.clips import PrepConfig  # noqa: E402
+from dferjax.data.synthetic import make_demo_set  # noqa: E402
+from dferjax.data import input_pipeline as ip  # noqa: E402
+from dferjax.data import records  # noqa: E402
+from dferjax import models  # noqa: E402
+from dferjax.config import base_config  # noqa: E402
+from dferjax.data import dataset  # noqa: E402
+from dferjax.data.clips import PrepConfig  # noqa: E402
+from dferjax.engine.inputs import example_spec  # noqa: E402
 
 
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
 
 
-def measure(source: records.ShardedDataSource, spec: ip.InputSpec, batch: int, workers: int,
+def measure(source: records.ShardedDataSource, spec: ip.ExampleSpec, batch: int, workers: int,
             batches: int, cache: bool = False) -> dict:
     """Samples/s over ``batches`` batches, epoch after epoch. With ``cache`` (data.cache_decoded) the
     first epoch, which fills the cache, is read before the clock starts."""
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="shard directory (default: a synthetic set built in a temporary folder)")
     parser.add_argument("--split", default="train")
+    parser.add_argument("--model", default="dfer", choices=sorted(models.MODELS),
+                        help="whose inputs to make (heat-maps only for a model that takes them)")
     parser.add_argument("--workers", default="0,1,2")
     parser.add_argument("--cache", action="store_true", help="also measure data.cache_decoded (0 workers)")
     parser.add_argument("--batch", type=int, default=64)
@@ -91,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                           prep=PrepConfig(image_size=args.image_size, max_frames=32), progress=False)
             print(f"built {args.clips} synthetic clips (112x112, 32 stored frames) in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-        info = ip.read_info(data_dir)
-        source = records.ShardedDataSource(ip.split_shards(data_dir, info, [args.split], "--split"))
-        spec = ip.InputSpec(image_size=args.image_size, num_segments=8, frames_per_segment=2,
-                            heatmap_size=-(-args.image_size // 16))
+        info = dataset.read_info(data_dir)
+        source = records.ShardedDataSource(dataset.split_shards(data_dir, info, [args.split], "--split"))
+        config = base_config(models.default_config())          # the paper's model and sampling
+        config.model.name = args.model
+        models.model_section(config.model).image_size = args.image_size
+        spec = example_spec(config)
         rows = []
         print(f"machine: {machine()}; {len(source)} clips in {data_dir}; batch {args.batch}, "
               f"crop {spec.crop_scale}, flip {spec.flip}")

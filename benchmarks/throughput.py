@@ -10,11 +10,11 @@ dtype; parameters stay float32) and batch size it times
 
 - inference: the jitted forward in eval mode, the clip's frames (uint8) and heat-maps (float16) already
   on the device, as predict and evaluation run it;
-- training: train.make_train_step (forward, backward, Adam update, the non-finite guard) with the
-  state donated, as train.py runs it;
+- training: engine.steps.make_train_step (forward, backward, Adam update, the non-finite guard) with
+  the state donated, as train.py runs it;
 
 Without an accelerator the host is split into one JAX CPU device per core (``--cpu-devices``, as
-``train.cpu_devices=-1``) and the batch is data parallel over them. After a warm-up (compile plus
+``runtime.cpu_devices=-1``) and the batch is data parallel over them. After a warm-up (compile plus
 two calls), each repeat times about ``--seconds`` of calls, ending with ``block_until_ready``; the
 median repeat is reported. FLOPs per sample come from XLA's cost analysis
 of the compiled computation; achieved FLOP/s = FLOPs per sample x samples/s; the peak is a square
@@ -44,11 +44,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dferjax import train  # noqa: E402
-from dferjax.checkpoints import split_model  # noqa: E402
+from dferjax import models  # noqa: E402
 from dferjax.config import base_config  # noqa: E402
-from dferjax.models.dfer import build_model  # noqa: E402
-from dferjax.models.resnet import feature_map_size  # noqa: E402
+from dferjax.engine.checkpoints import split_model  # noqa: E402
+from dferjax.engine.mesh import cpu_device_count, make_mesh, replicate, to_global  # noqa: E402
+from dferjax.engine.steps import initial_state, jit_eval_step, jit_train_step, make_optimizer  # noqa: E402
 
 PAPER = {"device": "RTX 3090", "params_m": 17, "infer_samples_per_s": 52, "train_hours_80_epochs": 6}
 DFEW_FOLD1_TRAIN = 9_356     # DFEW's 11,697 labelled clips, one fold (about a fifth) held out
@@ -111,33 +111,36 @@ def peak_flops(dtype: str, size: int, repeats: int) -> float:
     return 2 * size ** 3 / seconds
 
 
-def make_batch(batch: int, frames: int, size: int, heat: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {"frames": rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8),
-            "heatmaps": rng.random((batch, frames, heat, heat, 18)).astype(np.float16),
-            "label": rng.integers(0, 7, batch).astype(np.int32), "valid": np.ones(batch, bool)}
+def make_batch(batch: int, spec: models.InputSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random batch of what the model declares it takes (heat-maps only where it takes them)."""
+    n, size = spec.num_frames, spec.image_size
+    out = {"frames": rng.integers(0, 256, (batch, n, size, size, 3), dtype=np.uint8),
+           "label": rng.integers(0, spec.num_classes, batch).astype(np.int32), "valid": np.ones(batch, bool)}
+    if spec.heatmap_size is not None:
+        heat = spec.heatmap_size
+        out["heatmaps"] = rng.random((batch, n, heat, heat, 18)).astype(np.float16)
+    return out
 
 
 def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeats: int) -> dict[str, Any]:
-    mesh = train.make_mesh()
+    mesh = make_mesh()
     devices = len(jax.devices())
     if batch % devices:
         raise SystemExit(f"batch {batch} is not a multiple of the {devices} devices")
     graphdef, params, rest = split_model(model)
-    heat = feature_map_size(config.data.image_size, config.model.output_stride)
-    host = make_batch(batch, config.model.num_frames, config.data.image_size, heat, np.random.default_rng(0))
-    data = train.to_global(host, mesh)
+    host = make_batch(batch, models.input_spec(config.model), np.random.default_rng(0))
+    data = to_global(host, mesh)
     if mode == "infer":
-        state = train.replicate({"params": params, "rest": rest}, mesh)
-        step = train.jit_eval_step(graphdef, mesh)
+        state = replicate({"params": params, "rest": rest}, mesh)
+        step = jit_eval_step(graphdef, mesh)
         lowered = step.lower(state, data)
         compiled = lowered.compile()
         per_call = time_calls(lambda: compiled(state, data)["logits"], seconds, repeats)
     else:
-        tx = train.make_optimizer(config, steps_per_epoch=1000)
+        tx = make_optimizer(config, steps_per_epoch=1000)
         params, rest = jax.tree.map(jnp.array, (params, rest))       # copies: the step donates them
-        box = {"state": train.replicate({"step": np.int32(0), "params": params, "rest": rest,
-                                         "opt_state": tx.init(params)}, mesh)}
-        step = train.jit_train_step(graphdef, tx, config.loss.aux_weight, mesh)
+        box = {"state": replicate(initial_state(params, rest, tx), mesh)}
+        step = jit_train_step(graphdef, tx, mesh)
         lowered = step.lower(box["state"], data)
         compiled = lowered.compile()
 
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", default="", help="comma-separated (default 2,8,32 on CPU; 8,64,256,512 else)")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--model", default="dfer", choices=sorted(models.MODELS),
+                        help="registered model (default dfer, the paper's)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=5)
@@ -162,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-train", action="store_true", help="inference only")
     parser.add_argument("--matmul-size", type=int, default=0, help="peak matmul side (default 2048 CPU, 8192 else)")
     parser.add_argument("--cpu-devices", type=int, default=-1,
-                        help="JAX CPU devices without an accelerator (train.cpu_devices; -1: one per core)")
+                        help="JAX CPU devices without an accelerator (runtime.cpu_devices; -1: one per core)")
     args = parser.parse_args(argv)
     cpu_batches = [int(b) for b in (args.batch_sizes or "2,8,32").split(",")]
-    n = train.cpu_device_count(args.cpu_devices, os.cpu_count() or 1, tuple(cpu_batches))
+    n = cpu_device_count(args.cpu_devices, os.cpu_count() or 1, tuple(cpu_batches))
     if n:
         jax.config.update("jax_num_cpu_devices", n)     # before JAX starts its backends
     backend = jax.default_backend()
@@ -180,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak ({size}x{size} matmul, {d}): {p / 1e9:,.1f} GFLOP/s", flush=True)
     rows = []
     for dtype in dtypes:
-        config = base_config()
-        config.data.image_size = args.image_size
-        config.model.num_frames = args.frames
+        config = base_config(models.default_config())
+        config.model.name = args.model
+        models.model_section(config.model).update(num_frames=args.frames, image_size=args.image_size)
         config.data.num_segments = args.frames // config.data.frames_per_segment
         config.model.dtype = dtype
-        model = build_model(config.model, seed=0)
+        model = models.build_model(config.model, seed=0)
         for mode in ("infer",) + (() if args.no_train else ("train",)):
             for batch in batches:
                 row = bench(config, model, batch, mode, args.seconds, args.repeats)
@@ -218,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "flops_per_sample": infer["flops_per_sample"],
         "peak_flops": peaks[infer["dtype"]],
         "mfu": infer["mfu"],
+        "model": args.model,
         "backend": backend,
         "device": machine(),
         "frames": args.frames, "image_size": args.image_size, "params_m": params_m,

@@ -5,15 +5,16 @@ directory or checkpoint, e.g. ``configs/afew.py:init=runs/dfew-1`` (its best che
 Shards: ``python -m data_prep.build --dataset afew --root /path/to/AFEW --out data/afew``.
 """
 
-from dferjax.config import apply_variant, base_config, parse_config_arg
+from dferjax import models
+from dferjax.config import base_config, parse_config_arg
 
 
 def get_config(arg=None):
     args = parse_config_arg(arg, {"variant": "E", "init": "runs/dfew-1"}, "configs/afew.py")
-    config = base_config()
+    config = base_config(models.default_config())
     config.dataset = "afew"
     config.variant = args["variant"]
     config.data.dir = "data/afew"
     config.train.init_checkpoint = args["init"]
-    apply_variant(config, args["variant"])
+    models.apply_variant(config.model.dfer, args["variant"])
     return config

@@ -5,18 +5,19 @@ other four folds' shards. variant: A-E, the model of Table 9 (E, the full model,
 Shards: ``python -m data_prep.build --dataset dfew --root /path/to/DFEW --out data/dfew``.
 """
 
-from dferjax.config import apply_variant, base_config, fold_splits, parse_config_arg
+from dferjax import models
+from dferjax.config import base_config, fold_splits, parse_config_arg
 
 
 def get_config(arg=None):
     args = parse_config_arg(arg, {"fold": 1, "variant": "E"}, "configs/dfew.py")
     if not 1 <= args["fold"] <= 5:
         raise ValueError(f"configs/dfew.py: fold must be 1-5 (DFEW's five folds), got {args['fold']}")
-    config = base_config()
+    config = base_config(models.default_config())
     config.dataset = "dfew"
     config.fold = args["fold"]
     config.variant = args["variant"]
     config.data.dir = "data/dfew"
     config.data.train_splits, config.data.test_splits = fold_splits(args["fold"])
-    apply_variant(config, args["variant"])
+    models.apply_variant(config.model.dfer, args["variant"])
     return config

@@ -4,14 +4,15 @@ Results are reported overall and per scene (the paper's Table 6); the scene of e
 in the shards. Shards: ``python -m data_prep.build --dataset ferv39k --root /path/to/FERV39k --out data/ferv39k``.
 """
 
-from dferjax.config import apply_variant, base_config, parse_config_arg
+from dferjax import models
+from dferjax.config import base_config, parse_config_arg
 
 
 def get_config(arg=None):
     args = parse_config_arg(arg, {"variant": "E"}, "configs/ferv39k.py")
-    config = base_config()
+    config = base_config(models.default_config())
     config.dataset = "ferv39k"
     config.variant = args["variant"]
     config.data.dir = "data/ferv39k"
-    apply_variant(config, args["variant"])
+    models.apply_variant(config.model.dfer, args["variant"])
     return config

@@ -4,19 +4,20 @@ fold: 1-5, the test set of the five-fold protocol; training uses the other four 
 Shards: ``python -m data_prep.build --dataset mafw --root /path/to/MAFW --num-classes 11 --out data/mafw``.
 """
 
-from dferjax.config import apply_variant, base_config, fold_splits, parse_config_arg
+from dferjax import models
+from dferjax.config import base_config, fold_splits, parse_config_arg
 
 
 def get_config(arg=None):
     args = parse_config_arg(arg, {"fold": 1, "variant": "E"}, "configs/mafw.py")
     if not 1 <= args["fold"] <= 5:
         raise ValueError(f"configs/mafw.py: fold must be 1-5 (MAFW's five folds), got {args['fold']}")
-    config = base_config()
+    config = base_config(models.default_config())
     config.dataset = "mafw"
     config.fold = args["fold"]
     config.variant = args["variant"]
     config.model.num_classes = 11
     config.data.dir = "data/mafw"
     config.data.train_splits, config.data.test_splits = fold_splits(args["fold"])
-    apply_variant(config, args["variant"])
+    models.apply_variant(config.model.dfer, args["variant"])
     return config

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dferjax.clips import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # the media prepare_clip reads
+from dferjax.data.clips import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # the media prepare_clip reads
+from dferjax.data.dataset import ClipEntry, Listing, SkippedEntry  # what an adapter returns
 from dferjax.labels import BASIC_CLASSES, MAFW_CLASSES
 from dferjax.labels import class_names as _class_names
 
@@ -54,37 +55,6 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------
 # Public records
 # ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClipEntry:
-    clip_id: str  # unique and stable within the dataset, safe as a file-name fragment
-    source: str  # absolute path: a video file or a folder of frame images
-    label: int  # 0-based index in dferjax.labels order
-    split: str  # "train"/"test", or "fold1".."fold5": the fold whose TEST set holds the clip
-    scene: str = ""  # FERV39k scene, "" elsewhere
-
-
-@dataclass(frozen=True)
-class SkippedEntry:
-    clip_id: str  # best identifier available (file name, csv row)
-    source: str  # path or "file:line" it came from
-    reason: str  # what is wrong, naming the file / row
-
-
-@dataclass
-class Listing:
-    dataset: str
-    class_names: tuple[str, ...]
-    clips: list[ClipEntry] = field(default_factory=list)
-    skipped: list[SkippedEntry] = field(default_factory=list)
-
-    def label_counts(self) -> dict[str, int]:
-        """Number of listed clips per class name (every class present, in class order)."""
-        counts = {name: 0 for name in self.class_names}
-        for clip in self.clips:
-            counts[self.class_names[clip.label]] += 1
-        return counts
 
 
 # ------------------------------------------------------------------------------------------------

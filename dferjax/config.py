@@ -1,75 +1,59 @@
-"""Configuration: the paper's defaults, the ablation variants, and loading config files.
+"""Configuration: the shared defaults, the keys that may change on resume, and loading config files.
 
 Config files live in ``configs/`` and define ``get_config(arg)`` returning an ml_collections
 ConfigDict built on :func:`base_config`. They are named on the command line as ``PATH[:ARG]``, e.g.
 ``configs/dfew.py:fold=3,variant=D``; single values are overridden with ``--config.KEY=VALUE``
-(e.g. ``--config.model.num_heads=6``). The config comes back locked: a key that does not exist, in
-the ARG string or an override, is an error that names it and lists the keys that do exist.
+(e.g. ``--config.model.dfer.num_heads=6``, ``--config.model.name=frame_mean``), applied by
+``ml_collections.config_flags``. The config comes back locked: a key that does not exist, in the ARG
+string or an override, is an error that names it and the closest existing keys.
 
-Defaults are the paper's (Huang et al. 2024, section 4.2 and Tables 9-12): 16 frames of 112x112,
-ResNet18 at output stride 16, GCN on, structure fusion, 3 temporal layers with 8 heads, lambda 0.2.
+Sections: ``model`` (the registry's: ``name``, ``num_classes``, ``dtype`` and one section per model,
+see dferjax.models), ``data`` (which shards, sampling, augmentation), ``train`` (optimisation, the
+paper's section 4.2), ``runtime`` (how this process runs: progress bars, workers, caches, logging,
+CPU devices). The keys in :data:`MAY_CHANGE_ON_RESUME` may differ when a run is resumed; any other
+difference is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
-# Table 9: which modules each ablation model has (E is the full model).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "A": {"gcn": False, "temporal": "none"},
-    "B": {"gcn": True, "temporal": "none"},
-    "C": {"gcn": True, "temporal": "lstm"},
-    "D": {"gcn": False, "temporal": "msa"},
-    "E": {"gcn": True, "temporal": "msa"},
-}
+MAY_CHANGE_ON_RESUME = ("runtime", "train.epochs", "train.max_steps")
+"""Config keys (or whole sections) a resumed run may change: none of them alters the computation."""
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """The paper's settings, shared by every dataset config."""
+def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The shared settings, with ``model`` (``dferjax.models.default_config()``) as the model section.
+
+    Training defaults are the paper's (Huang et al. 2024, section 4.2): batch 64, 80 epochs, Adam lr
+    1e-3 (b1 0.9, b2 0.99), x0.1 at epochs 40 and 60; 8 segments x 2 frames per clip.
+    """
     c = ml_collections.ConfigDict()
     c.dataset = ""                    # name of the dataset (dfew, ferv39k, mafw, afew, synthetic)
     c.fold = 0                        # test fold of a 5-fold dataset (1-5); 0 = fixed train/test split
-    c.variant = "E"                   # Table 9 model the switches below describe (informational)
+    c.variant = ""                    # Table 9 model the dfer switches describe (informational)
+
+    c.model = model
 
     c.data = ml_collections.ConfigDict()
     c.data.dir = ""                   # directory of shards written by data_prep (dataset_info.json)
     c.data.train_splits = ("train",)  # shard splits to train on (fold datasets: the other four folds)
     c.data.test_splits = ("test",)    # shard splits to evaluate on every epoch
-    c.data.image_size = 112           # face crops are image_size x image_size (section 4.2, peers)
     c.data.num_segments = 8           # Former-DFER sampling: 8 segments ...
-    c.data.frames_per_segment = 2     # ... x 2 consecutive frames = model.num_frames
-    c.data.heatmap_sigma = 1.0        # Gaussian heat-map std in feature-map cells (section 3.1.1)
+    c.data.frames_per_segment = 2     # ... x 2 consecutive frames = the model's frames per sample
     c.data.crop_scale = (0.08, 1.0)   # random resized crop area fraction (peers' GroupRandomSizedCrop)
     c.data.crop_ratio = (0.75, 4 / 3)  # random resized crop aspect ratio range
     c.data.flip = True                # random horizontal flip (mirrors key-points, swaps left/right)
-    c.data.num_workers = 0            # grain worker processes (0: threads in the training process)
-    c.data.cache_decoded = False      # keep decoded frames in memory after epoch 1 (input_pipeline.DecodedCache)
-
-    c.model = ml_collections.ConfigDict()
-    c.model.num_classes = 7
-    c.model.num_frames = 16           # N frames per clip (8 segments x 2 frames, as Former-DFER)
-    c.model.widths = (64, 128, 256, 512)  # ResNet18 stage widths; tests shrink them
-    c.model.output_stride = 16        # 8, 16 or 32 (DESIGN.md: last-stride trick at 16)
-    c.model.gcn = True                # Table 9: key-point GCN (Eq. 3-4) on or off
-    c.model.node_dim = 128            # f of Eq. (3): 512 -> 128 per node
-    c.model.fusion = "structure"      # Table 10: structure | mean | lstm
-    c.model.temporal = "msa"          # Table 9: msa | lstm | none
-    c.model.num_layers = 3            # Table 12: L
-    c.model.num_heads = 8             # Table 11: H
-    c.model.head_dim = 64             # d_k of Eq. (8)
-    c.model.mlp_dim = 1024            # hidden width of Eq. (11)'s MLP
-    c.model.dtype = "float32"         # compute dtype: float32 | bfloat16 (parameters stay float32)
-
-    c.model.backbone_weights = ""     # optional PyTorch/safetensors ResNet18 state dict to start from
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.aux_weight = 0.2           # lambda of Eq. (13)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64           # global batch (section 4.2), split over all devices
@@ -82,23 +66,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.lr_decay_epochs = (40, 60)  # lr x lr_decay_factor at each (section 4.2)
     c.train.lr_decay_factor = 0.1
     c.train.seed = 0                  # parameters, data order and augmentation
-    c.train.log_every = 20            # steps between loss logs (and the NaN check)
     c.train.checkpoint_every = 0      # steps between mid-epoch checkpoints (0: at each epoch's end only)
     c.train.eval_every = 1            # epochs between evaluations on data.test_splits
     c.train.max_steps = 0             # stop after this many steps in all (0: train all epochs)
     c.train.init_checkpoint = ""      # fine-tune from another run's checkpoint (AFEW from DFEW)
-    c.train.progress = True           # progress bars
-    c.train.cpu_devices = 0           # without an accelerator: split the host's cores into this many JAX
+
+    c.runtime = ml_collections.ConfigDict()
+    c.runtime.progress = True         # progress bars
+    c.runtime.log_every = 20          # steps between loss logs (and the NaN check)
+    c.runtime.num_workers = 0         # grain worker processes (0: threads in the training process)
+    c.runtime.cache_decoded = False   # keep decoded frames in memory after epoch 1 (input_pipeline.DecodedCache)
+    c.runtime.cpu_devices = 0         # without an accelerator: split the host's cores into this many JAX
                                       # devices for data parallelism (-1: as many as cores, dividing both
                                       # batch sizes; 0: JAX's default of one)
     return c
-
-
-def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:
-    """Set the model switches of Table 9's model ``variant`` (A-E) in place."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)} (Table 9), got {variant!r}")
-    config.model.update(VARIANTS[variant])
 
 
 def parse_config_arg(arg: str | None, defaults: dict[str, Any], config_file: str = "config") -> dict[str, Any]:
@@ -139,33 +120,8 @@ def fold_splits(fold: int, num_folds: int = 5) -> tuple[tuple[str, ...], tuple[s
     return tuple(f"fold{k}" for k in range(1, num_folds + 1) if k != fold), (f"fold{fold}",)
 
 
-def apply_override(config: ml_collections.ConfigDict, dotted_key: str, raw_value: str) -> None:
-    """Set ``config.<dotted_key>`` from a command-line string; unknown keys and wrong types are errors."""
-    node = config
-    parts = dotted_key.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            where = ".".join(parts[:i]) or "the config"
-            known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"
-            raise KeyError(f"config key {dotted_key!r} does not exist: {where} has no {part!r} "
-                           f"(its keys: {known})")
-        if i < len(parts) - 1:
-            node = node[part]
-    old = node[parts[-1]]
-    value = _parse_value(raw_value)
-    if isinstance(old, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if old is not None and type(value) is not type(old):
-        raise TypeError(f"config key {dotted_key!r} takes a {type(old).__name__} (now {old!r}), "
-                        f"got {raw_value!r}")
-    node[parts[-1]] = value
-
-
-def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
-    """Load ``PATH[:ARG]``, call its ``get_config(ARG)``, apply ``KEY=VALUE`` overrides, lock it."""
-    path, _, arg = spec.partition(":")
+def config_file_module(path: str) -> Any:
+    """The config file at ``path`` as a module (FileNotFoundError / AttributeError naming it)."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"config file {path!r} not found (expected e.g. configs/dfew.py)")
@@ -174,18 +130,80 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise AttributeError(f"config file {path!r} defines no get_config(arg)")
-    config = module.get_config(arg or None)
-    config.lock()
+    return module
+
+
+def _missing_key(config: ml_collections.ConfigDict, dotted_key: str) -> str | None:
+    """A message for the first part of ``dotted_key`` that does not exist, with the closest keys; None
+    when the whole key exists."""
+    node: Any = config
+    parts = dotted_key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            where = ".".join(parts[:i]) or "the config"
+            keys = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            close = difflib.get_close_matches(part, keys, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            return (f"config key {dotted_key!r} does not exist: {where} has no {part!r}{hint} "
+                    f"(its keys: {', '.join(keys) or 'none'})")
+        node = node[part]
+    return None
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str] | tuple[str, ...]
+                    ) -> ml_collections.ConfigDict:
+    """``KEY=VALUE`` overrides applied by ml_collections' config_flags; the config comes back locked.
+
+    Raises:
+      KeyError: a KEY that does not exist (the message names it and the closest existing keys).
+      TypeError: a VALUE that does not parse as the key's type (named).
+      ValueError: an override not of the form KEY=VALUE.
+    """
+    argv = ["dferjax"]
     for item in overrides:
-        key, sep, raw = item.partition("=")
+        key, sep, _ = item.partition("=")
         if not sep:
             raise ValueError(f"config override {item!r} is not of the form KEY=VALUE")
-        apply_override(config, key, raw)
-    return config
+        problem = _missing_key(config, key)
+        if problem:
+            raise KeyError(problem)
+        argv.append(f"--config.{item}")
+    values = flags.FlagValues()
+    config.lock()
+    config_flags.DEFINE_config_dict("config", config, flag_values=values, sys_argv=argv, lock_config=True)
+    try:
+        values(argv)
+    except flags.Error as error:
+        match = re.search(r"--config\.([\w.]+)=", str(error))
+        key = match.group(1) if match else "?"
+        old = _get(config, key)
+        raise TypeError(f"config key {key!r} takes a {type(old).__name__} (now {old!r}): "
+                        f"{str(error).splitlines()[0]}") from None
+    return values.config
+
+
+def _get(config: ml_collections.ConfigDict, dotted_key: str) -> Any:
+    node: Any = config
+    for part in dotted_key.split("."):
+        node = node[part] if isinstance(node, ml_collections.ConfigDict) and part in node else None
+    return node
+
+
+def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+    """Load ``PATH[:ARG]``, call its ``get_config(ARG)``, apply ``KEY=VALUE`` overrides, lock it.
+
+    Raises:
+      FileNotFoundError: no such config file.
+      AttributeError: the file defines no get_config.
+      KeyError, TypeError, ValueError: a bad ARG or override (the message names the key).
+    """
+    path, _, arg = spec.partition(":")
+    config = config_file_module(path).get_config(arg or None)
+    return apply_overrides(config, overrides)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config PATH[:ARG]``; overrides come as ``--config.KEY=VALUE`` (see parse_config_args)."""
+    """Add ``--config PATH[:ARG]``; overrides come as ``--config.KEY=VALUE`` (see parse_args_with_config)."""
     parser.add_argument("--config", required=True, metavar="PATH[:ARG]",
                         help="config file and its argument, e.g. configs/dfew.py:fold=1,variant=D; "
                              "override single values with --config.KEY=VALUE")

@@ -28,9 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from dferjax.data.dataset import DataConfigError
+from dferjax.engine import checkpoints as ckpt
+from dferjax.engine.evaluation import checkpoint_outputs
+from dferjax.figures import plot_confusion
+from dferjax.models import UnknownModelError
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = ckpt.RESULTS_FILE
 SUMMARY_PREFIX = "summary"
 REPORT_KINDS = ("best", "last")
 
@@ -38,40 +42,6 @@ REPORT_KINDS = ("best", "last")
 # ----------------------------------------------------------------------------------------------
 # evaluating a checkpoint on a split
 # ----------------------------------------------------------------------------------------------
-
-def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
-                       data_dir: str | None = None, batch_size: int | None = None,
-                       progress: bool = True) -> dict[str, Any]:
-    """A run's checkpoint over ``splits``: {"report", "embeddings" (N, d) fused video features in
-    record order, "logits", "labels", "class_names", "source", "spec", "config", "meta", "splits"}."""
-    import jax
-
-    from dferjax import checkpoints as ckpt
-    from dferjax import input_pipeline as ip
-    from dferjax import records, train
-
-    model, config, meta = ckpt.load_model(checkpoint, which=which)
-    data_dir = data_dir or config.data.dir
-    splits = tuple(splits or config.data.test_splits)
-    info = ip.read_info(data_dir)
-    ip.check_classes(info, config.model.num_classes, data_dir)
-    source = records.ShardedDataSource(ip.split_shards(data_dir, info, splits, "--splits"))
-    mesh = train.make_mesh()
-    devices = len(jax.devices())
-    batch = batch_size or config.train.eval_batch_size
-    batch = max(devices, batch - batch % devices)
-    spec = ip.InputSpec.from_config(config)
-    data = ip.EvalData(source, spec, batch, process_index=jax.process_index(), process_count=jax.process_count())
-    graphdef, params, rest = ckpt.split_model(model)
-    state = train.replicate({"params": params, "rest": rest}, mesh)
-    step = train.jit_eval_step(graphdef, mesh)
-    test_meta = train.test_metadata(source)
-    report, embeddings, logits = train.evaluate(step, state, data, mesh, test_meta, list(info["classes"]),
-                                                progress)
-    return {"report": report, "embeddings": embeddings, "logits": logits, "labels": np.asarray(test_meta["label"]),
-            "clip_ids": test_meta["clip_id"], "class_names": list(info["classes"]), "source": source,
-            "spec": spec, "config": config, "meta": meta, "splits": list(splits)}
-
 
 def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
                         data_dir: str | None = None, batch_size: int | None = None,
@@ -157,7 +127,7 @@ def _report_of(results: dict[str, Any], which: str, run: Path) -> dict[str, Any]
     return report
 
 
-def summarize(run_dirs: Sequence[str | Path], which: str = "best") -> dict[str, Any]:
+def kfold_summary(run_dirs: Sequence[str | Path], which: str = "best") -> dict[str, Any]:
     """Per-run rows and their mean / std over the runs, from each run's ``results.json``.
 
     ``which`` picks the report of each run: ``best`` (the epoch with the best validation metric)
@@ -360,23 +330,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", metavar="DIR", help="shard directory (default: the run's data.dir)")
     args = parser.parse_args(argv)
     if args.checkpoint:
-        from dferjax.checkpoints import CheckpointError
-        from dferjax.input_pipeline import DataConfigError
         which = "latest" if args.which == "last" else "best"
         try:
             report = evaluate_checkpoint(args.checkpoint, which, args.splits, args.data)
-        except (CheckpointError, DataConfigError, FileNotFoundError) as error:
+        except (ckpt.CheckpointError, DataConfigError, UnknownModelError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        from dferjax.checkpoints import find_checkpoint
-        from dferjax.plots import plot_confusion
-        run_dir = find_checkpoint(args.checkpoint, which)[0]
-        name = "eval-" + "+".join(report["splits"])
-        (run_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-        plot_confusion(report["confusion"], report["class_names"], run_dir / f"{name}-confusion.png")
+        run_dir = ckpt.find_checkpoint(args.checkpoint, which)[0]
+        json_file, png_file = ckpt.eval_files(run_dir, report["splits"])
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+        plot_confusion(report["confusion"], report["class_names"], png_file)
         print(format_report(report))
         print(f"{report['num_samples']} clips of {', '.join(report['splits'])}: WAR {_pct(report['war'])}  "
-              f"UAR {_pct(report['uar'])}; wrote {run_dir / (name + '.json')}")
+              f"UAR {_pct(report['uar'])}; wrote {json_file}")
         return 0
     if not args.summary:
         parser.error("nothing to do: pass --checkpoint RUN to evaluate a checkpoint or --summary RUN_DIR "
@@ -389,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_dirs.append(item)
     try:
-        summary = summarize(run_dirs, which=args.which)
+        summary = kfold_summary(run_dirs, which=args.which)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

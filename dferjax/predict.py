@@ -6,9 +6,10 @@
 Every input goes through the clip preparation the run's training shards were built with
 (``clips.prepare_clip`` with the run's PrepConfig, kept in ``RUN/data.json``): the same frame choice,
 face box, 18 key-points, JPEG round trip and segment sampling (``input_pipeline.clip_inputs``) as
-the test split of training (Sec. 4.2 of the paper: 16 frames, 8 segments x 2). The model (Eqs. 1-13)
-is loaded once and run over all inputs in fixed-size batches on the default JAX device (an
-accelerator when one is present).
+the test split of training (Sec. 4.2 of the paper: 16 frames, 8 segments x 2), and the inputs the
+run's model declares (heat-maps only for a model that takes them). The model (any registered one;
+Eqs. 1-13 for ``dfer``) is loaded once and run over all inputs in fixed-size batches on the default
+JAX device (an accelerator when one is present).
 
 Output per input: the most probable expression and the probability of each class (softmax of the
 temporal classifier's v_class, Eq. 12), as a table or, with ``--json``, one JSON object per line.
@@ -38,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dferjax import checkpoints as ckpt
-from dferjax import clips, faces
-from dferjax import input_pipeline as ip
+from dferjax.engine import checkpoints as ckpt
+from dferjax.data import clips, faces
+from dferjax.data import input_pipeline as ip
 from dferjax import keypoints as kp
 from dferjax.config import load_config
 from dferjax.labels import class_names as default_class_names
@@ -95,10 +96,9 @@ class Predictor:
         wanted = load_config(config_spec) if config_spec else None
         self.model, self.config, self.meta = ckpt.load_model(checkpoint, wanted, which)
         data_info = ckpt.load_data_info(run_dir, self.config)
-        prep = dict(data_info.get("prep") or {})
-        self.prep = clips.PrepConfig(**prep)
+        self.prep = clips.PrepConfig.from_dict(dict(data_info.get("prep") or {}))
         self.jpeg_quality = int(data_info.get("jpeg_quality") or 95)
-        self.spec = ip.InputSpec.from_config(self.config)
+        self.spec = example_spec(self.config)
         num_classes = int(self.config.model.num_classes)
         self.class_names = list(data_info.get("classes") or default_class_names(num_classes))
         if len(self.class_names) != num_classes:
@@ -110,9 +110,9 @@ class Predictor:
         self._state = nnx.as_pure(state)
 
         @jax.jit
-        def forward(state, frames, heatmaps):
+        def forward(state, inputs):
             model = nnx.merge(graphdef, state)
-            logits = model(frames, heatmaps, train=False).logits
+            logits = model(inputs, train=False).logits
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
         self._forward = forward
@@ -126,21 +126,25 @@ class Predictor:
     def prepare(self, source: str | Path, frame_range: tuple[int, int] | None = None) -> clips.PreparedClip:
         return clips.prepare_clip(source, self.prep, frame_range)
 
-    def inputs(self, clip: clips.PreparedClip) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def inputs(self, clip: clips.PreparedClip) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Model frames, key-points, heat-maps (None for a model without) and the stored frames taken."""
         return ip.clip_inputs(clip.frames, clip.keypoints, self.spec, self.jpeg_quality)
 
-    def probabilities(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray]) -> np.ndarray:
-        """Class probabilities (N, K) of N model inputs, in batches of ``batch_size`` (one compiled shape)."""
+    def probabilities(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray | None]) -> np.ndarray:
+        """Class probabilities (N, K) of N model inputs, in batches of ``batch_size`` (one compiled shape).
+
+        ``heatmaps``: one per input, None for a model that takes none.
+        """
         out = []
         b = self.batch_size
         for i in range(0, len(frames), b):
-            f = np.stack(frames[i:i + b])
-            h = np.stack(heatmaps[i:i + b])
-            n = len(f)
+            batch = {"frames": np.stack(frames[i:i + b])}
+            if self.spec.heatmap_size is not None:
+                batch["heatmaps"] = np.stack(heatmaps[i:i + b])
+            n = len(batch["frames"])
             if n < b:        # pad the last batch so every call has the compiled shape
-                f = np.concatenate([f, np.repeat(f[-1:], b - n, axis=0)])
-                h = np.concatenate([h, np.repeat(h[-1:], b - n, axis=0)])
-            out.append(np.asarray(self._forward(self._state, f, h))[:n])
+                batch = {k: np.concatenate([v, np.repeat(v[-1:], b - n, axis=0)]) for k, v in batch.items()}
+            out.append(np.asarray(self._forward(self._state, batch))[:n])
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
 
@@ -167,7 +171,7 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
             ) -> list[Prediction]:
     """Prepare every input (and its windows), then classify all of them in batches."""
     results: list[Prediction] = []
-    pending: list[tuple[Prediction | Window, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[Prediction | Window, np.ndarray, np.ndarray | None]] = []
     for source in sources:
         result = Prediction(str(source))
         results.append(result)
@@ -231,7 +235,7 @@ def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def format_table(results: Sequence[Prediction], class_names: Sequence[str]) -> str:
+def format_predictions(results: Sequence[Prediction], class_names: Sequence[str]) -> str:
     """The human-readable table: one row per input (and per window), probabilities in columns."""
     widths = [max(len(n), 6) for n in class_names]
     span_w = 17 if any(r.windows for r in results) else 0          # "  ss.ss- ss.ss s"
@@ -470,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size)
-    except (ckpt.CheckpointError, ip.DataConfigError, FileNotFoundError, ValueError, KeyError) as error:
+    except (ckpt.CheckpointError, DataConfigError, UnknownModelError, FileNotFoundError, ValueError,
+            KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     if not args.json:
@@ -481,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(json.dumps(to_json(r, names)), flush=True)
     else:
-        print(format_table(results, names))
+        print(format_predictions(results, names))
     status = 0
     for r in results:
         if r.error:

@@ -2,9 +2,10 @@
 
     python -m dferjax.summary --config configs/dfew.py [--config.model.dtype=bfloat16]
 
-Prints a table of the parameters of each component (the paper reports "17M", Table 8) and, as the
-last line, one JSON object with ``params`` and ``flops_per_sample``: the forward FLOPs of one clip
-of ``model.num_frames`` frames (inference mode) from XLA's cost analysis of the compiled function.
+Any registered model (``--config.model.name=frame_mean``). Prints a table of the parameters of each
+component (the paper reports "17M" for ``dfer``, Table 8) and, as the last line, one JSON object with
+``params`` and ``flops_per_sample``: the forward FLOPs of one sample of the model's declared input
+(inference mode) from XLA's cost analysis of the compiled function.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from dferjax import keypoints
+from dferjax import keypoints, models
 from dferjax.config import add_config_arguments, parse_args_with_config
-from dferjax.models import DFERModel, build_model
-from dferjax.models.resnet import feature_map_size
 
 
 def count_params(module: nnx.Module) -> int:
@@ -31,7 +30,7 @@ def count_params(module: nnx.Module) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
-def component_params(model: DFERModel) -> dict[str, int]:
+def component_params(model: nnx.Module) -> dict[str, int]:
     """Parameters of each top-level component of the model, in forward order."""
     counts = {}
     for name, child in vars(model).items():
@@ -40,23 +39,24 @@ def component_params(model: DFERModel) -> dict[str, int]:
     return counts
 
 
-def example_inputs(config: ml_collections.ConfigDict, batch: int = 1) -> tuple[jax.Array, jax.Array]:
-    """Zero frames (uint8) and heat-maps shaped as the config's model expects them."""
-    size = config.data.image_size
-    side = feature_map_size(size, config.model.output_stride)
-    frames = jnp.zeros((batch, config.model.num_frames, size, size, 3), jnp.uint8)
-    heatmaps = jnp.zeros((batch, config.model.num_frames, side, side, keypoints.NUM_KEYPOINTS), jnp.float32)
-    return frames, heatmaps
+def zero_inputs(spec: models.InputSpec, batch: int = 1) -> dict[str, jax.Array]:
+    """Zero frames (uint8) and, where the model takes them, heat-maps, as its InputSpec declares them."""
+    size, n = spec.image_size, spec.num_frames
+    inputs = {"frames": jnp.zeros((batch, n, size, size, 3), jnp.uint8)}
+    if spec.heatmap_size is not None:
+        side = spec.heatmap_size
+        inputs["heatmaps"] = jnp.zeros((batch, n, side, side, keypoints.NUM_KEYPOINTS), jnp.float32)
+    return inputs
 
 
-def forward_flops(model: DFERModel, frames: jax.Array, heatmaps: jax.Array) -> float:
+def forward_flops(model: nnx.Module, inputs: dict[str, jax.Array]) -> float:
     """XLA's FLOP count of the compiled inference forward pass on these inputs."""
     graphdef, state = nnx.split(model)
 
-    def forward(state: Any, frames: jax.Array, heatmaps: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, state)(frames, heatmaps, train=False).logits
+    def forward(state: Any, inputs: dict[str, jax.Array]) -> jax.Array:
+        return nnx.merge(graphdef, state)(inputs, train=False).logits
 
-    compiled = jax.jit(forward).lower(state, frames, heatmaps).compile()
+    compiled = jax.jit(forward).lower(state, inputs).compile()
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0]
@@ -65,21 +65,22 @@ def forward_flops(model: DFERModel, frames: jax.Array, heatmaps: jax.Array) -> f
 
 def summarize(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Build the config's model and return its parameter counts and forward FLOPs per clip."""
-    model = build_model(config.model)
+    spec = models.input_spec(config.model)
+    model = models.build_model(config.model)
     components = component_params(model)
-    frames, heatmaps = example_inputs(config)
     return {
+        "model": config.model.name,
         "params": sum(components.values()),
-        "flops_per_sample": forward_flops(model, frames, heatmaps),
+        "flops_per_sample": forward_flops(model, zero_inputs(spec)),
         "components": components,
-        "num_frames": config.model.num_frames,
-        "image_size": config.data.image_size,
+        "num_frames": spec.num_frames,
+        "image_size": spec.image_size,
         "dtype": config.model.dtype,
         "backend": jax.default_backend(),
     }
 
 
-def format_table(summary: dict[str, Any]) -> str:
+def format_param_table(summary: dict[str, Any]) -> str:
     """The per-component parameter table as text."""
     rows = [("component", "params", "share")]
     total = summary["params"]
@@ -98,10 +99,14 @@ def format_table(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dferjax.summary", description=__doc__.split("\n")[0])
     add_config_arguments(parser)
-    _, config = parse_args_with_config(parser, argv)
+    try:
+        _, config = parse_args_with_config(parser, argv)
+        models.model_class(config.model)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
+        parser.error(str(error).strip('"'))
     start = time.perf_counter()
     summary = summarize(config)
-    print(format_table(summary))
+    print(format_param_table(summary))
     print(f"(built and compiled in {time.perf_counter() - start:.1f} s on {jax.default_backend()})")
     print(json.dumps(summary))
     return 0

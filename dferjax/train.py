@@ -1,15 +1,16 @@
 """Train and evaluate the model: ``python -m dferjax.train --config configs/dfew.py:fold=1 --workdir runs/dfew-1``.
 
-Section 4.2 of the paper: batch 64, 80 epochs, Adam (b1 0.9, b2 0.99), learning rate 1e-3 times 0.1 at
-epochs 40 and 60, the loss of Eq. (13); evaluated on the test split after every epoch, the best epoch
-chosen by WAR as the peers do. All of these are config values (dferjax/config.py).
+Any registered model (``config.model.name``, default ``dfer``, the paper's). Section 4.2 of the paper:
+batch 64, 80 epochs, Adam (b1 0.9, b2 0.99), learning rate 1e-3 times 0.1 at epochs 40 and 60, the
+model's loss (Eq. 13 for ``dfer``); evaluated on the test split after every epoch, the best epoch
+chosen by WAR as the peers do. All of these are config values (dferjax/config.py, dferjax/models).
 
-Data parallel (DESIGN.md): one ``jax.sharding.Mesh`` over every device of every process with a single
-``data`` axis; the global batch is sharded over it, the train state is replicated, and the jitted step
-donates the old state. XLA inserts the gradient all-reduce, and batch norm sees the whole global batch,
-so the step is the same computation as on one device. Several hosts: ``jax.distributed.initialize``
+Data parallel (docs/DESIGN.md, dferjax.engine): one ``jax.sharding.Mesh`` over every device of every
+process with a single ``data`` axis; the global batch is sharded over it, the train state is
+replicated, and the jitted step donates the old state. Several hosts: ``jax.distributed.initialize``
 runs when a cluster is detected or ``--coordinator/--num-processes/--process-id`` are given; each
-process reads its own slice of every global batch (input_pipeline.TrainData).
+process reads its own slice of every global batch (input_pipeline.TrainData). A config with a
+``synthetic`` section (configs/demo.py) draws the demo set into ``data.dir`` when it is not there.
 
 Checkpoints (orbax, dferjax.checkpoints): the latest ones every ``train.checkpoint_every`` steps and at
 each epoch's end, and the best by WAR; each holds the data position, so running the same command
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -30,22 +30,22 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-from flax import nnx
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from dferjax import checkpoints as ckpt
-from dferjax import input_pipeline as ip
-from dferjax import metrics, records
-from dferjax.config import add_config_arguments, parse_args_with_config
-from dferjax.labels import class_names as default_class_names
-from dferjax.models import build_model
-from dferjax.models.loss import dfer_loss
+from dferjax.config import MAY_CHANGE_ON_RESUME, add_config_arguments, parse_args_with_config
+from dferjax.data import dataset
+from dferjax.data import input_pipeline as ip
+from dferjax.data.dataset import DataConfigError
+from dferjax.engine import checkpoints as ckpt
+from dferjax.engine.evaluation import evaluate_split
+from dferjax.engine.inputs import open_data, record_metadata
+from dferjax.engine.mesh import initialize_distributed, make_mesh, replicate, set_cpu_devices, to_global
+from dferjax.engine.steps import (initial_model, initial_state, jit_eval_step, jit_train_step,
+                                  learning_rate_schedule, make_optimizer)
+from dferjax.figures import plot_confusion
+from dferjax.models import UnknownModelError
 
 FAULT_ENV = "DFERJAX_KILL_AFTER_CHECKPOINT"
 """Fault injection for tests: SIGKILL the process right after the checkpoint of this step is written."""
@@ -55,121 +55,6 @@ class TrainingError(RuntimeError):
     """The run cannot go on (diverged loss, inconsistent workdir)."""
 
 
-# --- distribution -------------------------------------------------------------------------------
-
-def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
-    """``jax.distributed.initialize`` when several processes are asked for or a cluster is detected.
-
-    Explicit arguments win; otherwise JAX's own environment variables (JAX_COORDINATOR_ADDRESS,
-    JAX_NUM_PROCESSES, JAX_PROCESS_ID) or a SLURM / Open MPI job of more than one task trigger JAX's
-    cluster auto-detection. A single process on one machine is left alone.
-    """
-    env = os.environ
-    cluster = (int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-               or "JAX_COORDINATOR_ADDRESS" in env)
-    if not (coordinator or (num_processes or 1) > 1 or cluster):
-        return False
-    num_processes = num_processes or (int(env["JAX_NUM_PROCESSES"]) if "JAX_NUM_PROCESSES" in env else None)
-    if process_id is None and "JAX_PROCESS_ID" in env:
-        process_id = int(env["JAX_PROCESS_ID"])
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
-    return True
-
-
-def make_mesh() -> Mesh:
-    """All devices of all processes on one ``data`` axis."""
-    return Mesh(np.asarray(jax.devices()), ("data",))
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place a host-identical pytree fully replicated over the mesh (works across processes)."""
-    sharding = NamedSharding(mesh, P())
-
-    def place(x: Any) -> jax.Array:
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return jax.tree.map(place, tree)
-
-
-def to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's slice of a batch -> global arrays sharded on the data axis."""
-    sharding = NamedSharding(mesh, P("data"))
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
-# --- the optimizer and the steps ----------------------------------------------------------------
-
-def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """lr x factor at each epoch in train.lr_decay_epochs (section 4.2: x0.1 at 40 and 60)."""
-    t = config.train
-    return optax.piecewise_constant_schedule(
-        t.learning_rate, {int(e) * steps_per_epoch: t.lr_decay_factor for e in t.lr_decay_epochs})
-
-
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-    """Adam (b1, b2 of train.*) as PyTorch's: optional L2 weight decay added to the gradient first."""
-    t = config.train
-    parts = [optax.add_decayed_weights(t.weight_decay)] if t.weight_decay else []
-    parts += [optax.scale_by_adam(b1=t.b1, b2=t.b2, eps=1e-8),
-              optax.scale_by_learning_rate(learning_rate_schedule(config, steps_per_epoch))]
-    return optax.chain(*parts)
-
-
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, aux_weight: float):
-    """state, batch -> new state, step metrics.
-
-    A step whose loss, gradient or updated parameters are not finite leaves the state as it was and
-    reports ``ok`` False (checked on the host every train.log_every steps, not inside the step).
-    """
-
-    def step(state: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict[str, Any], dict[str, jax.Array]]:
-        def loss_fn(params):
-            model = nnx.merge(graphdef, params, state["rest"], copy=True)
-            outputs = model(batch["frames"], batch["heatmaps"], train=True)
-            loss, parts = dfer_loss(outputs, batch["label"], aux_weight)
-            return loss, (parts, nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param))), outputs.logits)
-
-        (loss, (parts, rest, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        ok = (jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-              & jnp.isfinite(optax.tree.norm(params)))
-        new = {"step": state["step"] + 1, "params": params, "rest": rest, "opt_state": opt_state}
-        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
-        correct = jnp.sum(jnp.argmax(logits, -1) == batch["label"])
-        return new, {"loss": loss, **parts, "correct": correct, "ok": ok}
-
-    return step
-
-
-def make_eval_step(graphdef: nnx.GraphDef):
-    """state, batch -> logits (B, K), the clip embedding (B, d) and the labels, in eval mode."""
-
-    def step(state: dict[str, Any], batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        model = nnx.merge(graphdef, state["params"], state["rest"], copy=True)
-        outputs = model(batch["frames"], batch["heatmaps"], train=False)
-        return {"logits": outputs.logits, "embedding": outputs.embedding, "label": batch["label"],
-                "valid": batch["valid"]}
-
-    return step
-
-
-def jit_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, aux_weight: float, mesh: Mesh):
-    """``make_train_step`` jitted for ``mesh``: replicated state (donated), batch sharded on ``data``."""
-    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(make_train_step(graphdef, tx, aux_weight), in_shardings=(replicated, sharded),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
-
-
-def jit_eval_step(graphdef: nnx.GraphDef, mesh: Mesh):
-    """``make_eval_step`` jitted for ``mesh``: replicated state, batch sharded on ``data``."""
-    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(make_eval_step(graphdef), in_shardings=(replicated, sharded), out_shardings=replicated)
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 class Logger:
@@ -177,7 +62,7 @@ class Logger:
 
     def __init__(self, workdir: Path, resume_step: int, enabled: bool):
         self.enabled = enabled
-        self.path = workdir / "metrics.jsonl"
+        self.path = workdir / ckpt.METRICS_FILE
         self.tb = None
         if not enabled:
             return
@@ -192,7 +77,7 @@ class Logger:
             self.path.write_text("".join(k + "\n" for k in kept))
         try:
             from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(str(workdir / "tb"), purge_step=resume_step or None)
+            self.tb = SummaryWriter(str(workdir / ckpt.TENSORBOARD_DIR), purge_step=resume_step or None)
         except ImportError:
             print("note: tensorboardX is not installed; TensorBoard files are not written "
                   "(pip install tensorboardX)", file=sys.stderr)
@@ -213,105 +98,54 @@ class Logger:
             self.tb.close()
 
 
-def prepare_data(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Check the shards against the config before anything trains; build the demo set if asked."""
+def build_demo_set(config: ml_collections.ConfigDict) -> None:
+    """Draw the synthetic demo set into data.dir when the config has a ``synthetic`` section and the
+    directory has no dataset_info.json yet."""
     data_dir = Path(config.data.dir)
-    if not config.data.dir:
-        raise ip.DataConfigError("config key data.dir is empty: set it to a directory of shards from data_prep")
-    if "synthetic" in config and not (data_dir / ip.INFO_FILE).is_file():
-        from data_prep.synthetic import make_demo_set
-        from dferjax.clips import PrepConfig
-        s = config.synthetic
-        print(f"building the synthetic demo set in {data_dir} ...", flush=True)
-        make_demo_set(data_dir, num_train=s.num_train, num_test=s.num_test, seed=s.seed,
-                      prep=PrepConfig(image_size=s.image_size, max_frames=s.max_frames,
-                                      min_frames=min(s.max_frames, 16)),
-                      workers=s.workers, progress=config.train.progress)
-    info = ip.read_info(data_dir)
-    ip.check_classes(info, config.model.num_classes, data_dir)
-    spec = ip.InputSpec.from_config(config)
-    train = records.ShardedDataSource(ip.split_shards(data_dir, info, config.data.train_splits,
-                                                      "data.train_splits"))
-    test = records.ShardedDataSource(ip.split_shards(data_dir, info, config.data.test_splits,
-                                                     "data.test_splits"))
-    return {"info": info, "spec": spec, "train": train, "test": test}
-
-
-def test_metadata(source: records.ShardedDataSource) -> dict[str, list]:
-    """clip_id, label and scene of every test record, in record order."""
-    out: dict[str, list] = {"clip_id": [], "label": [], "scene": []}
-    for i in range(len(source)):
-        header = records.decode_example(source[i])
-        for key in out:
-            out[key].append(header[key])
-    return out
-
-
-def evaluate(eval_step, state: Any, data: ip.EvalData, mesh: Mesh, meta: dict[str, list],
-             class_names: list[str], progress: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """metrics.report over the whole test split, and the clip embeddings and logits in record order."""
-    num = len(data.source)
-    logits = np.zeros((num, len(class_names)), np.float32)
-    embeddings = None
-    per_process = [data.indices(p) for p in range(data.process_count)]
-    batches = ip.prefetch(iter(data.dataset()), 2, lambda b: to_global(b, mesh))
-    b = data.local_batch
-    for s, batch in enumerate(tqdm(batches, total=data.steps, desc="eval", leave=False, disable=not progress)):
-        out = jax.device_get(eval_step(state, batch))
-        order = np.concatenate([idx[s * b:(s + 1) * b] for idx in per_process])
-        keep = order >= 0
-        if embeddings is None:
-            embeddings = np.zeros((num, out["embedding"].shape[-1]), np.float32)
-        logits[order[keep]] = out["logits"][keep]
-        embeddings[order[keep]] = out["embedding"][keep]
-    labels = np.asarray(meta["label"])
-    groups = meta["scene"] if any(meta["scene"]) else None
-    report = metrics.report(labels, metrics.from_logits(logits), class_names, groups=groups)
-    return report, embeddings, logits
+    if "synthetic" not in config or not config.data.dir or (data_dir / dataset.INFO_FILE).is_file():
+        return
+    from dferjax.data.clips import PrepConfig
+    from dferjax.data.synthetic import make_demo_set
+    s = config.synthetic
+    print(f"building the synthetic demo set in {data_dir} ...", flush=True)
+    make_demo_set(data_dir, num_train=s.num_train, num_test=s.num_test, seed=s.seed,
+                  prep=PrepConfig(image_size=s.image_size, max_frames=s.max_frames, min_frames=min(s.max_frames, 16)),
+                  workers=s.workers, progress=config.runtime.progress)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """The whole run; returns results.json's content. Resumes from ``workdir`` if it holds a run."""
     workdir = Path(workdir)
-    t = config.train
-    data = prepare_data(config)
+    t, r = config.train, config.runtime
+    build_demo_set(config)
+    data = open_data(config)
     process, processes = jax.process_index(), jax.process_count()
     main_process = process == 0
     mesh = make_mesh()
     if t.batch_size % len(jax.devices()) or t.eval_batch_size % len(jax.devices()):
-        raise ip.DataConfigError(f"train.batch_size ({t.batch_size}) and train.eval_batch_size "
+        raise DataConfigError(f"train.batch_size ({t.batch_size}) and train.eval_batch_size "
                                  f"({t.eval_batch_size}) must be multiples of the {len(jax.devices())} devices")
     spec = data["spec"]
-    cache = bool(config.data.cache_decoded)
-    if cache and config.data.num_workers:
-        print("note: data.cache_decoded keeps decoded frames in this process; with data.num_workers > 0 "
-              "each worker decodes afresh every epoch (set data.num_workers = 0 to use the cache)", flush=True)
+    cache = bool(r.cache_decoded)
+    if cache and r.num_workers:
+        print("note: runtime.cache_decoded keeps decoded frames in this process; with runtime.num_workers > 0 "
+              "each worker decodes afresh every epoch (set runtime.num_workers = 0 to use the cache)", flush=True)
     train_data = ip.TrainData(data["train"], spec, t.batch_size, seed=t.seed, process_index=process,
-                              process_count=processes, num_workers=config.data.num_workers, cache=cache)
+                              process_count=processes, num_workers=r.num_workers, cache=cache)
     eval_data = ip.EvalData(data["test"], spec, t.eval_batch_size, process_index=process,
-                            process_count=processes, num_workers=config.data.num_workers, cache=cache)
-    class_names = list(data["info"].get("classes") or default_class_names(config.model.num_classes))
-    test_meta = test_metadata(data["test"])
+                            process_count=processes, num_workers=r.num_workers, cache=cache)
+    class_names = data["class_names"]
+    test_meta = record_metadata(data["test"])
     steps_per_epoch = train_data.steps_per_epoch
     total_steps = steps_per_epoch * t.epochs
     if t.max_steps:
         total_steps = min(total_steps, t.max_steps)
 
     # Model, optimizer and state.
-    model = build_model(config.model, seed=t.seed)
-    if config.model.backbone_weights:
-        from dferjax.models.pretrained import init_backbone_from
-        init_backbone_from(model, config.model.backbone_weights)
-    graphdef, params, rest = ckpt.split_model(model)
-    if t.init_checkpoint:
-        run_dir, directory, step = ckpt.find_checkpoint(t.init_checkpoint, "best")
-        ckpt.check_same_model(ckpt.load_run_config(run_dir), config, str(run_dir))
-        params, rest, _ = ckpt.load_model_state(directory, step, config)
-        print(f"initialised from {directory / str(step)}")
+    graphdef, params, rest = initial_model(config)
     tx = make_optimizer(config, steps_per_epoch)
-    state = {"step": np.int32(0), "params": params, "rest": rest, "opt_state": tx.init(params)}
-    state = replicate(state, mesh)
-    train_step = jit_train_step(graphdef, tx, config.loss.aux_weight, mesh)
+    state = replicate(initial_state(params, rest, tx), mesh)
+    train_step = jit_train_step(graphdef, tx, mesh)
     eval_step = jit_eval_step(graphdef, mesh)
 
     # Resume.
@@ -322,9 +156,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     if latest.latest_step() is not None:
         if saved_config.is_file():
             diff = ckpt.config_differences(json.loads(saved_config.read_text()), ckpt.config_to_dict(config))
-            diff = [d for d in diff if not d.startswith(("train.epochs", "train.max_steps", "train.progress",
-                                                         "data.num_workers", "data.cache_decoded",
-                                                         "train.log_every"))]
+            diff = [d for d in diff if not d.startswith(tuple(k + "." for k in MAY_CHANGE_ON_RESUME)
+                                                         + tuple(k + ":" for k in MAY_CHANGE_ON_RESUME))]
             if diff:
                 raise TrainingError(f"{workdir} holds a run with another config ({'; '.join(diff)}): "
                                     "use a new --workdir, or the same config to resume")
@@ -384,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 break
             batches = ip.prefetch(iter(train_data.dataset(epoch, position)), 2, lambda b: to_global(b, mesh))
             bar = tqdm(total=steps_per_epoch, initial=position, desc=f"epoch {epoch + 1}/{t.epochs}",
-                       disable=not (t.progress and main_process), leave=False)
+                       disable=not (r.progress and main_process), leave=False)
             tick, tick_step = time.perf_counter(), step
             for batch in batches:
                 state, step_metrics = train_step(state, batch)
@@ -392,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 step += 1
                 position += 1
                 bar.update()
-                if step % t.log_every == 0 or position == steps_per_epoch or step == total_steps:
+                if step % r.log_every == 0 or position == steps_per_epoch or step == total_steps:
                     logged = check_pending(epoch)
                     now = time.perf_counter()
                     rate = (step - tick_step) * t.batch_size / max(now - tick, 1e-9)
@@ -409,8 +242,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             bar.close()
             finished_epoch = position == steps_per_epoch
             if finished_epoch and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
-                report, _, _ = evaluate(eval_step, state, eval_data, mesh, test_meta, class_names,
-                                     t.progress and main_process)
+                report, _, _ = evaluate_split(eval_step, state, eval_data, mesh, test_meta, class_names,
+                                              r.progress and main_process)
                 report["epoch"] = epoch + 1
                 meta["last"] = report
                 improved = meta["best"] is None or report["war"] > meta["best"]["war"]
@@ -445,6 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
 def results_dict(config: ml_collections.ConfigDict, class_names: list[str], meta: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": config.dataset, "fold": config.fold or None, "variant": config.variant,
+            "model": config.model.name,
             "split": "+".join(config.data.test_splits), "class_names": class_names,
             "best": meta.get("best"), "last": meta.get("last")}
 
@@ -454,41 +288,13 @@ def write_results(workdir: Path, config: ml_collections.ConfigDict, class_names:
     """results.json after every evaluation; with ``figure``, at the end of the run, the best epoch's
     confusion matrix as confusion.png (0.7 s of matplotlib, so not every epoch)."""
     results = results_dict(config, class_names, meta)
-    tmp = workdir / "results.json.tmp"
+    tmp = workdir / (ckpt.RESULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(workdir / "results.json")
+    tmp.replace(workdir / ckpt.RESULTS_FILE)
     if figure and meta.get("best") is not None:
-        from dferjax.plots import plot_confusion
-        plot_confusion(meta["best"]["confusion"], class_names, workdir / "confusion.png",
+        plot_confusion(meta["best"]["confusion"], class_names, workdir / ckpt.CONFUSION_FILE,
                        title=f"{config.dataset} {' '.join(config.data.test_splits)}, "
                              f"epoch {meta['best']['epoch']}")
-
-
-def cpu_device_count(setting: int, cores: int, batch_sizes: tuple[int, ...]) -> int:
-    """How many JAX CPU devices train.cpu_devices asks for on a host with ``cores`` cores (0: JAX's default).
-
-    -1: the most devices, at most ``cores``, that divide every batch size (XLA:CPU runs one device's
-    convolutions on about one core, so a device per core is data parallelism within the host).
-    """
-    if setting >= 0:
-        return setting
-    return max(d for d in range(1, max(cores, 1) + 1) if all(b % d == 0 for b in batch_sizes))
-
-
-def set_cpu_devices(config: ml_collections.ConfigDict) -> None:
-    """Apply train.cpu_devices before JAX starts its backends (a note if they already run)."""
-    from jax._src import xla_bridge
-
-    t = config.train
-    n = cpu_device_count(int(t.cpu_devices), os.cpu_count() or 1, (int(t.batch_size), int(t.eval_batch_size)))
-    if n == 0:
-        return
-    if xla_bridge.backends_are_initialized():
-        if jax.default_backend() == "cpu" and len(jax.devices()) != n:
-            print(f"note: train.cpu_devices asks for {n} CPU devices, but JAX already runs with "
-                  f"{len(jax.devices())}; using those", flush=True)
-        return
-    jax.config.update("jax_num_cpu_devices", n)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -502,13 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         args, config = parse_args_with_config(parser, argv)
     except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
         parser.error(str(error).strip('"'))
-    set_cpu_devices(config)
+    set_cpu_devices(config.runtime.cpu_devices, (config.train.batch_size, config.train.eval_batch_size))
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     print(f"{jax.process_count()} process(es), {len(jax.devices())} {jax.devices()[0].platform} device(s); "
           f"workdir {args.workdir}", flush=True)
     try:
         results = train_and_evaluate(config, args.workdir)
-    except (TrainingError, ip.DataConfigError, ckpt.CheckpointError) as error:
+    except UnknownModelError as error:
+        parser.error(str(error))
+    except (TrainingError, DataConfigError, ckpt.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     best, last = results["best"], results["last"]
@@ -517,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"done in {results['train_seconds']:.0f} s. best epoch {best['epoch']}: WAR {100 * best['war']:.2f}%  "
           f"UAR {100 * best['uar']:.2f}%; last epoch {last['epoch']}: WAR {100 * last['war']:.2f}%  "
-          f"UAR {100 * last['uar']:.2f}%  ({args.workdir}/results.json)")
+          f"UAR {100 * last['uar']:.2f}%  ({Path(args.workdir) / ckpt.RESULTS_FILE})")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Shared test fixtures: tiny model configs and the location of the real test media."""
+"""Shared test fixtures: the tiny config and the location of the real test media."""
 
 from __future__ import annotations
 
@@ -6,18 +6,27 @@ from pathlib import Path
 
 import pytest
 
+from dferjax import models
 from dferjax.config import base_config
 
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
 
 
-def tiny_config(**model_overrides):
-    """The paper's architecture shrunk for speed: narrow widths, 4 frames of 48x48 (3x3 map at os 16)."""
-    config = base_config()
-    config.data.image_size = 48
-    config.model.update(dict(num_frames=4, widths=(8, 8, 16, 16), node_dim=8, num_heads=2, head_dim=8,
-                             mlp_dim=16, num_layers=2))
-    config.model.update(model_overrides)
+def tiny_config(name: str = "dfer", **section_overrides):
+    """The demo's tiny setting (``models.apply_tiny``, each model's TINY) on 4 frames of 48x48 for speed
+    (a 3x3 feature map at output stride 16); ``section_overrides`` go to ``config.model.<name>``, except
+    ``num_classes`` and ``dtype``, which go to ``config.model``."""
+    config = base_config(models.default_config())
+    models.apply_tiny(config.model)
+    config.model.name = name
+    for section in models.MODELS:
+        config.model[section].update(num_frames=4, image_size=48)
+    config.data.num_segments = 2
+    for key in ("num_classes", "dtype"):
+        if key in section_overrides:
+            config.model[key] = section_overrides.pop(key)
+    config.model[name].update(section_overrides)
     return config
 
 

@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from data_prep import build as B
+from dferjax.data import dataset as B
 from data_prep.adapters import list_clips
-from dferjax import records
-from dferjax.clips import PrepConfig
+from dferjax.data import records
+from dferjax.data.clips import PrepConfig
 
-PREP = PrepConfig(image_size=32, max_frames=4, min_frames=4, heatmap_size=4)
+PREP = PrepConfig(image_size=32, max_frames=4, min_frames=4)
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_manifest_accounts_for_every_clip(mixed_folder, tmp_path):
             rec = records.decode_clip(data)
             assert rec["clip_id"] == line["clip_id"] and rec["label"] == 0 and rec["frames"].shape == (4, 32, 32, 3)
     assert info["splits"]["train"]["per_class"]["happy"] == 2 and info["num_classes"] == 7
-    assert info["keypoint_definition_version"] and info["heatmap_resolution"] == [4, 4]
+    assert info["keypoint_definition_version"] and info["clip_record_version"] == records.CLIP_RECORD_VERSION == 2
+    assert "heatmap_resolution" not in info and "heatmap_size" not in info["prep"]
 
 
 def test_same_bytes_whatever_the_worker_count_and_resume(mixed_folder, tmp_path):
@@ -84,5 +85,5 @@ def test_other_settings_in_the_same_folder_are_refused(mixed_folder, tmp_path):
     listing = list_clips("folder", mixed_folder, test_fraction=0.0)
     B.build(listing, tmp_path / "out", PREP, workers=1, progress=False)
     with pytest.raises(ValueError, match="other settings"):
-        B.build(listing, tmp_path / "out", PrepConfig(image_size=48, max_frames=4, min_frames=4, heatmap_size=4),
+        B.build(listing, tmp_path / "out", PrepConfig(image_size=48, max_frames=4, min_frames=4),
                 workers=1, progress=False)

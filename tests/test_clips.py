@@ -6,10 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from dferjax import faces, keypoints
-from dferjax.clips import ClipError, NoFaceError, PrepConfig, prepare_clip, segment_indices
+from dferjax import keypoints
+from dferjax.data import input_pipeline as ip
+from dferjax.data import faces
+from dferjax.data.clips import ClipError, NoFaceError, PrepConfig, prepare_clip, segment_indices
 
-FAST = PrepConfig(image_size=64, max_frames=8, min_frames=8, heatmap_size=8, heatmap_sigma=1.0)
+FAST = PrepConfig(image_size=64, max_frames=8, min_frames=8)
 
 
 def test_prepare_a_real_video(testdata):
@@ -21,8 +23,11 @@ def test_prepare_a_real_video(testdata):
     # The face fills the crop: key-points inside it, brows above the mouth.
     assert np.isfinite(clip.keypoints).all() and (clip.keypoints > 0).all() and (clip.keypoints < 64).all()
     assert (clip.keypoints[:, 1, 1] < clip.keypoints[:, 15, 1]).all()
-    # Each heat-map peaks in the cell holding its key-point (8x8 cells of 8 pixels).
-    maps = clip.heatmaps.astype(np.float32)
+    # Each heat-map, rendered for a model with an 8x8 grid, peaks in the cell holding its key-point
+    # (8x8 cells of 8 pixels).
+    spec = ip.ExampleSpec(image_size=64, num_segments=4, frames_per_segment=2, heatmap_size=8, heatmap_sigma=1.0)
+    _, _, maps = ip.model_inputs(clip.frames, clip.keypoints, spec)
+    maps = maps.astype(np.float32)
     assert maps.shape == (8, 8, 8, 18)
     for t in range(8):
         for j in range(18):
@@ -129,7 +134,7 @@ def test_several_faces_take_the_largest_and_say_so(testdata):
     image = cv2.imread(str(testdata / "images" / "multi_face.jpg"))[..., ::-1]
     dets = faces.detect_faces(image)
     assert len(dets) > 1
-    clip = prepare_clip([image] * 2, PrepConfig(image_size=64, max_frames=2, min_frames=2, heatmap_size=8))
+    clip = prepare_clip([image] * 2, PrepConfig(image_size=64, max_frames=2, min_frames=2))
     assert any("several faces in 2 of 2 frames: took the largest" in n for n in clip.notes)
     largest = faces.square_box(dets[0].box, 0.25)
     np.testing.assert_allclose(clip.boxes[0], largest, atol=1e-3)

@@ -14,16 +14,18 @@ DFEW = str(Path(__file__).resolve().parents[1] / "configs" / "dfew.py")
 
 def test_paper_defaults():
     c = load_config(DFEW)
-    assert (c.fold, c.model.num_frames, c.data.image_size, c.model.num_heads, c.model.num_layers) == (1, 16, 112, 8, 3)
-    assert c.model.gcn and c.model.fusion == "structure" and c.model.temporal == "msa"
-    assert c.loss.aux_weight == 0.2 and c.model.output_stride == 16
+    m = c.model.dfer
+    assert c.model.name == "dfer"
+    assert (c.fold, m.num_frames, m.image_size, m.num_heads, m.num_layers) == (1, 16, 112, 8, 3)
+    assert m.gcn and m.fusion == "structure" and m.temporal == "msa"
+    assert m.aux_weight == 0.2 and m.output_stride == 16
 
 
 def test_fold_and_variant_arguments():
     c = load_config(DFEW + ":fold=3,variant=D")
-    assert c.fold == 3 and c.model.gcn is False and c.model.temporal == "msa"
+    assert c.fold == 3 and c.model.dfer.gcn is False and c.model.dfer.temporal == "msa"
     c = load_config(DFEW + ":variant=C")
-    assert c.model.temporal == "lstm" and c.model.gcn
+    assert c.model.dfer.temporal == "lstm" and c.model.dfer.gcn
 
 
 @pytest.mark.parametrize("arg, error, words", [
@@ -38,16 +40,17 @@ def test_bad_arguments_name_the_problem(arg, error, words):
 
 
 def test_overrides_and_their_errors():
-    c = load_config(DFEW, ["model.num_heads=6", "model.widths=(8, 16, 32, 64)", "model.dtype=bfloat16",
-                           "loss.aux_weight=0"])
-    assert c.model.num_heads == 6 and c.model.widths == (8, 16, 32, 64) and c.model.dtype == "bfloat16"
-    assert c.loss.aux_weight == 0.0
-    with pytest.raises(KeyError, match="model.num_head'.*num_heads"):
-        load_config(DFEW, ["model.num_head=6"])
-    with pytest.raises(KeyError, match="'modle'"):
+    c = load_config(DFEW, ["model.dfer.num_heads=6", "model.dfer.widths=(8, 16, 32, 64)", "model.dtype=bfloat16",
+                           "model.dfer.aux_weight=0"])
+    m = c.model.dfer
+    assert m.num_heads == 6 and m.widths == (8, 16, 32, 64) and c.model.dtype == "bfloat16"
+    assert m.aux_weight == 0.0 and isinstance(m.aux_weight, float)
+    with pytest.raises(KeyError, match="model.dfer.num_head'.*did you mean 'num_heads'"):
+        load_config(DFEW, ["model.dfer.num_head=6"])
+    with pytest.raises(KeyError, match="'modle'.*did you mean 'model'"):
         load_config(DFEW, ["modle.num_heads=6"])
-    with pytest.raises(TypeError, match="model.num_heads"):
-        load_config(DFEW, ["model.num_heads=eight"])
+    with pytest.raises(TypeError, match="model.dfer.num_heads"):
+        load_config(DFEW, ["model.dfer.num_heads=eight"])
     with pytest.raises(FileNotFoundError, match="nowhere.py"):
         load_config("configs/nowhere.py")
 
@@ -55,7 +58,27 @@ def test_overrides_and_their_errors():
 def test_command_line_overrides():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    _, c = parse_args_with_config(parser, ["--config", DFEW + ":fold=2", "--config.model.num_layers=4"])
-    assert c.fold == 2 and c.model.num_layers == 4
+    _, c = parse_args_with_config(parser, ["--config", DFEW + ":fold=2", "--config.model.dfer.num_layers=4"])
+    assert c.fold == 2 and c.model.dfer.num_layers == 4
     with pytest.raises(SystemExit):
         parse_args_with_config(parser, ["--config", DFEW, "--bogus"])
+
+
+def test_model_name_selects_a_registered_model_with_its_own_section():
+    from dferjax import models
+    c = load_config(DFEW, ["model.name=frame_mean", "model.frame_mean.widths=(8, 8, 16, 16)"])
+    assert models.model_class(c.model) is models.FrameMeanModel
+    assert models.model_section(c.model).widths == (8, 8, 16, 16)
+    spec = models.input_spec(c.model)
+    assert spec.heatmap_size is None and spec.num_frames == 16 and spec.image_size == 112
+    c = load_config(DFEW, ["model.name=nope"])
+    with pytest.raises(models.UnknownModelError, match="'nope'.*known models: dfer, frame_mean"):
+        models.build_model(c.model)
+    with pytest.raises(KeyError, match="model.frame_mean.gcn"):      # each section has only its own keys
+        load_config(DFEW, ["model.frame_mean.gcn=False"])
+
+
+def test_the_loaded_config_is_locked():
+    c = load_config(DFEW)
+    with pytest.raises((AttributeError, KeyError)):
+        c.model.dfer.new_key = 1

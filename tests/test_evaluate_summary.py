@@ -44,7 +44,7 @@ def fold_runs(tmp_path):
 
 
 def test_summary_rows_sorted_and_mean_is_hand_computed(fold_runs):
-    summary = evaluate.summarize(fold_runs)
+    summary = evaluate.kfold_summary(fold_runs)
     assert [row["fold"] for row in summary["rows"]] == [1, 2, 3]
     assert [row["epoch"] for row in summary["rows"]] == [10, 20, 30]
     assert summary["dataset"] == "dfew" and summary["which"] == "best"
@@ -63,12 +63,12 @@ def test_summary_rows_sorted_and_mean_is_hand_computed(fold_runs):
 
 
 def test_summary_last_report(fold_runs):
-    summary = evaluate.summarize(fold_runs, which="last")
+    summary = evaluate.kfold_summary(fold_runs, which="last")
     assert summary["mean"]["war"] == pytest.approx(0.35)           # half of each best WAR
 
 
 def test_markdown_has_expected_percentages(fold_runs):
-    text = evaluate.format_markdown(evaluate.summarize(fold_runs))
+    text = evaluate.format_markdown(evaluate.kfold_summary(fold_runs))
     assert "| Fold | happy | sad | neutral | UAR | WAR |" in text
     assert "| 1 | 80.00 | 60.00 | 40.00 | 60.00 | 70.00 |" in text
     assert "| 2 | 90.00 | 50.00 | - | 70.00 | 75.00 |" in text
@@ -81,16 +81,16 @@ def test_markdown_has_expected_percentages(fold_runs):
 def test_mismatched_class_names_names_the_run(tmp_path, fold_runs):
     odd = _write_run(tmp_path / "runs" / "dfew-E-fold4", 4, FOLDS[1], names=["happy", "sad", "fear"])
     with pytest.raises(ValueError, match="dfew-E-fold4.*class_names"):
-        evaluate.summarize([*fold_runs, odd])
+        evaluate.kfold_summary([*fold_runs, odd])
 
 
 def test_mismatched_dataset_and_duplicate_fold(tmp_path, fold_runs):
     other = _write_run(tmp_path / "runs" / "mafw-E-fold4", 4, FOLDS[1], dataset="mafw")
     with pytest.raises(ValueError, match="mafw-E-fold4.*dataset"):
-        evaluate.summarize([*fold_runs, other])
+        evaluate.kfold_summary([*fold_runs, other])
     again = _write_run(tmp_path / "runs" / "dfew-E-fold1-again", 1, FOLDS[1])
     with pytest.raises(ValueError, match="fold 1 appears twice"):
-        evaluate.summarize([*fold_runs, again])
+        evaluate.kfold_summary([*fold_runs, again])
 
 
 def test_missing_results_says_not_finished(tmp_path):
@@ -106,7 +106,7 @@ def test_groups_summary_and_scene_table(tmp_path):
     groups_b = {"DL": {"num_samples": 60, "war": 0.7, "uar": 0.6}}
     run_a = _write_run(tmp_path / "runs" / "ferv-a", None, FOLDS[1], dataset="ferv39k", groups=groups_a)
     run_b = _write_run(tmp_path / "runs" / "ferv-b", None, FOLDS[2], dataset="ferv39k", groups=groups_b)
-    summary = evaluate.summarize([run_b, run_a])
+    summary = evaluate.kfold_summary([run_b, run_a])
     assert [row["label"] for row in summary["rows"]] == ["ferv-a", "ferv-b"]
     dl, ai = summary["groups"]["DL"], summary["groups"]["AI"]
     assert dl["mean"]["war"] == pytest.approx(0.6)                  # (0.5 + 0.7) / 2

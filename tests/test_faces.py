@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dferjax import faces
-from dferjax.faces import FaceSource
+from dferjax.data import faces
+from dferjax.data.faces import FaceSource
 
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 needs_testdata = pytest.mark.skipif(

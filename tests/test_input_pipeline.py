@@ -7,13 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from data_prep import synthetic
-from dferjax import input_pipeline as ip
-from dferjax import keypoints, records
-from dferjax.clips import PrepConfig
+from dferjax.data import synthetic
+from dferjax.data import dataset
+from dferjax.data import input_pipeline as ip
+from dferjax import keypoints
+from dferjax.data import records
+from dferjax.data.clips import PrepConfig
 
-PREP = PrepConfig(image_size=48, max_frames=12, min_frames=12, heatmap_size=3)
-SPEC = ip.InputSpec(image_size=40, num_segments=4, frames_per_segment=2, heatmap_size=5, heatmap_sigma=0.5,
+PREP = PrepConfig(image_size=48, max_frames=12, min_frames=12)
+SPEC = ip.ExampleSpec(image_size=40, num_segments=4, frames_per_segment=2, heatmap_size=5, heatmap_sigma=0.5,
                     crop_scale=(0.3, 1.0))
 
 
@@ -66,7 +68,7 @@ def test_model_inputs_without_augmentation_is_a_resize():
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, size=(3, 48, 48, 3), dtype=np.uint8)
     points = rng.uniform(0, 48, size=(3, 18, 2)).astype(np.float32)
-    spec = ip.InputSpec(image_size=48, heatmap_size=3)
+    spec = ip.ExampleSpec(image_size=48, heatmap_size=3)
     out, pts, maps = ip.model_inputs(frames, points, spec)
     np.testing.assert_array_equal(out, frames)
     np.testing.assert_allclose(pts, points)
@@ -82,15 +84,15 @@ def test_random_resized_crop_boxes_fit():
 
 
 def test_training_examples_decode_with_segments(shards):
-    info = ip.read_info(shards)
-    source = records.ShardedDataSource(ip.split_shards(shards, info, ["train"], "data.train_splits"))
-    example = ip.decode_example(source[0], SPEC, np.random.default_rng(0))
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["train"], "data.train_splits"))
+    example = ip.record_example(source[0], SPEC, np.random.default_rng(0))
     assert example["frames"].shape == (8, 40, 40, 3) and example["frames"].dtype == np.uint8
     assert example["heatmaps"].shape == (8, 5, 5, 18)
-    test = ip.decode_example(source[0], SPEC, None)
+    test = ip.record_example(source[0], SPEC, None)
     # At test time no augmentation: the frames are the stored segment-centre frames, resized.
     stored = records.decode_clip(source[0])
-    from dferjax.clips import segment_indices
+    from dferjax.data.clips import segment_indices
     take = segment_indices(len(stored["frames"]), 4, 2)
     expected, _, maps = ip.model_inputs(stored["frames"][take], stored["keypoints"][take], SPEC)
     np.testing.assert_array_equal(test["frames"], expected)
@@ -98,8 +100,8 @@ def test_training_examples_decode_with_segments(shards):
 
 
 def test_epoch_order_is_a_seeded_permutation_and_resumes(shards):
-    info = ip.read_info(shards)
-    source = records.ShardedDataSource(ip.split_shards(shards, info, ["train"], "data.train_splits"))
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["train"], "data.train_splits"))
     data = ip.TrainData(source, SPEC, 4, seed=3)
     assert data.steps_per_epoch == 5
     order0, order1 = data.order(0), data.order(1)
@@ -118,8 +120,8 @@ def test_epoch_order_is_a_seeded_permutation_and_resumes(shards):
 
 
 def test_processes_read_their_share_of_each_global_batch(shards):
-    info = ip.read_info(shards)
-    source = records.ShardedDataSource(ip.split_shards(shards, info, ["train"], "data.train_splits"))
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["train"], "data.train_splits"))
     one = list(ip.TrainData(source, SPEC, 4, seed=0).dataset(0))
     parts = [list(ip.TrainData(source, SPEC, 4, seed=0, process_index=p, process_count=2).dataset(0))
              for p in range(2)]
@@ -130,8 +132,8 @@ def test_processes_read_their_share_of_each_global_batch(shards):
 
 
 def test_eval_data_covers_every_record_once(shards):
-    info = ip.read_info(shards)
-    source = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["test"], "data.test_splits"))
     data = ip.EvalData(source, SPEC, 4)
     batches = list(data.dataset())
     assert len(batches) == 3
@@ -144,22 +146,22 @@ def test_eval_data_covers_every_record_once(shards):
 
 
 def test_bad_data_configs_name_the_problem(shards, tmp_path):
-    with pytest.raises(ip.DataConfigError, match="data.dir"):
-        ip.read_info(tmp_path / "nothing")
-    info = ip.read_info(shards)
-    with pytest.raises(ip.DataConfigError, match="fold6"):
-        ip.split_shards(shards, info, ["fold6"], "data.test_splits")
-    with pytest.raises(ip.DataConfigError, match="model.num_classes = 11"):
-        ip.check_classes(info, 11, shards)
+    with pytest.raises(dataset.DataConfigError, match="data.dir"):
+        dataset.read_info(tmp_path / "nothing")
+    info = dataset.read_info(shards)
+    with pytest.raises(dataset.DataConfigError, match="fold6"):
+        dataset.split_shards(shards, info, ["fold6"], "data.test_splits")
+    with pytest.raises(dataset.DataConfigError, match="model.num_classes = 11"):
+        dataset.check_classes(info, 11, shards)
     broken = tmp_path / "broken"
     broken.mkdir()
     bad = dict(info, keypoint_definition_version="0")
-    (broken / ip.INFO_FILE).write_text(json.dumps(bad))
-    with pytest.raises(ip.DataConfigError, match="key-point definition"):
-        ip.read_info(broken)
-    (broken / ip.INFO_FILE).write_text(json.dumps(info))
-    with pytest.raises(ip.DataConfigError, match="missing"):
-        ip.split_shards(broken, info, ["train"], "data.train_splits")
+    (broken / dataset.INFO_FILE).write_text(json.dumps(bad))
+    with pytest.raises(dataset.DataConfigError, match="key-point definition"):
+        dataset.read_info(broken)
+    (broken / dataset.INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(dataset.DataConfigError, match="missing"):
+        dataset.split_shards(broken, info, ["train"], "data.train_splits")
 
 
 def test_decoded_cache_gives_the_same_batches_and_decodes_each_record_once(shards, monkeypatch):
@@ -168,9 +170,9 @@ def test_decoded_cache_gives_the_same_batches_and_decodes_each_record_once(shard
     grain worker process gets) carries the source, not the cache."""
     import pickle
 
-    info = ip.read_info(shards)
-    train = records.ShardedDataSource(ip.split_shards(shards, info, ["train"], "data.train_splits"))
-    test = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
+    info = dataset.read_info(shards)
+    train = records.ShardedDataSource(dataset.split_shards(shards, info, ["train"], "data.train_splits"))
+    test = records.ShardedDataSource(dataset.split_shards(shards, info, ["test"], "data.test_splits"))
     plain = [list(ip.TrainData(train, SPEC, 4, seed=5).dataset(e)) for e in range(2)]
     plain_eval = list(ip.EvalData(test, SPEC, 4).dataset())
 
@@ -192,3 +194,16 @@ def test_decoded_cache_gives_the_same_batches_and_decodes_each_record_once(shard
     copy = pickle.loads(pickle.dumps(cached.source))
     assert len(copy) == len(train) and all(r is None for r in copy._records)
     np.testing.assert_array_equal(copy[0]["frames"], cached.source[0]["frames"])
+
+
+def test_a_model_without_heatmaps_gets_none(shards, monkeypatch):
+    """ExampleSpec.heatmap_size None (a model that declares no heat-maps): examples and padding carry no
+    heat-maps and nothing is rendered."""
+    spec = ip.ExampleSpec(image_size=40, num_segments=4, frames_per_segment=2, heatmap_size=None)
+    monkeypatch.setattr(keypoints, "render_heatmaps", lambda *a, **k: pytest.fail("rendered heat-maps"))
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["test"], "data.test_splits"))
+    example = ip.record_example(source[0], spec, np.random.default_rng(0))
+    assert set(example) == {"frames", "label", "valid"} and example["frames"].shape == (8, 40, 40, 3)
+    batches = list(ip.EvalData(source, spec, 4).dataset())
+    assert all(set(b) == {"frames", "label", "valid"} for b in batches) and not batches[-1]["valid"].all()

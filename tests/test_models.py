@@ -11,15 +11,15 @@ import pytest
 from flax import nnx
 
 from dferjax import keypoints
-from dferjax.config import VARIANTS
-from dferjax.models import DFERModel, Outputs, build_model, dfer_loss
+from dferjax import models
+from dferjax.models import VARIANTS, DFERModel, Outputs, build_model, dfer_loss
 from dferjax.models.fusion import Fusion
 from dferjax.models.gcn import KeypointGCN
 from dferjax.models.landmark_pooling import landmark_pool
 from dferjax.models.temporal import MultiHeadSelfAttention, TemporalTransformer
 from dferjax.models.triplet_attention import TripletAttention
 from dferjax.models.resnet import feature_map_size, max_pool_3x3_s2
-from dferjax.summary import example_inputs
+from dferjax.summary import zero_inputs
 from tests.conftest import tiny_config
 
 RNG = np.random.default_rng(0)
@@ -262,7 +262,8 @@ def test_loss_without_temporal_module_is_plain_cross_entropy():
 
 def random_batch(config, batch=2, seed=0):
     rng = np.random.default_rng(seed)
-    frames, heatmaps = example_inputs(config, batch)
+    shapes = zero_inputs(models.input_spec(config.model), batch)
+    frames, heatmaps = shapes["frames"], shapes["heatmaps"]
     frames = jnp.asarray(rng.integers(0, 256, frames.shape), jnp.uint8)
     heatmaps = jnp.asarray(rng.random(heatmaps.shape), jnp.float32)
     labels = jnp.asarray(rng.integers(0, config.model.num_classes, batch))
@@ -274,7 +275,7 @@ def loss_and_grads(model, frames, heatmaps, labels, aux_weight=0.2):
 
     def loss_fn(params):
         # copy=True: fresh Variables inside the trace, so train-mode batch norm may update its stats.
-        outputs = nnx.merge(graphdef, params, rest, copy=True)(frames, heatmaps, train=True)
+        outputs = nnx.merge(graphdef, params, rest, copy=True)({"frames": frames, "heatmaps": heatmaps}, train=True)
         return dfer_loss(outputs, labels, aux_weight)[0]
 
     return jax.jit(jax.value_and_grad(loss_fn))(params)
@@ -300,7 +301,7 @@ def test_jitted_forward_and_gradient_compile_in_both_dtypes_and_agree():
         config.model.dtype = dtype
         model = build_model(config.model, seed=2)
         graphdef, state = nnx.split(model)
-        forward = jax.jit(lambda s, f, h: nnx.merge(graphdef, s)(f, h, train=False))
+        forward = jax.jit(lambda s, f, h: nnx.merge(graphdef, s)({"frames": f, "heatmaps": h}, train=False))
         out = forward(state, frames, heatmaps)
         assert out.logits.dtype == jnp.float32 and out.embedding.dtype == jnp.float32
         logits[dtype] = np.asarray(out.logits)
@@ -316,28 +317,32 @@ def test_output_shapes_for_each_output_stride(output_stride):
     config = tiny_config(output_stride=output_stride)
     model = build_model(config.model)
     frames, heatmaps, _ = random_batch(config)
-    side = feature_map_size(config.data.image_size, output_stride)
+    section = config.model.dfer
+    side = feature_map_size(section.image_size, output_stride)
     assert side == {8: 6, 16: 3, 32: 2}[output_stride]
+    assert models.input_spec(config.model).heatmap_size == side     # the one place it is derived
     feature_map = model.backbone(frames.reshape(-1, *frames.shape[2:]), train=False)
-    assert feature_map.shape == (8, side, side, 16)
-    out = model(frames, heatmaps)
-    assert out.logits.shape == (2, 7) and out.aux_logits.shape == (2, 7) and out.embedding.shape == (2, 32)
+    assert feature_map.shape == (8, side, side, section.widths[-1])
+    out = model({"frames": frames, "heatmaps": heatmaps})
+    assert out.logits.shape == (2, 7) and out.aux_logits.shape == (2, 7)
+    assert out.embedding.shape == (2, 4 * section.node_dim)
 
 
-@pytest.mark.parametrize("overrides, dim", [
-    *[(dict(VARIANTS[v]), 32) for v in sorted(VARIANTS)],
-    (dict(fusion="mean"), 8), (dict(fusion="lstm"), 32),
-    (dict(fusion="mean", temporal="lstm"), 8),
-    (dict(num_heads=3), 32), (dict(num_layers=1), 32), (dict(num_classes=11), 32),
+@pytest.mark.parametrize("overrides, nodes", [
+    *[(dict(VARIANTS[v]), 4) for v in sorted(VARIANTS)],
+    (dict(fusion="mean"), 1), (dict(fusion="lstm"), 4),
+    (dict(fusion="mean", temporal="lstm"), 1),
+    (dict(num_heads=3), 4), (dict(num_layers=2), 4), (dict(num_classes=11), 4),
 ])
-def test_output_shapes_for_every_ablation(overrides, dim):
+def test_output_shapes_for_every_ablation(overrides, nodes):
     config = tiny_config(**overrides)
     model = build_model(config.model)
     frames, heatmaps, _ = random_batch(config)
-    out = model(frames, heatmaps)
+    out = model({"frames": frames, "heatmaps": heatmaps})
     classes = config.model.num_classes
+    dim = nodes * config.model.dfer.node_dim     # structure / lstm fusion: 4 region tokens; mean: 1
     assert out.logits.shape == (2, classes) and out.embedding.shape == (2, dim)
-    if config.model.temporal == "none":
+    if config.model.dfer.temporal == "none":
         assert out.aux_logits is None and model.temporal is None
     else:
         assert out.aux_logits.shape == (2, classes)
@@ -355,10 +360,10 @@ def test_clip_length_must_match_the_position_embedding():
     config = tiny_config()
     model = build_model(config.model)
     frames, heatmaps, _ = random_batch(config)
-    with pytest.raises(ValueError, match="model.num_frames"):
-        model(frames[:, :3], heatmaps[:, :3])
+    with pytest.raises(ValueError, match="num_frames"):
+        model({"frames": frames[:, :3], "heatmaps": heatmaps[:, :3]})
     with pytest.raises(ValueError, match="heat-maps"):
-        model(frames, heatmaps[..., :17])
+        model({"frames": frames, "heatmaps": heatmaps[..., :17]})
 
 
 def test_jitted_gradient_through_triplet_attention_equals_eager():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from dferjax import plots
+from dferjax import figures as plots
 from dferjax.labels import BASIC_CLASSES, MAFW_CLASSES
 
 

@@ -11,12 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import synthetic
-from dferjax import checkpoints as ckpt
-from dferjax import faces
-from dferjax import input_pipeline as ip
-from dferjax import predict, records, train
-from dferjax.clips import PrepConfig
+from dferjax import predict, train
+from dferjax.data import dataset, faces, records, synthetic
+from dferjax.data import input_pipeline as ip
+from dferjax.data.clips import PrepConfig
+from dferjax.engine import checkpoints as ckpt
 
 from .conftest import TESTDATA
 from .test_train import tiny_args
@@ -25,7 +24,7 @@ needs_testdata = pytest.mark.skipif(not TESTDATA.is_dir(),
                                     reason=f"real test media not found at {TESTDATA} (the team's shared/ folder)")
 VIDEOS = TESTDATA / "videos"
 WITH_FACE = ["single_face.mp4", "fer_test.mp4", "woman2.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov"]
-PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8, heatmap_size=3)
+PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8)
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +55,15 @@ def test_inputs_equal_the_test_pipeline_on_the_same_clip(shards, run, predictor)
     entry = [c for c in listing.clips if c.split == "test"][3]
     clip = synthetic.render_entry(entry, PREP)
     frames, _, heatmaps, _ = predictor.inputs(clip)
-    info = ip.read_info(shards)
-    source = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
-    example = ip.decode_example(source[3], predictor.spec, None)
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["test"], "data.test_splits"))
+    example = ip.record_example(source[3], predictor.spec, None)
     np.testing.assert_array_equal(frames, example["frames"])
     np.testing.assert_array_equal(heatmaps, example["heatmaps"])
     # ... and the probabilities are the softmax of the evaluation model's logits.
     model, _, _ = ckpt.load_model(run)
-    logits = np.asarray(model(example["frames"][None], example["heatmaps"][None].astype(np.float32)).logits[0])
+    logits = np.asarray(model({"frames": example["frames"][None],
+                               "heatmaps": example["heatmaps"][None].astype(np.float32)}).logits[0])
     expected = np.exp(logits - logits.max())
     np.testing.assert_allclose(predictor.probabilities([frames], [heatmaps])[0], expected / expected.sum(),
                                rtol=1e-5, atol=1e-6)
@@ -199,7 +199,8 @@ def test_checkpoint_of_another_config_names_the_setting(run, capsys):
     code = predict.main(["--checkpoint", str(run), "--config", demo, "whatever.mp4"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "another model" in err and "model.widths" in err and "model.num_frames" in err
+    # The demo's 8 frames against the run's 4: another position embedding (17 x d against 5 x d).
+    assert "another model" in err and "pos_embedding" in err and "model.dfer.num_frames: 4 != 8" in err
 
 
 def test_missing_checkpoint_is_an_error(tmp_path, capsys):
@@ -221,12 +222,12 @@ def test_run_figures(run, tmp_path, capsys):
 
 def test_tsne_separates_separable_features(tmp_path):
     """Three well-separated Gaussian clusters stay apart in the 2-D map (checked on sklearn's output)."""
-    from dferjax import plots
+    from dferjax import figures
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 20)
     features = rng.normal(size=(60, 16)) * 0.1 + np.eye(16)[labels] * 5
-    points = plots.tsne_points(features, seed=0)
+    points = figures.tsne_points(features, seed=0)
     assert points.shape == (60, 2)
     centres = np.stack([points[labels == k].mean(0) for k in range(3)])
     spread = max(np.linalg.norm(points[labels == k] - centres[k], axis=1).max() for k in range(3))

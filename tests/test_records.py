@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dferjax import records as R
+from dferjax.data import records as R
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,14 +452,14 @@ def test_tensorflow_reads_shard(three_shards):
 # --- the clip record --------------------------------------------------------------------------------
 
 def _prepared_clip(t=6, size=32):
-    from dferjax.clips import PrepConfig, from_crops
+    from dferjax.data.clips import PrepConfig, from_crops
     rng = np.random.default_rng(5)
     # Smooth frames (JPEG keeps them close) and landmarks inside the crop.
     yy, xx = np.mgrid[0:size, 0:size]
     crops = np.stack([np.dstack([(xx * 7 + k * 10) % 256, (yy * 7) % 256, np.full_like(xx, 128 + k)])
                       for k in range(t)]).astype(np.uint8)
     landmarks = rng.random((t, 68, 2)).astype(np.float32) * size
-    clip = from_crops(crops, landmarks, np.arange(t) % 3, PrepConfig(image_size=size, heatmap_size=4))
+    clip = from_crops(crops, landmarks, np.arange(t) % 3, PrepConfig(image_size=size))
     clip.notes = ["only 6 frames"]
     return clip
 
@@ -473,7 +473,7 @@ def test_clip_record_round_trip(tmp_path):
     assert (got["clip_id"], got["label"], got["split"], got["scene"]) == ("00042", 3, "fold2", "")
     assert got["notes"] == ["only 6 frames"] and got["num_source_frames"] == 6
     np.testing.assert_array_equal(got["keypoints"], clip.keypoints)
-    np.testing.assert_array_equal(got["heatmaps"], clip.heatmaps)
+    assert "heatmaps" not in got          # version 2: each model renders its own from the key-points
     np.testing.assert_array_equal(got["sources"], clip.sources)
     assert got["frames"].shape == clip.frames.shape and got["frames"].dtype == np.uint8
     assert np.abs(got["frames"].astype(int) - clip.frames).mean() < 3       # JPEG at quality 95
@@ -485,3 +485,11 @@ def test_clip_record_decodes_only_the_frames_asked_for():
     assert got["frames"].shape[0] == 3
     np.testing.assert_array_equal(got["keypoints"], clip.keypoints[[4, 1, 1]])
     np.testing.assert_array_equal(got["frame_indices"], [4, 1, 1])
+
+
+def test_version_1_clip_records_are_refused_with_a_rebuild_message():
+    clip = _prepared_clip()
+    fields = R.decode_example(R.encode_clip("x", 0, "train", "", clip))
+    fields["version"] = 1
+    with pytest.raises(ValueError, match="version 1 is not 2.*rebuild"):
+        R.decode_clip(R.encode_example(fields))

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 
-from data_prep import synthetic, synthetic_faces
-from dferjax import keypoints, records
-from dferjax.clips import PrepConfig
-from dferjax.faces import FaceSource
+from dferjax.data import synthetic, synthetic_faces
+from dferjax import keypoints
+from dferjax.data import records
+from dferjax.data.clips import PrepConfig
+from dferjax.data.faces import FaceSource
 
-PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8, heatmap_size=3)
+PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8)
 
 
 def test_demo_set_shards(tmp_path):

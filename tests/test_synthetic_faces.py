@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import synthetic_faces as sf
+from dferjax.data import synthetic_faces as sf
 from dferjax import keypoints
 from dferjax.labels import BASIC_CLASSES
 
@@ -82,7 +82,7 @@ def test_same_seed_same_bytes_different_seeds_differ():
 def test_same_bytes_in_another_process():
     frames, landmarks = sf.render_clip(5, 123, num_frames=4, size=64)
     here = hashlib.sha256(frames.tobytes() + landmarks.tobytes()).hexdigest()
-    code = ("import hashlib; from data_prep.synthetic_faces import render_clip; "
+    code = ("import hashlib; from dferjax.data.synthetic_faces import render_clip; "
             "f, l = render_clip(5, 123, num_frames=4, size=64); "
             "print(hashlib.sha256(f.tobytes() + l.tobytes()).hexdigest())")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -14,30 +14,32 @@ import jax
 import numpy as np
 import pytest
 
-from data_prep import synthetic
-from dferjax import checkpoints as ckpt
-from dferjax import input_pipeline as ip
-from dferjax import metrics, records, train
-from dferjax.clips import PrepConfig
+from dferjax import metrics, models, train
+from dferjax.data import dataset, records, synthetic
+from dferjax.data import input_pipeline as ip
+from dferjax.data.clips import PrepConfig
+from dferjax.engine import checkpoints as ckpt
+from dferjax.engine import mesh as engine_mesh
+from dferjax.engine import steps
+from dferjax.engine.inputs import example_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo.py")
 
-# The demo config shrunk further: 4 frames of 32x32 (2x2 feature map), narrow widths, batch 4.
-TINY = ["--config.data.image_size=32", "--config.data.num_segments=2", "--config.model.num_frames=4",
-        "--config.model.widths=(8,8,16,16)", "--config.model.node_dim=8", "--config.model.num_heads=2",
-        "--config.model.head_dim=8", "--config.model.mlp_dim=16", "--config.model.num_layers=1",
+# The demo config (the tiny models) on 4 frames of 32x32 (a 2x2 feature map), batch 4.
+TINY = ["--config.data.num_segments=2",
+        *[f"--config.model.{name}.{key}={value}" for name in models.MODELS
+          for key, value in (("num_frames", 4), ("image_size", 32))],
         "--config.train.batch_size=4", "--config.train.eval_batch_size=4", "--config.train.epochs=2",
-        "--config.train.log_every=1", "--config.train.progress=False",
-        "--config.train.cpu_devices=0"]
+        "--config.runtime.log_every=1", "--config.runtime.progress=False",
+        "--config.runtime.cpu_devices=0"]
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_demo")
     synthetic.make_demo_set(out, num_train=16, num_test=7,
-                            prep=PrepConfig(image_size=48, max_frames=8, min_frames=8, heatmap_size=3),
-                            progress=False)
+                            prep=PrepConfig(image_size=48, max_frames=8, min_frames=8), progress=False)
     return out
 
 
@@ -90,13 +92,14 @@ def test_training_writes_results_and_a_best_checkpoint_that_reproduces_them(shar
     # Reload the best checkpoint and evaluate it with plain (unjitted-loop) model calls.
     model, config, meta = ckpt.load_model(workdir, which="best")
     assert meta["best"]["epoch"] == results["best"]["epoch"]
-    spec = ip.InputSpec.from_config(config)
-    info = ip.read_info(shards)
-    source = records.ShardedDataSource(ip.split_shards(shards, info, ["test"], "data.test_splits"))
+    spec = example_spec(config)
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["test"], "data.test_splits"))
     labels, predictions = [], []
     for i in range(len(source)):
-        example = ip.decode_example(source[i], spec, None)
-        logits = model(example["frames"][None], example["heatmaps"][None].astype(np.float32)).logits
+        example = ip.record_example(source[i], spec, None)
+        logits = model({"frames": example["frames"][None],
+                        "heatmaps": example["heatmaps"][None].astype(np.float32)}).logits
         predictions.append(int(np.argmax(logits)))
         labels.append(int(example["label"]))
     report = metrics.report(labels, predictions, info["classes"])
@@ -144,6 +147,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(shards, tmp_pa
 @pytest.mark.parametrize("extra, message", [
     (["--config.train.nope=1"], "train.nope"),
     (["--config.model.num_classes=11"], "model.num_classes = 11"),
+    (["--config.model.name=nope"], "known models: dfer, frame_mean"),
     (["--config.data.test_splits=('fold6',)"], "fold6"),
 ])
 def test_bad_configs_fail_before_training(shards, tmp_path, capsys, extra, message):
@@ -181,13 +185,12 @@ import json, sys, numpy as np, jax, jax.numpy as jnp
 from jax.sharding import Mesh
 sys.path.insert(0, sys.argv[1])
 from tests.conftest import tiny_config
-from dferjax import checkpoints as ckpt, train
-from dferjax.models import build_model
-from dferjax.models.resnet import feature_map_size
+from dferjax import models
+from dferjax.engine import checkpoints as ckpt, mesh as engine_mesh, steps
 assert len(jax.devices()) == 4, jax.devices()
 config = tiny_config()
-B, N, S = 8, config.model.num_frames, config.data.image_size
-h = feature_map_size(S, config.model.output_stride)
+spec = models.input_spec(config.model)
+B, N, S, h = 8, spec.num_frames, spec.image_size, spec.heatmap_size
 rng = np.random.default_rng(0)
 batches = [{"frames": rng.integers(0, 256, (B, N, S, S, 3), dtype=np.uint8),
             "heatmaps": rng.random((B, N, h, h, 18)).astype(np.float16),
@@ -195,14 +198,13 @@ batches = [{"frames": rng.integers(0, 256, (B, N, S, S, 3), dtype=np.uint8),
 results = {}
 for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
     mesh = Mesh(np.asarray(devices), ("data",))
-    graphdef, params, rest = ckpt.split_model(build_model(config.model, seed=0))
-    tx = train.make_optimizer(config, 10)
-    state = train.replicate({"step": np.int32(0), "params": params, "rest": rest,
-                             "opt_state": tx.init(params)}, mesh)
-    step = jax.jit(train.make_train_step(graphdef, tx, 0.2), donate_argnums=0)
+    graphdef, params, rest = ckpt.split_model(models.build_model(config.model, seed=0))
+    tx = steps.make_optimizer(config, 10)
+    state = engine_mesh.replicate(steps.initial_state(params, rest, tx), mesh)
+    step = jax.jit(steps.make_train_step(graphdef, tx), donate_argnums=0)
     losses, grads = [], None
     for batch in batches:
-        g = train.to_global(batch, mesh)
+        g = engine_mesh.to_global(batch, mesh)
         assert len(g["frames"].sharding.device_set) == len(devices)
         state, m = step(state, g)
         losses.append(float(m["loss"]))
@@ -266,17 +268,66 @@ def test_two_processes_match_one(shards, tmp_path):
 
 
 def test_cpu_device_count_divides_the_batches():
-    assert train.cpu_device_count(0, 2, (8, 70)) == 0
-    assert train.cpu_device_count(3, 2, (8, 70)) == 3
-    assert train.cpu_device_count(-1, 2, (8, 70)) == 2
-    assert train.cpu_device_count(-1, 16, (8, 70)) == 2        # 70 = 2 x 5 x 7
-    assert train.cpu_device_count(-1, 16, (64, 64)) == 16
-    assert train.cpu_device_count(-1, 3, (64, 64)) == 2
-    assert train.cpu_device_count(-1, 1, (64, 64)) == 1
+    assert engine_mesh.cpu_device_count(0, 2, (8, 70)) == 0
+    assert engine_mesh.cpu_device_count(3, 2, (8, 70)) == 3
+    assert engine_mesh.cpu_device_count(-1, 2, (8, 70)) == 2
+    assert engine_mesh.cpu_device_count(-1, 16, (8, 70)) == 2        # 70 = 2 x 5 x 7
+    assert engine_mesh.cpu_device_count(-1, 16, (64, 64)) == 16
+    assert engine_mesh.cpu_device_count(-1, 3, (64, 64)) == 2
+    assert engine_mesh.cpu_device_count(-1, 1, (64, 64)) == 1
 
 
 def test_cpu_devices_split_the_host(shards, tmp_path):
-    """train.cpu_devices=2 trains data parallel over two CPU devices of one process."""
-    done = run_cli(tiny_args(shards, tmp_path / "run", "--config.train.cpu_devices=2", "--config.train.max_steps=2"))
+    """runtime.cpu_devices=2 trains data parallel over two CPU devices of one process."""
+    done = run_cli(tiny_args(shards, tmp_path / "run", "--config.runtime.cpu_devices=2", "--config.train.max_steps=2"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 process(es), 2 cpu device(s)" in done.stdout
+
+
+def test_frame_mean_baseline_is_selected_by_name_and_trained_by_the_same_engine(shards, tmp_path, capsys):
+    """--config.model.name=frame_mean: the registry's second model trains, evaluates and reloads through
+    the same engine; it takes no heat-maps, so none are rendered for it."""
+    workdir = tmp_path / "frame_mean"
+    assert train.main(tiny_args(shards, workdir, "--config.model.name=frame_mean")) == 0
+    results = json.loads((workdir / ckpt.RESULTS_FILE).read_text())
+    assert results["model"] == "frame_mean" and results["best"]["num_samples"] == 7
+    model, config, _ = ckpt.load_model(workdir)
+    assert isinstance(model, models.FrameMeanModel)
+    spec = example_spec(config)
+    assert spec.heatmap_size is None
+    info = dataset.read_info(shards)
+    source = records.ShardedDataSource(dataset.split_shards(shards, info, ["test"], "data.test_splits"))
+    example = ip.record_example(source[0], spec, None)
+    assert "heatmaps" not in example
+    # The logits against an independent computation from the same weights: NumPy mean over frames of
+    # the backbone's spatially pooled maps, times the head's kernel plus bias.
+    maps = np.asarray(model.backbone(example["frames"], train=False), np.float64)
+    embedding = maps.mean(axis=(1, 2)).mean(axis=0)
+    expected = embedding @ np.asarray(model.head.kernel[...], np.float64) + np.asarray(model.head.bias[...])
+    logits = np.asarray(model({"frames": example["frames"][None]}).logits[0])
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_checkpoint_of_another_model_is_refused_naming_what_differs(shards, tmp_path):
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=1")) == 0
+    config = ckpt.load_run_config(workdir)
+    config.model.dfer.node_dim = 16
+    with pytest.raises(ckpt.CheckpointError, match="gcn.*16.*model.dfer.node_dim: 32 != 16"):
+        ckpt.load_model(workdir, config)
+    config = ckpt.load_run_config(workdir)
+    config.model.dfer.num_heads = 4                  # 4 x 16 = 64 wide attention: other q/k/v shapes
+    with pytest.raises(ckpt.CheckpointError, match="model.dfer.num_heads: 2 != 4"):
+        ckpt.load_model(workdir, config)
+    config = ckpt.load_run_config(workdir)
+    config.model.dtype = "bfloat16"                  # the compute dtype: the same parameters
+    model, _, _ = ckpt.load_model(workdir, config)
+    assert isinstance(model, models.DFERModel)
+
+
+def test_runtime_keys_may_change_on_resume(shards, tmp_path):
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=1")) == 0
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=2", "--config.runtime.log_every=2",
+                                "--config.runtime.cache_decoded=True")) == 0
+    assert latest_state(workdir)[0] == 2

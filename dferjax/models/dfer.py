@@ -5,11 +5,12 @@ heat-maps (Eq. 2); V_GCN = the key-point GCN (Eq. 3-4); one token = the region f
 Per clip: the auxiliary spatial head FC(mean over frames of the tokens) (Eq. 5), and the temporal
 module (Eq. 6-11) whose class-token output a linear layer turns into the logits v_class (Eq. 12).
 
-The switches of the paper's ablations are constructor arguments (and config values, see
-dferjax.config): ``gcn`` (Table 9), ``fusion`` (Table 10), ``temporal`` (Table 9: msa, lstm, none),
-``num_heads`` (Table 11), ``num_layers`` (Table 12). With ``temporal="none"`` (Table 9, models A
-and B) the spatial head is the classifier: its logits are the model's logits and there is no
-auxiliary output.
+The switches of the paper's ablations are constructor arguments (and config values of the section
+``config.model.dfer``, see :meth:`DFERModel.default_config`): ``gcn`` (Table 9), ``fusion`` (Table
+10), ``temporal`` (Table 9: msa, lstm, none), ``num_heads`` (Table 11), ``num_layers`` (Table 12).
+With ``temporal="none"`` (Table 9, models A and B) the spatial head is the classifier: its logits
+are the model's logits and there is no auxiliary output. The loss is Eq. (13) (``aux_weight`` =
+lambda). The model follows the contract of ``dferjax.models.base``; it is registered as ``dfer``.
 
 All frames of all clips go through the per-frame part as one batch of B*N images, so batch norm sees
 B*N frames. Parameters are float32; ``dtype`` sets the compute dtype (float32 or bfloat16); logits
@@ -18,46 +19,88 @@ and embeddings come back in float32.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from flax import nnx
-from jax._src.core import trace_state_clean
 
 from dferjax import keypoints
+from dferjax.models.base import InputSpec, Outputs, compute_dtype
 from dferjax.models.fusion import Fusion
 from dferjax.models.gcn import KeypointGCN
 from dferjax.models.landmark_pooling import landmark_pool
-from dferjax.models.resnet import ResNet18
+from dferjax.models.loss import dfer_loss
+from dferjax.models.resnet import ResNet18, feature_map_size
 from dferjax.models.temporal import TEMPORAL_KINDS, TemporalLSTM, TemporalTransformer
 from dferjax.models.triplet_attention import TripletAttention
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Table 9: which modules each ablation model has (E is the full model).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "A": {"gcn": False, "temporal": "none"},
+    "B": {"gcn": True, "temporal": "none"},
+    "C": {"gcn": True, "temporal": "lstm"},
+    "D": {"gcn": False, "temporal": "msa"},
+    "E": {"gcn": True, "temporal": "msa"},
+}
 
-
-class Outputs(NamedTuple):
-    """logits v_class (B, classes); aux_logits of Eq. (5) or None; embedding (B, d) of the clip."""
-
-    logits: jax.Array
-    aux_logits: jax.Array | None
-    embedding: jax.Array
+NOT_ARCHITECTURE = ("num_frames", "image_size", "heatmap_sigma", "aux_weight", "backbone_weights")
+"""Keys of the section that are not constructor arguments (inputs, the loss, where weights come from)."""
 
 
 class DFERModel(nnx.Module):
-    """Frames (B, N, H, W, 3) in [0, 255] and heat-maps (B, N, h, w, 18) -> Outputs."""
+    """inputs {"frames" (B, N, H, W, 3) in [0, 255], "heatmaps" (B, N, h, w, 18)} -> Outputs."""
+
+    TINY: ClassVar[dict[str, Any]] = dict(num_frames=8, image_size=64, widths=(16, 32, 64, 64), node_dim=32,
+                                          num_layers=1, num_heads=2, head_dim=16, mlp_dim=64)
+    """The paper's architecture shrunk for two CPU cores (the demo; tests shrink frames and size further)."""
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        """Section ``config.model.dfer``: the paper's settings (section 4.2, Tables 9-12)."""
+        c = ml_collections.ConfigDict()
+        c.num_frames = 16                  # N frames per clip (8 segments x 2 frames, as Former-DFER)
+        c.image_size = 112                 # face crops are image_size x image_size (section 4.2, peers)
+        c.widths = (64, 128, 256, 512)     # ResNet18 stage widths
+        c.output_stride = 16               # 8, 16 or 32 (the last-stride trick at 16, section 3.1.1)
+        c.heatmap_sigma = 1.0              # Gaussian heat-map std in feature-map cells (section 3.1.1)
+        c.gcn = True                       # Table 9: key-point GCN (Eq. 3-4) on or off
+        c.node_dim = 128                   # f of Eq. (3): 512 -> 128 per node
+        c.fusion = "structure"             # Table 10: structure | mean | lstm
+        c.temporal = "msa"                 # Table 9: msa | lstm | none
+        c.num_layers = 3                   # Table 12: L
+        c.num_heads = 8                    # Table 11: H
+        c.head_dim = 64                    # d_k of Eq. (8)
+        c.mlp_dim = 1024                   # hidden width of Eq. (11)'s MLP
+        c.aux_weight = 0.2                 # lambda of Eq. (13)
+        c.backbone_weights = ""            # optional PyTorch/safetensors ResNet18 state dict to start from
+        return c
+
+    @classmethod
+    def from_config(cls, section: Any, *, num_classes: int, dtype: str, rngs: nnx.Rngs) -> DFERModel:
+        settings = {k: v for k, v in dict(section).items() if k not in NOT_ARCHITECTURE}
+        return cls(**settings, num_classes=num_classes, num_frames=int(section.num_frames), dtype=dtype,
+                   aux_weight=float(section.aux_weight), rngs=rngs)
+
+    @classmethod
+    def input_spec(cls, section: Any, num_classes: int) -> InputSpec:
+        """Frames and heat-maps at the backbone's feature-map grid (7x7 for 112x112 at stride 16)."""
+        side = feature_map_size(int(section.image_size), int(section.output_stride))
+        return InputSpec(num_frames=int(section.num_frames), image_size=int(section.image_size),
+                         heatmap_size=side, heatmap_sigma=float(section.heatmap_sigma), num_classes=num_classes)
 
     def __init__(self, *, num_classes: int = 7, num_frames: int = 16,
                  widths: tuple[int, int, int, int] = (64, 128, 256, 512), output_stride: int = 16,
                  gcn: bool = True, node_dim: int = 128, fusion: str = "structure", temporal: str = "msa",
                  num_layers: int = 3, num_heads: int = 8, head_dim: int = 64, mlp_dim: int = 1024,
-                 dtype: str = "float32", rngs: nnx.Rngs):
-        if dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+                 dtype: str = "float32", aux_weight: float = 0.2, rngs: nnx.Rngs):
         if temporal not in TEMPORAL_KINDS:
-            raise ValueError(f"model.temporal must be one of {TEMPORAL_KINDS}, got {temporal!r}")
-        compute = DTYPES[dtype]
+            raise ValueError(f"model.dfer.temporal must be one of {TEMPORAL_KINDS}, got {temporal!r}")
+        compute = compute_dtype(dtype)
         self.num_frames = num_frames
+        self.aux_weight = aux_weight
         self.temporal_kind = temporal
         self.backbone = ResNet18(widths=tuple(widths), output_stride=output_stride, dtype=compute, rngs=rngs)
         self.triplet_attention = TripletAttention(dtype=compute, rngs=rngs)
@@ -86,8 +129,8 @@ class DFERModel(nnx.Module):
         tokens = self.fusion(self.gcn(local, global_))
         return tokens.reshape(b, n, -1)
 
-    def __call__(self, frames: jax.Array, heatmaps: jax.Array, *, train: bool = False) -> Outputs:
-        tokens = self.frame_tokens(frames, heatmaps, train)
+    def __call__(self, inputs: Mapping[str, jax.Array], *, train: bool = False) -> Outputs:
+        tokens = self.frame_tokens(inputs["frames"], inputs["heatmaps"], train)
         video = jnp.mean(tokens.astype(jnp.float32), axis=1)
         spatial_logits = self.spatial_head(video)                               # Eq. (5)
         if self.temporal is None:
@@ -95,27 +138,13 @@ class DFERModel(nnx.Module):
         embedding = self.temporal(tokens).astype(jnp.float32)                  # x_class^L
         return Outputs(self.head(embedding), spatial_logits, embedding)        # v_class, Eq. (12)
 
-
-def build_model(model_config: Any, *, seed: int = 0) -> DFERModel:
-    """The model described by a config's ``model`` section (see dferjax.config).
-
-    The parameters are initialised by one compiled program instead of op by op (where every
-    initializer is a compilation of its own: about 15 s for the full model on two CPU cores). On the
-    CPU it is compiled without backend optimisation, which runs once and halves that time again.
-    Under ``nnx.eval_shape`` nothing is computed and the constructor simply runs.
-    """
-    settings = {k: v for k, v in dict(model_config).items() if k not in NOT_ARCHITECTURE}
-
-    def construct() -> DFERModel:
-        return DFERModel(**settings, rngs=nnx.Rngs(seed))
-
-    if not trace_state_clean():         # under a trace (nnx.eval_shape, jit): build as is
-        return construct()
-    graphdef, _ = nnx.split(nnx.eval_shape(construct))
-    init = jax.jit(lambda: nnx.split(construct())[1]).lower()
-    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-    return nnx.merge(graphdef, init.compile(compiler_options=options)())
+    def loss(self, outputs: Outputs, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Eq. (13): aux_weight * L_S + (1 - aux_weight) * L_T (L_T alone without a temporal module)."""
+        return dfer_loss(outputs, labels, self.aux_weight)
 
 
-NOT_ARCHITECTURE = ("backbone_weights",)
-"""model.* config keys that are not DFERModel arguments (where the weights come from)."""
+def apply_variant(section: Any, variant: str) -> None:
+    """Set the switches of Table 9's model ``variant`` (A-E) in the section ``config.model.dfer``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)} (Table 9), got {variant!r}")
+    section.update(VARIANTS[variant])

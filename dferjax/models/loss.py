@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dferjax.models.dfer import Outputs
+from dferjax.models.base import Outputs
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -26,7 +26,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,8 +34,6 @@ from flax import nnx
 
 from dferjax.models.resnet import ResNet18
 
-if TYPE_CHECKING:
-    from dferjax.models.dfer import DFERModel
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".tar")
 SUFFIXES = (".safetensors", ".npz") + TORCH_SUFFIXES
@@ -224,6 +222,9 @@ def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, 
     return {"loaded": len(new), "ignored": ignored, "missing": missing}
 
 
-def init_backbone_from(model: DFERModel, path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
-    """Load the file at ``path`` (see load_state_dict) into ``model.backbone`` (a DFERModel's ResNet18)."""
+def init_backbone_from(model: Any, path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
+    """Load the file at ``path`` (see load_state_dict) into ``model.backbone``, the ResNet18 of a model
+    that has one (``dfer``, ``frame_mean``); ValueError for a model without a ``backbone``."""
+    if not isinstance(getattr(model, "backbone", None), ResNet18):
+        raise ValueError(f"{type(model).__name__} has no ResNet18 backbone to load {path} into")
     return load_resnet18_weights(model.backbone, load_state_dict(path), strict=strict)

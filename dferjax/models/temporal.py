@@ -84,7 +84,7 @@ class TemporalTransformer(nnx.Module):
         b, n, d = tokens.shape
         if n + 1 != self.pos_embedding.shape[1]:
             raise ValueError(f"the model was built for {self.pos_embedding.shape[1] - 1} frames "
-                             f"(model.num_frames) but got clips of {n} frames")
+                             f"(model.dfer.num_frames) but got clips of {n} frames")
         cls = jnp.broadcast_to(self.class_token[...], (b, 1, d))
         z = (jnp.concatenate([cls, tokens.astype(jnp.float32)], axis=1) + self.pos_embedding[...])  # Eq. (6)
         z = z.astype(self.dtype)

@@ -816,8 +816,10 @@ def decode_example(data: bytes) -> dict[str, Any]:
 # The clip record: what one shard record of a prepared clip holds
 # --------------------------------------------------------------------------------------------------
 
-CLIP_RECORD_VERSION = 1
-"""Bumped whenever the fields below change; dataset_info.json records it."""
+CLIP_RECORD_VERSION = 2
+"""Bumped whenever the fields below change; dataset_info.json records it. Version 2 dropped the stored
+heat-maps (version 1 kept a copy at one resolution that no model read: each model renders its own
+from the key-points); version 1 shards are refused with a message to rebuild them."""
 
 
 def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpeg_quality: int = 95) -> bytes:
@@ -825,7 +827,7 @@ def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpe
 
     Fields: clip_id, label (0-based, dferjax.labels order), split ("train", "test" or "fold<k>"),
     scene ("" unless the dataset has scenes), frames (one JPEG per stored frame), keypoints float32
-    (T, 18, 2) in crop pixels, heatmaps float16 (T, h, w, 18), sources int8 (T,) faces.FaceSource,
+    (T, 18, 2) in crop pixels, sources int8 (T,) faces.FaceSource,
     frame_indices int32 (T,), num_source_frames, fps, notes (list of str), version.
     """
     try:
@@ -837,7 +839,6 @@ def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpe
         "clip_id": clip_id, "label": int(label), "split": split, "scene": scene,
         "frames": jpegs,
         "keypoints": np.asarray(clip.keypoints, np.float32),
-        "heatmaps": np.asarray(clip.heatmaps, np.float16),
         "sources": np.asarray(clip.sources, np.int8),
         "frame_indices": np.asarray(clip.frame_indices, np.int32),
         "num_source_frames": int(clip.num_source_frames),
@@ -874,6 +875,6 @@ def decode_clip(data: bytes, frames: Sequence[int] | None = None) -> dict[str, A
                          "the shards were written by another dferjax version; rebuild them with data_prep")
     take = np.arange(len(record["frames"])) if frames is None else np.asarray(frames)
     record["frames"] = np.stack([decode_jpeg(record["frames"][i]) for i in take])
-    for name in ("keypoints", "heatmaps", "sources", "frame_indices"):
+    for name in ("keypoints", "sources", "frame_indices"):
         record[name] = record[name][take]
     return record

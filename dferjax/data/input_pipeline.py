@@ -1,6 +1,6 @@
 """The grain input pipeline: shards from data_prep -> sampled, augmented, batched model inputs.
 
-Reading (DESIGN.md): a random-access source over the indexed TFRecord shards of the configured
+Reading (docs/DESIGN.md): a random-access source over the indexed TFRecord shards of the configured
 splits (``records.ShardedDataSource``) and a global shuffle seeded per epoch. Each process of a
 multi-host run reads its contiguous share of every global batch, so that the processes' batches,
 concatenated in process order as ``jax.make_array_from_process_local_data`` does, are exactly the
@@ -16,7 +16,8 @@ all frames of a clip. Key-points follow the same affine map, and the flip goes t
 ``keypoints.flip_keypoints`` (mirror x, swap left/right indices), so the heat-maps, rendered from the
 transformed key-points by ``keypoints.render_heatmaps`` at the model's feature-map resolution, stay on
 their key-points. :func:`model_inputs` is the one function that turns a prepared clip's frames and
-key-points into model inputs; predict calls it too.
+key-points into model inputs; predict calls it too. A model that takes no heat-maps gets none
+(``ExampleSpec.heatmap_size`` None): nothing is rendered.
 
 Determinism: every random choice of an example comes from grain's per-index generator (``random_map``
 with a seed per epoch), so the batches depend only on (seed, epoch, position), not on the number of
@@ -40,25 +41,22 @@ import grain
 import numpy as np
 
 from dferjax import keypoints as kp
-from dferjax import records
-from dferjax.clips import segment_indices
-from dferjax.models.resnet import feature_map_size
-
-INFO_FILE = "dataset_info.json"
-
-
-class DataConfigError(ValueError):
-    """The data a config points at is missing or does not fit the config."""
-
+from dferjax.data import records
+from dferjax.data.clips import segment_indices
+from dferjax.data.dataset import DataConfigError
 
 @dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """What the model consumes, and how a clip is turned into it."""
+class ExampleSpec:
+    """How a prepared clip becomes one example: sampling, augmentation and the heat-maps to render.
+
+    The engine builds it from the model's declared inputs (``models.InputSpec``: frames, image size,
+    heat-map resolution) and the config's ``data`` section; this layer only sees the numbers.
+    """
 
     image_size: int                 # frames are resized to image_size x image_size
     num_segments: int = 8           # a clip is cut into this many segments ...
     frames_per_segment: int = 2     # ... each giving this many consecutive frames
-    heatmap_size: int = 7           # side of the rendered heat-maps (the backbone's feature map)
+    heatmap_size: int | None = 7    # side of the rendered heat-maps; None: the model takes none (no rendering)
     heatmap_sigma: float = 1.0      # Gaussian standard deviation in heat-map cells
     crop_scale: tuple[float, float] = (0.08, 1.0)   # random resized crop: area fraction range
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # ... and aspect ratio range (w / h)
@@ -67,20 +65,6 @@ class InputSpec:
     @property
     def num_frames(self) -> int:
         return self.num_segments * self.frames_per_segment
-
-    @classmethod
-    def from_config(cls, config: Any) -> InputSpec:
-        data = config.data
-        spec = cls(image_size=int(data.image_size), num_segments=int(data.num_segments),
-                   frames_per_segment=int(data.frames_per_segment),
-                   heatmap_size=feature_map_size(int(data.image_size), int(config.model.output_stride)),
-                   heatmap_sigma=float(data.heatmap_sigma), crop_scale=tuple(data.crop_scale),
-                   crop_ratio=tuple(data.crop_ratio), flip=bool(data.flip))
-        if spec.num_frames != config.model.num_frames:
-            raise DataConfigError(
-                f"data.num_segments x data.frames_per_segment = {spec.num_frames} frames, but "
-                f"model.num_frames = {config.model.num_frames}: make them agree")
-        return spec
 
 
 # --- the transform shared by training, evaluation and predict ---------------------------------
@@ -111,15 +95,16 @@ def random_resized_crop(rng: np.random.Generator, height: int, width: int, scale
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def model_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec,
+def model_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec,
                  box: tuple[int, int, int, int] | None = None, flip: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Frames (T, S, S, 3) uint8 and key-points (T, 18, 2) -> model frames, key-points, heat-maps.
 
     ``box`` (x0, y0, w, h) crops every frame before resizing to ``spec.image_size`` (whole frame by
     default); ``flip`` mirrors horizontally. Key-points take the same map (pixel i spans [i, i+1), so a
     crop-and-resize is x' = (x - x0) * size / w), and the heat-maps (T, h, h, 18) float16 are rendered
-    from them at ``spec.heatmap_size``. Returns uint8 frames, float32 key-points, float16 heat-maps.
+    from them at ``spec.heatmap_size`` (None when the spec asks for none: nothing is rendered).
+    Returns uint8 frames, float32 key-points, float16 heat-maps or None.
     """
     frames = np.asarray(frames)
     points = np.asarray(points, np.float32)
@@ -138,16 +123,18 @@ def model_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec,
     if flip:
         out = np.ascontiguousarray(out[:, :, ::-1])
         points = kp.flip_keypoints(points, size)
+    if spec.heatmap_size is None:
+        return out, points, None
     heatmaps = kp.render_heatmaps(points, (size, size), (spec.heatmap_size, spec.heatmap_size),
                                   spec.heatmap_sigma).astype(np.float16)
     return out, points, heatmaps
 
 
-def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec, jpeg_quality: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec, jpeg_quality: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """A prepared clip's stored frames and key-points -> test-time model inputs, for clips not in a shard.
 
-    The same as ``decode_example`` without ``rng`` gives for the clip's record: the segment centres,
+    The same as ``record_example`` without ``rng`` gives for the clip's record: the segment centres,
     each frame through the shards' JPEG encoding at ``jpeg_quality``, then ``model_inputs``.
     Returns frames, key-points, heat-maps and the stored-frame indices taken.
     """
@@ -157,15 +144,20 @@ def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: InputSpec, jpeg_qu
     return out, kps, heatmaps, take
 
 
-def decode_example(data: bytes, spec: InputSpec, rng: np.random.Generator | None) -> dict[str, Any]:
-    """One shard record -> one model example; ``rng`` given = training (random frames and augmentation)."""
-    frames, _, heatmaps, header = example_inputs(data, spec, rng)
-    return {"frames": frames, "heatmaps": heatmaps, "label": np.int32(header["label"]),
-            "valid": np.bool_(True)}
+def record_example(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.random.Generator | None
+                   ) -> dict[str, Any]:
+    """One shard record -> one example: ``frames`` (N, S, S, 3) uint8, ``heatmaps`` (N, h, h, 18) float16
+    when the spec asks for them, ``label`` int32, ``valid`` True. ``rng`` given = training (random
+    frames and augmentation)."""
+    frames, _, heatmaps, header = record_inputs(data, spec, rng)
+    example = {"frames": frames, "label": np.int32(header["label"]), "valid": np.bool_(True)}
+    if heatmaps is not None:
+        example["heatmaps"] = heatmaps
+    return example
 
 
-def example_inputs(data: bytes | dict[str, Any], spec: InputSpec, rng: np.random.Generator | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+def record_inputs(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.random.Generator | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
     """One shard record -> model frames, key-points, heat-maps, and the record's other fields.
 
     ``data`` is the record's bytes, or the record as :class:`DecodedCache` keeps it (parsed, its
@@ -190,54 +182,6 @@ def example_inputs(data: bytes | dict[str, Any], spec: InputSpec, rng: np.random
 
 # --- the data on disk --------------------------------------------------------------------------
 
-def read_info(data_dir: str | Path) -> dict[str, Any]:
-    """``dataset_info.json`` of a shard directory, with errors that say how to make it."""
-    path = Path(data_dir) / INFO_FILE
-    if not path.is_file():
-        raise DataConfigError(
-            f"no {INFO_FILE} in {data_dir} (config key data.dir): build the shards first, e.g. "
-            f"python -m data_prep.build --dataset dfew --root /path/to/DFEW --out {data_dir}")
-    info = json.loads(path.read_text())
-    if info.get("keypoint_definition_version") != kp.DEFINITION_VERSION:
-        raise DataConfigError(
-            f"{path}: shards use key-point definition {info.get('keypoint_definition_version')!r}, this "
-            f"dferjax uses {kp.DEFINITION_VERSION!r}; rebuild the shards with data_prep")
-    if info.get("clip_record_version") != records.CLIP_RECORD_VERSION:
-        raise DataConfigError(
-            f"{path}: clip record version {info.get('clip_record_version')!r} is not "
-            f"{records.CLIP_RECORD_VERSION}; rebuild the shards with data_prep")
-    return info
-
-
-def split_shards(data_dir: str | Path, info: dict[str, Any], splits: Sequence[str], key: str) -> list[str]:
-    """The shard files of ``splits`` (named in config key ``key``), checked to exist."""
-    files = []
-    for split in splits:
-        if split not in info["splits"]:
-            raise DataConfigError(
-                f"{key} names split {split!r}, but {Path(data_dir) / INFO_FILE} has only "
-                f"{sorted(info['splits'])}: check the config's fold/splits against the shards")
-        for shard in info["splits"][split]["shards"]:
-            if shard["records"] == 0:
-                continue
-            path = Path(data_dir) / shard["file"]
-            if not path.is_file():
-                raise DataConfigError(f"shard {path} listed in {INFO_FILE} is missing: rebuild with data_prep")
-            files.append(str(path))
-    if not files:
-        raise DataConfigError(f"{key} = {tuple(splits)} holds no records in {data_dir}")
-    return files
-
-
-def check_classes(info: dict[str, Any], num_classes: int, data_dir: str | Path) -> None:
-    """The shards' class count must be the model's (config key model.num_classes)."""
-    if info["num_classes"] != num_classes:
-        raise DataConfigError(
-            f"model.num_classes = {num_classes}, but the shards in {data_dir} have {info['num_classes']} "
-            f"classes ({', '.join(info['classes'])}): set --config.model.num_classes={info['num_classes']} "
-            "or point data.dir at the right shards")
-
-
 # --- training and evaluation datasets ----------------------------------------------------------
 
 def _epoch_seed(seed: int, epoch: int, salt: int) -> int:
@@ -245,19 +189,19 @@ def _epoch_seed(seed: int, epoch: int, salt: int) -> int:
 
 
 class _Decode(grain.transforms.Map):
-    def __init__(self, spec: InputSpec):
+    def __init__(self, spec: ExampleSpec):
         self.spec = spec
 
     def map(self, data: bytes) -> dict[str, Any]:
-        return decode_example(data, self.spec, None)
+        return record_example(data, self.spec, None)
 
 
 class _DecodeRandom(grain.transforms.RandomMap):
-    def __init__(self, spec: InputSpec):
+    def __init__(self, spec: ExampleSpec):
         self.spec = spec
 
     def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, Any]:
-        return decode_example(data, self.spec, rng)
+        return record_example(data, self.spec, rng)
 
 
 class DecodedCache:
@@ -319,7 +263,7 @@ def _read_options(num_workers: int) -> grain.ReadOptions:
 class TrainData:
     """Training batches of one process for any epoch, from any position; see the module docstring."""
 
-    def __init__(self, source: records.ShardedDataSource, spec: InputSpec, global_batch: int, *, seed: int,
+    def __init__(self, source: records.ShardedDataSource, spec: ExampleSpec, global_batch: int, *, seed: int,
                  process_index: int = 0, process_count: int = 1, num_workers: int = 0, cache: bool = False):
         if global_batch % process_count:
             raise DataConfigError(f"train.batch_size = {global_batch} is not divisible by the "
@@ -376,7 +320,7 @@ class _Take(grain.transforms.Map):
 class EvalData:
     """Every record of the test splits once, in order, padded to whole global batches (``valid`` False)."""
 
-    def __init__(self, source: records.ShardedDataSource, spec: InputSpec, global_batch: int, *,
+    def __init__(self, source: records.ShardedDataSource, spec: ExampleSpec, global_batch: int, *,
                  process_index: int = 0, process_count: int = 1, num_workers: int = 0, cache: bool = False):
         if global_batch % process_count:
             raise DataConfigError(f"train.eval_batch_size = {global_batch} is not divisible by the "
@@ -398,9 +342,10 @@ class EvalData:
         spec, source = self.spec, self.source
         decode = _Decode(spec)
         pad = {"frames": np.zeros((spec.num_frames, spec.image_size, spec.image_size, 3), np.uint8),
-               "heatmaps": np.zeros((spec.num_frames, spec.heatmap_size, spec.heatmap_size,
-                                     kp.NUM_KEYPOINTS), np.float16),
                "label": np.int32(0), "valid": np.bool_(False)}
+        if spec.heatmap_size is not None:
+            pad["heatmaps"] = np.zeros((spec.num_frames, spec.heatmap_size, spec.heatmap_size,
+                                        kp.NUM_KEYPOINTS), np.float16)
 
         def load(index: int) -> dict[str, Any]:
             return decode.map(source[index]) if index >= 0 else dict(pad)

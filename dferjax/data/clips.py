@@ -23,7 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dferjax import faces, keypoints
+from dferjax import keypoints
+from dferjax.data import faces
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -49,8 +50,6 @@ class PrepConfig:
     image_size: int = 112          # side of the square face crops
     max_frames: int = 64           # frames stored per clip at most, spread evenly over the clip
     min_frames: int = 16           # shorter clips repeat frames up to this many (and are flagged)
-    heatmap_size: int = 7          # heat-map side, the backbone's feature map (112 / output stride 16)
-    heatmap_sigma: float = 1.0     # Gaussian standard deviation, in heat-map cells
     margin: float = 0.25           # added around dlib's face box on each side, fraction of its size
     upsample: int = 0              # dlib detector upsampling (1 finds faces down to ~40 px, 4x slower)
     detect_every: int = 1          # run the detector on every n-th frame, fit landmarks on all
@@ -59,6 +58,16 @@ class PrepConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PrepConfig:
+        """The PrepConfig a ``dataset_info.json`` or run's ``data.json`` recorded.
+
+        Settings of record version 1 that no longer exist (``heatmap_size``, ``heatmap_sigma``: heat-maps
+        are rendered from the key-points at the model's resolution, not stored) are ignored.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
 
 @dataclass
 class PreparedClip:
@@ -66,7 +75,6 @@ class PreparedClip:
 
     frames: np.ndarray           # uint8 (T, S, S, 3) RGB face crops
     keypoints: np.ndarray        # float32 (T, 18, 2) (x, y) in crop pixels
-    heatmaps: np.ndarray         # float16 (T, h, h, 18)
     sources: np.ndarray          # int8 (T,) faces.FaceSource of each frame
     frame_indices: np.ndarray    # int32 (T,) index of each stored frame in the source clip
     num_source_frames: int       # frames the source clip has
@@ -210,7 +218,7 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
 # --- preparation -------------------------------------------------------------------------------
 
 def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>") -> PreparedClip:
-    """Face crops, key-points, heat-maps and flags for already decoded RGB frames (the core of prepare_clip)."""
+    """Face crops, key-points and flags for already decoded RGB frames (the core of prepare_clip)."""
     if not frames:
         raise ClipError(source, "has no frame")
     frames = [faces.to_rgb(f) for f in frames]
@@ -243,16 +251,16 @@ def from_crops(crops: np.ndarray, landmarks: np.ndarray, sources: np.ndarray, co
     """A PreparedClip from face crops (T, S, S, 3) and their 68 landmarks in crop pixels (T, 68, 2).
 
     The last step of every preparation (and the whole of it for data whose landmarks are known, such
-    as the synthetic demo set): the 18 key-points and their heat-maps.
+    as the synthetic demo set): the 18 key-points. Heat-maps are not part of a prepared clip: a model
+    that needs them has them rendered from the key-points at its own resolution
+    (input_pipeline.model_inputs).
     """
     size = config.image_size
     if crops.shape[1:3] != (size, size):
         raise ValueError(f"face crops are {crops.shape[1:3]}, expected {size}x{size} (image_size)")
     kps = keypoints.keypoints_from_landmarks(landmarks)
-    maps = keypoints.render_heatmaps(kps, (size, size), (config.heatmap_size, config.heatmap_size),
-                                     config.heatmap_sigma)
     t = len(crops)
-    return PreparedClip(frames=np.asarray(crops, np.uint8), keypoints=kps, heatmaps=maps.astype(np.float16),
+    return PreparedClip(frames=np.asarray(crops, np.uint8), keypoints=kps,
                         sources=np.asarray(sources, np.int8), frame_indices=np.arange(t, dtype=np.int32),
                         num_source_frames=t, fps=0.0)
 
@@ -264,7 +272,7 @@ def pad_to_min_frames(clip: PreparedClip, min_frames: int) -> PreparedClip:
         return clip
     take = np.floor(np.arange(min_frames) * t / min_frames).astype(np.int32)
     clip.notes.append(f"only {t} frames: repeated to {min_frames}")
-    for name in ("frames", "keypoints", "heatmaps", "sources", "frame_indices", "boxes"):
+    for name in ("frames", "keypoints", "sources", "frame_indices", "boxes"):
         value = getattr(clip, name)
         if value is not None:
             setattr(clip, name, value[take])
@@ -273,7 +281,7 @@ def pad_to_min_frames(clip: PreparedClip, min_frames: int) -> PreparedClip:
 
 def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig,
                  frame_range: tuple[int, int] | None = None) -> PreparedClip:
-    """The shared clip preparation: read, pick frames, find the face, crop, key-points, heat-maps.
+    """The shared clip preparation: read, pick frames, find the face, crop, key-points.
 
     ``source`` is a video file, a folder of frame images, or a sequence of RGB uint8 frames;
     ``frame_range`` (start, stop) prepares only that part of it (predict's sliding windows).

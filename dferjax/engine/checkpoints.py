@@ -1,18 +1,23 @@
-"""Run directories and checkpoints: one layout for train, evaluate and predict.
+"""Run directories and checkpoints: one layout for train, evaluate, plots and predict.
 
-A run directory (``--workdir``) holds::
+This module owns every file name of a run directory (``--workdir``)::
 
-    config.json        the full config the run was started with (checked on resume and on load)
-    checkpoints/<step> latest checkpoints (orbax): {"state": train state, "meta": epoch, position, best}
-    best/<step>        the checkpoint of the best evaluation so far (by WAR, as the peers select)
-    metrics.jsonl      one JSON object per log line: {"kind": "train"|"eval", "epoch", "step", ...}
-    results.json       the best and the last evaluation (metrics.report plus "epoch")
-    tb/                TensorBoard event files
+    config.json                 the full config the run was started with (checked on resume)
+    data.json                   the shards' clip preparation (classes, PrepConfig, JPEG quality)
+    checkpoints/<step>          latest checkpoints (orbax): {"state": train state, "meta": epoch, position, best}
+    best/<step>                 the checkpoint of the best evaluation so far (by WAR, as the peers select)
+    metrics.jsonl               one JSON object per log line: {"kind": "train"|"eval", "epoch", "step", ...}
+    results.json                the best and the last evaluation (metrics.report plus "epoch")
+    confusion.png               the best epoch's confusion matrix
+    eval-<splits>.json / -confusion.png   ``python -m dferjax.evaluate --checkpoint`` results
+    figures/                    ``python -m dferjax.plots --run`` figures
+    tb/                         TensorBoard event files
 
 The train state is the pytree ``{"step", "params", "rest", "opt_state"}``: ``params`` and ``rest`` (batch
 norm statistics) are the two ``nnx.State`` halves of the model, so a model is rebuilt from the config
-and ``nnx.merge``. Loading a checkpoint under a config whose model differs names the settings that
-differ instead of failing on array shapes.
+and ``nnx.merge``. Whether a checkpoint fits a configured model is decided by comparing the parameter
+trees (paths and shapes) stored in the checkpoint with the model's; the error names the parameters
+that differ and the model settings that changed.
 """
 
 from __future__ import annotations
@@ -27,14 +32,25 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from dferjax.input_pipeline import INFO_FILE
-from dferjax.models import DFERModel, build_model
+from dferjax import models
+from dferjax.data.dataset import INFO_FILE
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 """What a run needs to know of its data to be used on new clips: classes, PrepConfig, JPEG quality."""
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+CONFUSION_FILE = "confusion.png"
+FIGURES_DIR = "figures"
+TENSORBOARD_DIR = "tb"
+
+
+def eval_files(run_dir: str | Path, splits: list[str] | tuple[str, ...]) -> tuple[Path, Path]:
+    """``RUN/eval-<splits>.json`` and ``RUN/eval-<splits>-confusion.png`` of a checkpoint evaluation."""
+    name = "eval-" + "+".join(splits)
+    return Path(run_dir) / f"{name}.json", Path(run_dir) / f"{name}-confusion.png"
 
 
 class CheckpointError(ValueError):
@@ -105,22 +121,68 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return out
 
 
-ARCHITECTURE_KEYS = ("num_classes", "num_frames", "widths", "output_stride", "gcn", "node_dim", "fusion",
-                     "temporal", "num_layers", "num_heads", "head_dim", "mlp_dim")
-"""model.* settings that change the parameters' shapes (dtype and backbone_weights do not)."""
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{"params/backbone/conv1/kernel": shape, ...} of a state tree (arrays, ShapeDtypeStructs or metadata)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape = getattr(leaf, "shape", None)
+        if shape is not None:
+            out["/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)] = tuple(shape)
+    return out
 
 
-def check_same_model(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict, where: str) -> None:
-    """Raise naming every architecture setting in which two configs' models differ."""
-    a = {k: saved.model.get(k) for k in ARCHITECTURE_KEYS}
-    b = {k: current.model.get(k) for k in ARCHITECTURE_KEYS}
-    diff = config_differences({"model": a}, {"model": b})
-    if diff:
-        raise CheckpointError(f"the checkpoint in {where} is of another model; settings that differ "
-                              f"(checkpoint != requested): {'; '.join(diff)}")
+def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
+    """Paths and shapes of the configured model's ``params`` and ``rest`` (nothing is computed)."""
+    _, params, rest = split_model(models.abstract_model(config.model))
+    return _shapes({"params": params, "rest": rest})
 
 
-def split_model(model: DFERModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+def saved_shapes(directory: str | Path, step: int) -> dict[str, tuple[int, ...]]:
+    """Paths and shapes of the model halves stored in the checkpoint ``directory/step`` (its metadata)."""
+    mngr = ocp.CheckpointManager(Path(directory).absolute(),
+                                 options=ocp.CheckpointManagerOptions(read_only=True),
+                                 item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                                "meta": ocp.JsonCheckpointHandler()})
+    try:
+        metadata = mngr.item_metadata(step)["state"]
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{directory}/{step}: no readable checkpoint metadata ({error}); "
+                              "the checkpoint is damaged or was not written by dferjax") from None
+    finally:
+        mngr.close()
+    tree = getattr(metadata, "tree", metadata)
+    return _shapes({"params": tree["params"], "rest": tree["rest"]})
+
+
+def check_same_model(directory: str | Path, step: int, saved: ml_collections.ConfigDict | None,
+                     config: ml_collections.ConfigDict, where: str) -> None:
+    """Raise CheckpointError unless the checkpoint's parameter tree is the configured model's.
+
+    Args:
+      directory, step: the checkpoint (a checkpoint manager directory and a step).
+      saved: the config the checkpoint was trained with (for the message), or None.
+      config: the config whose model is to be loaded.
+      where: what to call the checkpoint in the message (a run directory).
+    Raises:
+      CheckpointError: naming the parameters whose shapes differ (or that exist on one side only)
+        and the model settings in which the two configs differ.
+    """
+    have, want = saved_shapes(directory, step), model_shapes(config)
+    if have == want:
+        return
+    diff = [f"{k}: {have.get(k, '<absent>')} != {want.get(k, '<absent>')}"
+            for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+    settings = ""
+    if saved is not None:
+        changed = config_differences({"model": config_to_dict(saved)["model"]}, {"model": config_to_dict(config)["model"]})
+        if changed:
+            settings = f"; settings that differ (checkpoint != requested): {'; '.join(changed)}"
+    more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+    raise CheckpointError(f"the checkpoint in {where} is of another model: parameter shapes differ "
+                          f"(checkpoint != requested) at {'; '.join(diff[:3])}{more}{settings}")
+
+
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
     """graphdef, params, rest (batch-norm statistics), the two states pure: arrays, not nnx.Variables.
 
     Pure states cross a jit boundary as plain pytrees; a state of Variable objects costs a Python
@@ -186,20 +248,24 @@ def find_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path, 
 
 
 def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None, which: str = "best"
-               ) -> tuple[DFERModel, ml_collections.ConfigDict, dict[str, Any]]:
+               ) -> tuple[nnx.Module, ml_collections.ConfigDict, dict[str, Any]]:
     """A trained model (eval-ready) from a run directory or step directory, with its config and meta.
 
-    ``config``: the config the caller wants; its model must match the checkpoint's, else the error
-    names the differing settings. By default the run's own config is used.
+    Args:
+      path: a run directory (its ``which`` checkpoint: "best" or "latest") or ``RUN/best/<step>``.
+      config: the config the caller wants; its model must fit the checkpoint's parameters, else the
+        error names what differs. By default the run's own config is used.
+    Returns:
+      The model (parameters on the default device), the config, the checkpoint's meta (epoch, best...).
+    Raises:
+      CheckpointError: no run or checkpoint there, or a checkpoint of another model.
     """
     run_dir, directory, step = find_checkpoint(path, which)
     saved = load_run_config(run_dir)
-    if config is not None:
-        check_same_model(saved, config, str(run_dir))
     config = config or saved
+    check_same_model(directory, step, saved, config, str(run_dir))
     params, rest, meta = load_model_state(directory, step, config)
-    model = build_model(config.model, seed=0)
-    graphdef, _, _ = split_model(model)
+    graphdef, _, _ = split_model(models.abstract_model(config.model))
     return nnx.merge(graphdef, params, rest), config, meta
 
 
@@ -209,8 +275,7 @@ def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDi
 
     Works whatever devices the run was saved from (a multi-device or multi-host run loads on one).
     """
-    abstract_model = nnx.eval_shape(lambda: build_model(config.model, seed=0))
-    _, params, rest = split_model(abstract_model)
+    _, params, rest = split_model(models.abstract_model(config.model))
     mngr = manager(directory, max_to_keep=1, read_only=True)
     try:
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
