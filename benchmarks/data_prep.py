@@ -3,7 +3,7 @@
     python benchmarks/data_prep.py [--testdata ../shared/testdata] [--max-frames 16] [--repeats 3]
 
 Prints a table and, as its last line, one JSON object:
-- per video: clips/s and frames/s of ``dferjax.clips.prepare_clip`` (decode, detect, fit landmarks,
+- per video: clips/s and frames/s of ``dferjax.data.clips.prepare_clip`` (decode, detect, fit landmarks,
   crop, heat-maps) in one process, i.e. per worker; a build with N workers scales about N-fold;
 - shard reading: records/s and MB/s through ``records.ShardedDataSource`` (random order, CRC checked),
   and with the clip decoded (``records.decode_clip``, 16 of the stored frames as the model takes them).

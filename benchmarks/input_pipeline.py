@@ -43,7 +43,7 @@ def machine() -> str:
 
 def measure(source: records.ShardedDataSource, spec: ip.ExampleSpec, batch: int, workers: int,
             batches: int, cache: bool = False) -> dict:
-    """Samples/s over ``batches`` batches, epoch after epoch. With ``cache`` (data.cache_decoded) the
+    """Samples/s over ``batches`` batches, epoch after epoch. With ``cache`` (runtime.cache_decoded) the
     first epoch, which fills the cache, is read before the clock starts."""
     data = ip.TrainData(source, spec, batch, seed=0, num_workers=workers, cache=cache)
     epoch = 0
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="dfer", choices=sorted(models.MODELS),
                         help="whose inputs to make (heat-maps only for a model that takes them)")
     parser.add_argument("--workers", default="0,1,2")
-    parser.add_argument("--cache", action="store_true", help="also measure data.cache_decoded (0 workers)")
+    parser.add_argument("--cache", action="store_true", help="also measure runtime.cache_decoded (0 workers)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--image-size", type=int, default=112)

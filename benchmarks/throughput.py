@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     params_m = sum(x.size for x in jax.tree.leaves(split_model(model)[1])) / 1e6
 
     print()
-    print(f"| | device | params (M) | inference (samples/s) | training (samples/s) | 80 epochs DFEW fold 1 |")
-    print(f"|---|---|---|---|---|---|")
+    print("| | device | params (M) | inference (samples/s) | training (samples/s) | 80 epochs DFEW fold 1 |")
+    print("|---|---|---|---|---|---|")
     paper_train = EPOCHS * DFEW_FOLD1_TRAIN / (PAPER["train_hours_80_epochs"] * 3600)
     print(f"| paper, Table 8 | {PAPER['device']} | {PAPER['params_m']} | {PAPER['infer_samples_per_s']} | "
           f"~{paper_train:.0f} (derived) | {PAPER['train_hours_80_epochs']} h |")

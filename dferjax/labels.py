@@ -1,4 +1,4 @@
-"""Expression classes: one 0-based order for every dataset (DESIGN.md, "Labels").
+"""Expression classes: one 0-based order for every dataset (docs/DESIGN.md, "Labels").
 
 The order is DFEW's (labels 1-7 there): happy, sad, neutral, angry, surprise, disgust, fear. MAFW's
 single-label protocol adds four classes after them: contempt, anxiety, helplessness, disappointment.

@@ -1,4 +1,4 @@
-"""Classification metrics as the dynamic-FER field reports them (DESIGN.md, "Metrics").
+"""Classification metrics as the dynamic-FER field reports them (docs/DESIGN.md, "Metrics").
 
 - WAR, weighted average recall: the overall accuracy, correct / all samples.
 - UAR, unweighted average recall: the mean over classes of each class's recall, so that rare

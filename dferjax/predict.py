@@ -39,12 +39,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dferjax.engine import checkpoints as ckpt
-from dferjax.data import clips, faces
-from dferjax.data import input_pipeline as ip
 from dferjax import keypoints as kp
 from dferjax.config import load_config
+from dferjax.data import clips, faces
+from dferjax.data import input_pipeline as ip
+from dferjax.data.dataset import DataConfigError
+from dferjax.engine import checkpoints as ckpt
+from dferjax.engine.inputs import example_spec
 from dferjax.labels import class_names as default_class_names
+from dferjax.models import UnknownModelError
 
 EXIT_NO_FACE = 2
 EXIT_ERROR = 1

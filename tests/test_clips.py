@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from dferjax import keypoints
 from dferjax.data import input_pipeline as ip
 from dferjax.data import faces
 from dferjax.data.clips import ClipError, NoFaceError, PrepConfig, prepare_clip, segment_indices

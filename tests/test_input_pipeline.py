@@ -207,3 +207,15 @@ def test_a_model_without_heatmaps_gets_none(shards, monkeypatch):
     assert set(example) == {"frames", "label", "valid"} and example["frames"].shape == (8, 40, 40, 3)
     batches = list(ip.EvalData(source, spec, 4).dataset())
     assert all(set(b) == {"frames", "label", "valid"} for b in batches) and not batches[-1]["valid"].all()
+
+
+def test_version_1_shards_are_refused_with_what_to_do(shards, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    info = json.loads((shards / dataset.INFO_FILE).read_text())
+    (old / dataset.INFO_FILE).write_text(json.dumps({**info, "clip_record_version": 1}))
+    with pytest.raises(dataset.DataConfigError, match="version 1 is not 2.*delete the folder and run the demo"):
+        dataset.read_info(old)
+    (old / dataset.INFO_FILE).write_text(json.dumps({**info, "clip_record_version": 1, "dataset": "dfew"}))
+    with pytest.raises(dataset.DataConfigError, match="version 1 is not 2.*data_prep.build"):
+        dataset.read_info(old)

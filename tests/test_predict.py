@@ -232,5 +232,5 @@ def test_tsne_separates_separable_features(tmp_path):
     centres = np.stack([points[labels == k].mean(0) for k in range(3)])
     spread = max(np.linalg.norm(points[labels == k] - centres[k], axis=1).max() for k in range(3))
     assert min(np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)) > spread
-    path = plots.plot_tsne(features, labels, ["a", "b", "c"], tmp_path / "tsne.png")
+    path = figures.plot_tsne(features, labels, ["a", "b", "c"], tmp_path / "tsne.png")
     assert cv2.imread(str(path)) is not None

@@ -20,7 +20,6 @@ from dferjax.data import input_pipeline as ip
 from dferjax.data.clips import PrepConfig
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine import mesh as engine_mesh
-from dferjax.engine import steps
 from dferjax.engine.inputs import example_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +187,9 @@ from tests.conftest import tiny_config
 from dferjax import models
 from dferjax.engine import checkpoints as ckpt, mesh as engine_mesh, steps
 assert len(jax.devices()) == 4, jax.devices()
-config = tiny_config()
+# The widths this tolerance was measured at (Adam turns summation-order rounding on gradients near 0
+# into steps of up to lr, so a wider model shows larger worst-case differences).
+config = tiny_config(widths=(8, 8, 16, 16), node_dim=8, head_dim=8, mlp_dim=16, num_layers=2)
 spec = models.input_spec(config.model)
 B, N, S, h = 8, spec.num_frames, spec.image_size, spec.heatmap_size
 rng = np.random.default_rng(0)
@@ -331,3 +332,29 @@ def test_runtime_keys_may_change_on_resume(shards, tmp_path):
     assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=2", "--config.runtime.log_every=2",
                                 "--config.runtime.cache_decoded=True")) == 0
     assert latest_state(workdir)[0] == 2
+
+
+def test_a_run_made_before_the_registry_loads_in_todays_layout(shards, tmp_path):
+    """config.json in the layout of runs made before the model registry (the paper's model's settings
+    directly under ``model``) is read as ``model.dfer``; its checkpoint loads as before."""
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=1")) == 0
+    new = json.loads((workdir / ckpt.CONFIG_FILE).read_text())
+    old = json.loads(json.dumps(new))
+    dfer = old["model"].pop("dfer")
+    old["model"].pop("frame_mean")
+    old["model"].pop("name")
+    old["data"]["image_size"], old["data"]["heatmap_sigma"] = dfer.pop("image_size"), dfer.pop("heatmap_sigma")
+    old["loss"] = {"aux_weight": dfer.pop("aux_weight")}
+    old["model"].update(dfer)
+    runtime = old.pop("runtime")
+    old["train"].update(progress=runtime["progress"], log_every=runtime["log_every"], cpu_devices=runtime["cpu_devices"])
+    old["data"].update(num_workers=runtime["num_workers"], cache_decoded=runtime["cache_decoded"])
+    (workdir / ckpt.CONFIG_FILE).write_text(json.dumps(old))
+    config = ckpt.load_run_config(workdir)
+    assert config.model.name == "dfer" and config.model.dfer.image_size == 32 and config.model.dfer.aux_weight == 0.2
+    assert config.runtime.log_every == 1 and "loss" not in config and "image_size" not in config.data
+    for key, value in new["model"]["dfer"].items():
+        assert ckpt._tuples(config.model.dfer[key]) == ckpt._tuples(value), key
+    model, _, _ = ckpt.load_model(workdir)
+    assert isinstance(model, models.DFERModel)

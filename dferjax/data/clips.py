@@ -31,7 +31,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class ClipError(ValueError):
-    """A clip that cannot be prepared; ``reason`` is a sentence naming the file and the problem."""
+    """A clip that cannot be prepared; ``reason`` is a sentence naming the file and the problem.
+
+    The message is ``"{source}: {reason}"``. A ``ValueError``, so callers catching bad input catch it.
+
+    Args:
+      source: the clip's path as given (``"<frames>"`` for frames passed as arrays).
+      reason: what is wrong with it.
+    Attributes:
+      source: as given.
+      reason: as given.
+    """
 
     def __init__(self, source: str, reason: str):
         super().__init__(f"{source}: {reason}")
@@ -40,12 +50,32 @@ class ClipError(ValueError):
 
 
 class NoFaceError(ClipError):
-    """No face was found in any frame of the clip."""
+    """No face was found in any frame of the clip.
+
+    Raised by ``prepare_frames`` (and so ``prepare_clip``) unless ``PrepConfig.precropped``, which
+    never searches for faces.
+    """
 
 
 @dataclass(frozen=True)
 class PrepConfig:
-    """How clips are prepared. One value for data_prep and predict (stored in dataset_info.json)."""
+    """How clips are prepared. One value for data_prep and predict (stored in dataset_info.json).
+
+    Nothing is checked here; ``prepare_frames`` raises ValueError for values the face functions
+    refuse: ``image_size`` < 1, and without ``precropped`` also ``margin`` < 0, ``upsample`` < 0 or
+    ``detect_every`` < 1.
+
+    Attributes:
+      image_size: side of the square face crops, pixels.
+      max_frames: frames stored per clip at most, spread evenly over the clip (or its frame range).
+      min_frames: shorter clips repeat frames up to this many (noted in ``PreparedClip.notes``).
+      margin: added around dlib's face box on each side, as a fraction of its size.
+      upsample: dlib detector upsampling (1 finds faces down to ~40 px instead of ~80 px, 4x slower).
+      detect_every: run the detector on every n-th sampled frame, fit landmarks on all (see
+        ``faces.track_faces``).
+      precropped: frames are already face crops: fit landmarks in the whole frame, no face search
+        (``faces.fit_landmarks_full_frame``).
+    """
 
     image_size: int = 112          # side of the square face crops
     max_frames: int = 64           # frames stored per clip at most, spread evenly over the clip
@@ -56,6 +86,11 @@ class PrepConfig:
     precropped: bool = False       # frames are already face crops: fit landmarks in the whole frame
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict.
+
+        Returns:
+          ``{field name: value}`` for every field, in declaration order.
+        """
         return dataclasses.asdict(self)
 
     @classmethod
@@ -64,6 +99,12 @@ class PrepConfig:
 
         Settings of record version 1 that no longer exist (``heatmap_size``, ``heatmap_sigma``: heat-maps
         are rendered from the key-points at the model's resolution, not stored) are ignored.
+
+        Args:
+          values: settings by field name, e.g. from ``to_dict``; keys that are not fields are ignored,
+            missing fields take their defaults. Values are not converted or checked.
+        Returns:
+          The PrepConfig.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -71,7 +112,21 @@ class PrepConfig:
 
 @dataclass
 class PreparedClip:
-    """One prepared clip: T stored frames, T >= min_frames."""
+    """One prepared clip: T stored frames, T >= min_frames.
+
+    (T >= ``min_frames`` after ``pad_to_min_frames``, as ``prepare_clip`` returns it; ``prepare_frames``
+    and ``from_crops`` do not pad.)
+
+    Attributes:
+      frames: uint8 (T, S, S, 3) RGB face crops, S = ``PrepConfig.image_size`` pixels.
+      keypoints: float32 (T, 18, 2) (x, y) in crop pixels (``keypoints.py`` order).
+      sources: int8 (T,) ``faces.FaceSource`` of each frame.
+      frame_indices: int32 (T,) index of each stored frame in the source clip (frames).
+      num_source_frames: frames the source clip has.
+      fps: frames per second of the source (0 where unknown, e.g. frame folders and arrays).
+      notes: sentences a person should know (padding, several faces, frames without a detection).
+      boxes: float32 (T, 4) crop boxes (x0, y0, x1, y1) in source frame pixels; None from ``from_crops``.
+    """
 
     frames: np.ndarray           # uint8 (T, S, S, 3) RGB face crops
     keypoints: np.ndarray        # float32 (T, 18, 2) (x, y) in crop pixels
@@ -90,13 +145,31 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    """The image files of a frame folder in natural order (frame2 before frame10)."""
+    """The image files of a frame folder in natural order (frame2 before frame10).
+
+    Args:
+      folder: the frame folder. Regular files with an ``IMAGE_EXTENSIONS`` suffix (any case) count;
+        sub-folders are not searched.
+    Returns:
+      Their paths, sorted by name with digit runs compared as numbers, case-insensitively.
+    Raises:
+      FileNotFoundError: ``folder`` does not exist.
+      NotADirectoryError: ``folder`` is a file.
+    """
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
                   key=_natural_key)
 
 
 def clamp_range(frame_range: tuple[int, int] | None, total: int) -> tuple[int, int]:
-    """``frame_range`` (start, stop) clipped to ``range(total)``; the whole clip when it is None."""
+    """``frame_range`` (start, stop) clipped to ``range(total)``; the whole clip when it is None.
+
+    Args:
+      frame_range: (start, stop) frame indices, stop exclusive, or None.
+      total: frames in the clip.
+    Returns:
+      (start, stop) with 0 <= start <= stop <= total, in frames; start == stop (no frame) when the
+      range lies outside the clip or stop < start.
+    """
     if frame_range is None:
         return 0, total
     start = min(max(0, int(frame_range[0])), total)
@@ -104,13 +177,35 @@ def clamp_range(frame_range: tuple[int, int] | None, total: int) -> tuple[int, i
 
 
 def range_indices(frame_range: tuple[int, int] | None, total: int, count: int) -> np.ndarray:
-    """``even_indices`` over the frames ``frame_range`` (clipped by ``clamp_range``) of ``total``."""
+    """``even_indices`` over the frames ``frame_range`` (clipped by ``clamp_range``) of ``total``.
+
+    Args:
+      frame_range: (start, stop) frame indices, stop exclusive, or None for all ``total`` frames.
+      total: frames in the clip.
+      count: how many indices to pick at most.
+    Returns:
+      int32 (min(count, stop - start),) frame indices into the whole clip, ascending.
+    Raises:
+      ValueError: ``count`` < 0 while the range holds more than ``count`` frames.
+    """
     start, stop = clamp_range(frame_range, total)
     return start + even_indices(max(stop - start, 0), count)
 
 
 def even_indices(num_available: int, count: int) -> np.ndarray:
-    """``min(count, num_available)`` indices spread evenly over range(num_available), first and last kept."""
+    """``min(count, num_available)`` indices spread evenly over range(num_available), first and last kept.
+
+    With ``num_available <= count`` every index is returned; otherwise ``count`` rounded points of
+    ``linspace(0, num_available - 1, count)`` (the last is kept only for ``count`` >= 2).
+
+    Args:
+      num_available: frames to choose from.
+      count: how many to pick at most.
+    Returns:
+      int32 (min(count, num_available),) ascending frame indices.
+    Raises:
+      ValueError: ``count`` < 0 while ``num_available`` > ``count``.
+    """
     if num_available <= count:
         return np.arange(num_available, dtype=np.int32)
     return np.round(np.linspace(0, num_available - 1, count)).astype(np.int32)
@@ -182,7 +277,19 @@ def _read_folder(path: Path, max_frames: int, frame_range: tuple[int, int] | Non
 
 
 def probe_clip(source: str | Path) -> tuple[int, float]:
-    """(frame count, fps) of a video (from its header; fps 0 where unknown) or frame folder (fps 0)."""
+    """(frame count, fps) of a video (from its header; fps 0 where unknown) or frame folder (fps 0).
+
+    Nothing is decoded: a video's count is what its header says, which can be wrong (``read_clip``
+    counts the frames that decode).
+
+    Args:
+      source: a video file (suffix in ``VIDEO_EXTENSIONS``) or a folder of frame images.
+    Returns:
+      (frame count, frames per second); for a folder, the number of its image files and 0.0.
+    Raises:
+      ClipError: ``source`` does not exist, is not a folder and has no video suffix, or OpenCV
+        cannot open it as a video.
+    """
     path = Path(source)
     if path.is_dir():
         return len(frame_files(path)), 0.0
@@ -205,6 +312,25 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
 
     ``frame_range`` (start, stop): spread them over those source frames only (a window of a video).
     Returns (RGB uint8 frames, their indices in the source, source frame count, fps, notes).
+
+    The frames are chosen by ``range_indices``. A video is decoded in one pass (two where its header's
+    frame count is wrong); a chosen frame that fails to decode is left out. A folder image that
+    fails to decode is left out with a note; images that are not uint8 (16-bit) are divided by 257.
+
+    Args:
+      source: a video file (suffix in ``VIDEO_EXTENSIONS``) or a folder of frame images
+        (``frame_files`` order).
+      max_frames: frames to read at most.
+      frame_range: (start, stop) source frame indices, stop exclusive, or None for the whole clip.
+    Returns:
+      A tuple (frames, indices, total, fps, notes): a list of uint8 (H, W, 3) RGB arrays, int32 (n,)
+      their indices in the source, the source's frame count (frames that decode, for a video; image
+      files, for a folder), frames per second (0.0 for a folder or an unknown rate), and a list of
+      str notes (empty for a video).
+    Raises:
+      ClipError: ``source`` does not exist, is neither a folder nor a file with a video suffix,
+        cannot be opened or has no decodable frame (video), holds no image file (folder), or none
+        of the chosen frames decodes.
     """
     path = Path(source)
     if path.is_dir():
@@ -218,7 +344,29 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
 # --- preparation -------------------------------------------------------------------------------
 
 def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>") -> PreparedClip:
-    """Face crops, key-points and flags for already decoded RGB frames (the core of prepare_clip)."""
+    """Face crops, key-points and flags for already decoded RGB frames (the core of prepare_clip).
+
+    With ``config.precropped`` the landmarks are fitted in each whole frame
+    (``faces.fit_landmarks_full_frame``); otherwise faces are tracked over the frames
+    (``faces.track_faces``) and notes record frames with several faces or none detected. The clip
+    is not padded to ``config.min_frames`` (``prepare_clip`` does that).
+
+    Args:
+      frames: the T frames to prepare, all of one size, any layout ``faces.to_rgb`` accepts.
+      config: the preparation settings (``image_size``, ``margin``, ``upsample``, ``detect_every``,
+        ``precropped`` are used here).
+      source: the clip's name for error messages.
+    Returns:
+      A ``PreparedClip`` of T frames with ``boxes`` and ``notes`` set; ``frame_indices`` is 0..T-1,
+      ``num_source_frames`` T and ``fps`` 0.0 (``prepare_clip`` overwrites them).
+    Raises:
+      ClipError: ``frames`` is empty, or its frames differ in size.
+      NoFaceError: not ``config.precropped`` and no frame has a face.
+      ValueError: a frame is not an image ``faces.to_rgb`` accepts, or ``config`` holds a value the
+        face functions refuse (``image_size`` < 1; without ``precropped`` also ``margin`` < 0,
+        ``upsample`` < 0 or ``detect_every`` < 1).
+      faces.FaceModelError: dlib or its landmark model file is missing.
+    """
     if not frames:
         raise ClipError(source, "has no frame")
     frames = [faces.to_rgb(f) for f in frames]
@@ -254,6 +402,18 @@ def from_crops(crops: np.ndarray, landmarks: np.ndarray, sources: np.ndarray, co
     as the synthetic demo set): the 18 key-points. Heat-maps are not part of a prepared clip: a model
     that needs them has them rendered from the key-points at its own resolution
     (input_pipeline.model_inputs).
+
+    Args:
+      crops: (T, S, S, 3) RGB face crops (an array), S = ``config.image_size`` pixels; cast to uint8.
+      landmarks: (T, 68, 2) dlib landmarks (x, y) in crop pixels; NaN ones give NaN key-points.
+      sources: (T,) ``faces.FaceSource`` of each frame; cast to int8.
+      config: only ``image_size`` is used.
+    Returns:
+      A ``PreparedClip`` with keypoints float32 (T, 18, 2) in crop pixels, ``frame_indices`` 0..T-1,
+      ``num_source_frames`` T, ``fps`` 0.0, no notes and ``boxes`` None.
+    Raises:
+      ValueError: the crops are not ``image_size`` x ``image_size``, or ``landmarks`` is not of shape
+        (..., 68, 2).
     """
     size = config.image_size
     if crops.shape[1:3] != (size, size):
@@ -266,7 +426,17 @@ def from_crops(crops: np.ndarray, landmarks: np.ndarray, sources: np.ndarray, co
 
 
 def pad_to_min_frames(clip: PreparedClip, min_frames: int) -> PreparedClip:
-    """Repeat frames (evenly, in order) so a short clip has ``min_frames``; noted in ``clip.notes``."""
+    """Repeat frames (evenly, in order) so a short clip has ``min_frames``; noted in ``clip.notes``.
+
+    Frame i of the result is stored frame floor(i * T / min_frames); ``frames``, ``keypoints``,
+    ``sources``, ``frame_indices`` and ``boxes`` (when set) are repeated alike.
+
+    Args:
+      clip: a prepared clip of T >= 1 frames; changed in place.
+      min_frames: the number of frames it must have at least.
+    Returns:
+      ``clip`` itself: unchanged when T >= ``min_frames``, else with ``min_frames`` frames.
+    """
     t = len(clip.frames)
     if t >= min_frames:
         return clip
@@ -286,6 +456,26 @@ def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: Pre
     ``source`` is a video file, a folder of frame images, or a sequence of RGB uint8 frames;
     ``frame_range`` (start, stop) prepares only that part of it (predict's sliding windows).
     Raises ClipError (NoFaceError when no frame has a face) with a reason naming the source.
+
+    Up to ``config.max_frames`` frames are taken evenly (``range_indices``), prepared by
+    ``prepare_frames`` and padded to ``config.min_frames`` by ``pad_to_min_frames``.
+
+    Args:
+      source: a video file path, a frame-folder path (str or Path), or a sequence of frames (e.g. a
+        (N, H, W, 3) uint8 array), named ``"<frames>"`` in messages.
+      config: the preparation settings.
+      frame_range: (start, stop) source frame indices, stop exclusive, or None for the whole clip.
+    Returns:
+      A ``PreparedClip`` of max(n, ``config.min_frames``) frames, n <= ``config.max_frames`` the
+      frames read, with ``frame_indices`` into the source, ``num_source_frames``, ``fps`` (0.0 for
+      folders and frame sequences) and the notes of reading and preparation.
+    Raises:
+      ClipError: the source cannot be read (see ``read_clip``), or has no frame (in the range), or
+        its frames differ in size.
+      NoFaceError: not ``config.precropped`` and no frame has a face.
+      ValueError: a frame is not an image ``faces.to_rgb`` accepts, or ``config`` holds a value the
+        face functions refuse (see ``prepare_frames``).
+      faces.FaceModelError: dlib or its landmark model file is missing.
     """
     if isinstance(source, (str, Path)):
         frames, indices, total, fps, notes = read_clip(source, config.max_frames, frame_range)
@@ -310,6 +500,18 @@ def segment_indices(num_stored: int, num_segments: int = 8, frames_per_segment: 
     The clip is cut into equal segments; from each, ``frames_per_segment`` consecutive frames are
     taken at a random offset when ``rng`` is given (training) or centred (test). A clip with fewer
     stored frames than that repeats its frames evenly, in order.
+
+    Args:
+      num_stored: frames the clip stores.
+      num_segments: equal segments the stored frames are cut into (8 as Former-DFER).
+      frames_per_segment: consecutive frames taken from each segment (2 as Former-DFER).
+      rng: draws one uniform offset per segment (training); None for the centred, deterministic
+        choice (test). Not used for a clip shorter than ``num_segments * frames_per_segment``.
+    Returns:
+      int32 (num_segments * frames_per_segment,) stored-frame indices in [0, num_stored), in time
+      order.
+    Raises:
+      ValueError: ``num_stored`` < 1.
     """
     if num_stored < 1:
         raise ValueError("a clip needs at least one stored frame")

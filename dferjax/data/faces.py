@@ -31,11 +31,18 @@ DEFAULT_MARGIN = 0.25
 
 
 class FaceModelError(RuntimeError):
-    """dlib or its landmark model file is missing."""
+    """dlib or its landmark model file is missing.
+
+    Raised when face detection or landmark fitting is attempted (or by ``predictor_model_path``),
+    not at import; the message says what to install.
+    """
 
 
 class FaceSource(enum.IntEnum):
-    """Where a frame's face box and landmarks come from."""
+    """Where a frame's face box and landmarks come from.
+
+    Stored as int8 per frame in ``FaceTrack.flags`` (and ``clips.PreparedClip.sources``).
+    """
 
     DETECTED = 0      # landmarks fitted on a face detected in this frame
     INTERPOLATED = 1  # linearly interpolated between the nearest earlier and later frames with a face
@@ -67,6 +74,12 @@ def predictor_model_path() -> str:
 
     Found from the package's location without importing it: its ``__init__`` imports pkg_resources,
     which setuptools >= 81 no longer ships.
+
+    Returns:
+      The path (str) of the ``.dat`` file inside the installed package's ``models`` folder.
+    Raises:
+      FaceModelError: the package ``face_recognition_models`` is not installed, or the model file is
+        missing from it.
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.origin:
@@ -97,12 +110,26 @@ def _get_model(kind: str) -> Any:
 
 
 def face_detector() -> Any:
-    """dlib's HOG frontal face detector (cached per process)."""
+    """dlib's HOG frontal face detector (cached per process).
+
+    Returns:
+      The ``dlib.fhog_object_detector``, created on the first call in each process.
+    Raises:
+      FaceModelError: dlib is not installed.
+    """
     return _get_model("detector")
 
 
 def landmark_predictor() -> Any:
-    """dlib's 68-point shape predictor (cached per process)."""
+    """dlib's 68-point shape predictor (cached per process).
+
+    Returns:
+      The ``dlib.shape_predictor``, loaded from ``predictor_model_path()`` on the first call in each
+      process.
+    Raises:
+      FaceModelError: dlib is not installed, or the model file (package ``face_recognition_models``)
+        is missing.
+    """
     return _get_model("predictor")
 
 
@@ -111,7 +138,20 @@ def landmark_predictor() -> Any:
 
 
 def to_rgb(frame: np.ndarray) -> np.ndarray:
-    """A C-contiguous uint8 HxWx3 RGB copy/view of an RGB, grayscale (HxW, HxWx1), gray+alpha or RGBA frame."""
+    """A C-contiguous uint8 HxWx3 RGB copy/view of an RGB, grayscale (HxW, HxWx1), gray+alpha or RGBA frame.
+
+    Grayscale is repeated into three channels, the alpha channel is dropped, and a bool image becomes
+    0 / 255. A frame that is already a C-contiguous uint8 (H, W, 3) array is returned as is.
+
+    Args:
+      frame: an image array, uint8 (or bool), of shape (H, W), (H, W, 1), (H, W, 2) (gray + alpha),
+        (H, W, 3) (RGB) or (H, W, 4) (RGBA).
+    Returns:
+      uint8 (H, W, 3) RGB array, C-contiguous.
+    Raises:
+      ValueError: the dtype is neither uint8 nor bool (e.g. float images), the shape is none of the
+        above, or H or W is 0.
+    """
     frame = np.asarray(frame)
     if frame.dtype == np.bool_:
         frame = frame.astype(np.uint8) * 255
@@ -139,7 +179,15 @@ def to_rgb(frame: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected face: box corners in continuous pixel coordinates and the detector's score."""
+    """One detected face: box corners in continuous pixel coordinates and the detector's score.
+
+    Attributes:
+      x0: left edge of the box, pixels (dlib's ``left()``).
+      y0: top edge of the box, pixels (dlib's ``top()``).
+      x1: right edge, pixels (dlib's inclusive ``right()`` + 1).
+      y1: bottom edge, pixels (dlib's inclusive ``bottom()`` + 1).
+      score: the HOG detector's score (higher is surer).
+    """
 
     x0: float
     y0: float
@@ -154,22 +202,36 @@ class Detection:
 
     @property
     def width(self) -> float:
+        """Box width x1 - x0, pixels."""
         return self.x1 - self.x0
 
     @property
     def height(self) -> float:
+        """Box height y1 - y0, pixels."""
         return self.y1 - self.y0
 
     @property
     def area(self) -> float:
+        """Box area width * height, square pixels."""
         return self.width * self.height
 
 
 def detect_faces(frame: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[Detection]:
     """All faces dlib's HOG detector finds in one frame, largest (by area) first.
 
-    upsample: how many times the image is doubled before detection (1 finds faces down to ~40 px
-    instead of ~80 px, at about four times the cost). threshold: dlib's adjust_threshold.
+    Faces of equal area are ordered by score, highest first.
+
+    Args:
+      frame: the image, any layout ``to_rgb`` accepts (normally uint8 (H, W, 3) RGB).
+      upsample: how many times the image is doubled before detection (1 finds faces down to ~40 px
+        instead of ~80 px, at about four times the cost).
+      threshold: dlib's adjust_threshold: detections scoring below it are dropped (higher: fewer,
+        surer detections; negative: more).
+    Returns:
+      A list of ``Detection`` in frame pixel coordinates, empty when no face is found.
+    Raises:
+      ValueError: ``upsample`` < 0, or ``frame`` is not an image ``to_rgb`` accepts.
+      FaceModelError: dlib is not installed.
     """
     if upsample < 0:
         raise ValueError(f"upsample must be >= 0, got {upsample}")
@@ -185,6 +247,17 @@ def fit_landmarks(frame: np.ndarray, box: Sequence[float] | np.ndarray) -> np.nd
     """dlib's 68 landmarks, float32 (68, 2) frame coordinates, fitted inside a face box (x0, y0, x1, y1).
 
     The box should be dlib-detector-like (no margin): that is what the predictor was trained on.
+    Its corners are rounded to whole pixels before fitting.
+
+    Args:
+      frame: the image, any layout ``to_rgb`` accepts (normally uint8 (H, W, 3) RGB).
+      box: (4,) face box (x0, y0, x1, y1) in continuous frame pixel coordinates.
+    Returns:
+      float32 (68, 2) landmarks (x, y) in continuous frame pixel coordinates (dlib's integer
+      positions + 0.5, the pixel centres), in dlib's iBUG 300-W order.
+    Raises:
+      ValueError: ``frame`` is not an image ``to_rgb`` accepts, or a box coordinate is NaN.
+      FaceModelError: dlib or its landmark model file is missing.
     """
     return _fit(to_rgb(frame), np.asarray(box, np.float64))
 
@@ -203,6 +276,13 @@ def square_box(box: Sequence[float] | np.ndarray, margin: float = DEFAULT_MARGIN
 
     The result may extend past the frame; ``crop_faces`` pads with black there, so the face keeps
     its scale and position in the crop instead of being squeezed or shifted.
+
+    Args:
+      box: (..., 4) box(es) (x0, y0, x1, y1), pixels.
+      margin: added on each side, as a fraction of max(w, h); not checked here (``track_faces``
+        rejects a negative one).
+    Returns:
+      float32 (..., 4) square box(es) (x0, y0, x1, y1), pixels, not rounded; NaN in gives NaN out.
     """
     b = np.asarray(box, np.float32)
     cx = (b[..., 0] + b[..., 2]) / 2
@@ -219,13 +299,17 @@ def square_box(box: Sequence[float] | np.ndarray, margin: float = DEFAULT_MARGIN
 class FaceTrack:
     """Per-frame face boxes and landmarks of one clip of T frames.
 
-    boxes: float32 (T, 4) square crop boxes (x0, y0, x1, y1) with the margin, frame coordinates.
-    face_boxes: float32 (T, 4) the box the landmarks were fitted in (dlib's box, or the whole frame).
-    landmarks: float32 (T, 68, 2) (x, y) in original frame pixel coordinates.
-    flags: int8 (T,) ``FaceSource`` values.
-    num_faces: int16 (T,) faces the detector saw in each frame (-1: detection not run there).
-    scores: float32 (T,) detector score of the face used (NaN where not detected in that frame).
-    frame_size: (height, width) of the first frame.
+    Made by ``track_faces`` or ``fit_landmarks_full_frame``; ``len(track)`` is T.
+
+    Attributes:
+      boxes: float32 (T, 4) square crop boxes (x0, y0, x1, y1) with the margin, frame coordinates.
+      face_boxes: float32 (T, 4) the box the landmarks were fitted in (dlib's box, or the whole frame).
+      landmarks: float32 (T, 68, 2) (x, y) in original frame pixel coordinates.
+      flags: int8 (T,) ``FaceSource`` values.
+      num_faces: int16 (T,) faces the detector saw in each frame (-1: detection not run there).
+      scores: float32 (T,) detector score of the face used (NaN where not detected in that frame).
+      frame_size: (height, width) of the first frame, pixels ((0, 0) for an empty clip).
+      margin: the ``margin`` the square ``boxes`` were made with (0.0 from ``fit_landmarks_full_frame``).
     """
 
     boxes: np.ndarray
@@ -305,6 +389,21 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     interpolation in time between the previous and next one (INTERPOLATED), or a copy of the nearest
     one at the clip's start or end (HELD). With no face anywhere every flag is NONE and every value
     NaN; nothing is raised. ``boxes`` are square, ``margin`` of dlib's box size added on each side.
+
+    Args:
+      frames: the clip's T frames, a sequence of images (or one (T, H, W, 3) array) in any layout
+        ``to_rgb`` accepts; ``frame_size`` is taken from the first.
+      margin: added around dlib's box on each side for ``boxes``, as a fraction of the box size.
+      upsample: dlib detector upsampling (see ``detect_faces``).
+      detect_every: run the detector on every n-th frame (1: on all frames).
+      threshold: dlib's adjust_threshold (see ``detect_faces``).
+    Returns:
+      A ``FaceTrack`` of T frames in frame pixel coordinates; an empty one (T = 0, frame_size (0, 0))
+      for no frames.
+    Raises:
+      ValueError: ``detect_every`` < 1, ``margin`` < 0, ``upsample`` < 0, or a frame is not an image
+        ``to_rgb`` accepts.
+      FaceModelError: dlib or its landmark model file is missing (not raised for an empty clip).
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -359,6 +458,23 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
     first and, where it finds a face, the landmarks are fitted in the largest detected box
     (DETECTED). ``boxes`` is always the whole frame (the frame is the crop); ``face_boxes`` is the
     box the landmarks were fitted in.
+
+    Args:
+      frames: the clip's T frames, a sequence of images (or one (T, H, W, 3) array) in any layout
+        ``to_rgb`` accepts; frames may differ in size, each gets its own whole-frame box.
+      detect: run the detector on every frame and fit in its largest box where it finds one.
+      upsample: dlib detector upsampling (see ``detect_faces``); used only with ``detect``.
+      inset: fraction of the frame's width (height) removed on the left and right (top and bottom)
+        of the fitting box, in [0, 0.5).
+      threshold: dlib's adjust_threshold (see ``detect_faces``); used only with ``detect``.
+    Returns:
+      A ``FaceTrack`` with ``margin`` 0.0 and every flag WHOLE_FRAME or DETECTED (no frame is NaN);
+      ``num_faces`` is -1 without ``detect``, and ``scores`` NaN where no face was detected. An
+      empty track (T = 0) for no frames.
+    Raises:
+      ValueError: ``inset`` outside [0, 0.5), a frame is not an image ``to_rgb`` accepts, or
+        ``upsample`` < 0 with ``detect``.
+      FaceModelError: dlib or its landmark model file is missing (not raised for an empty clip).
     """
     if not 0.0 <= inset < 0.5:
         raise ValueError(f"inset must be in [0, 0.5), got {inset}")
@@ -413,11 +529,22 @@ def crop_faces(frames: Sequence[np.ndarray] | np.ndarray, boxes: np.ndarray,
                size: int) -> tuple[np.ndarray, np.ndarray]:
     """Square crops of each frame's box, resized to size x size, black where the box leaves the frame.
 
-    boxes: (T, 4) (x0, y0, x1, y1); a non-square box is squared around its centre (side max(w, h)),
-    then snapped to whole pixels. Shrinking uses INTER_AREA, enlarging INTER_LINEAR. A NaN box
+    A non-square box is squared around its centre (side max(w, h)), then snapped to whole pixels
+    (side rounded, at least 1 pixel). Shrinking uses INTER_AREA, enlarging INTER_LINEAR. A NaN box
     (no face) gives a black crop.
-    Returns crops uint8 (T, size, size, 3) and transforms float32 (T, 3) rows (x0, y0, scale):
-    crop coordinates = (frame coordinates - (x0, y0)) * scale (NaN rows for NaN boxes).
+
+    Args:
+      frames: the clip's T frames, any layout ``to_rgb`` accepts (only frames with a finite box are read).
+      boxes: (T, 4) (x0, y0, x1, y1) boxes in frame pixels, e.g. ``FaceTrack.boxes``.
+      size: side of the output crops, pixels.
+    Returns:
+      A pair (crops, transforms): crops uint8 (T, size, size, 3) RGB, and transforms float32 (T, 3)
+      rows (x0, y0, scale): crop coordinates = (frame coordinates - (x0, y0)) * scale, with (x0, y0)
+      the snapped square's top-left corner in frame pixels and scale = size / side (NaN rows for
+      NaN boxes).
+    Raises:
+      ValueError: ``size`` < 1, ``boxes`` is not of shape (T, 4) for T frames, or a frame with a
+        finite box is not an image ``to_rgb`` accepts.
     """
     if size < 1:
         raise ValueError(f"crop size must be >= 1, got {size}")
@@ -453,6 +580,13 @@ def landmarks_to_crop(landmarks: np.ndarray, boxes: np.ndarray, size: int) -> np
 
     Uses the same squaring and pixel snapping of ``boxes`` (T, 4) as ``crop_faces``, so a box's
     snapped top-left corner maps to 0 and its bottom-right corner to ``size``. NaN stays NaN.
+
+    Args:
+      landmarks: (T, N, 2) points (x, y) in frame pixels (e.g. ``FaceTrack.landmarks``, N = 68).
+      boxes: (T, 4) (x0, y0, x1, y1) boxes the crops were cut for, frame pixels.
+      size: side of the crops, pixels.
+    Returns:
+      float32 (T, N, 2) points (x, y) in crop pixels; points outside the box fall outside [0, size].
     """
     lm = np.asarray(landmarks, np.float32)
     origins, sides = _integer_squares(np.asarray(boxes, np.float32))
@@ -461,13 +595,28 @@ def landmarks_to_crop(landmarks: np.ndarray, boxes: np.ndarray, size: int) -> np
 
 
 def crop_to_frame(points: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """The inverse of ``landmarks_to_crop``: points (T, N, 2) in size x size crop pixels -> frame pixels."""
+    """The inverse of ``landmarks_to_crop``: points (T, N, 2) in size x size crop pixels -> frame pixels.
+
+    Args:
+      points: (T, N, 2) points (x, y) in crop pixels (e.g. key-points, N = 18).
+      boxes: (T, 4) (x0, y0, x1, y1) boxes the crops were cut for, frame pixels.
+      size: side of the crops, pixels.
+    Returns:
+      float32 (T, N, 2) points (x, y) in frame pixels; NaN where the point or the box is NaN.
+    """
     origins, sides = _integer_squares(np.asarray(boxes, np.float32))
     scale = sides / size
     return (np.asarray(points, np.float64) * scale[..., None, None] + origins[..., None, :]).astype(np.float32)
 
 
 def crop_squares(boxes: np.ndarray) -> np.ndarray:
-    """The square regions (T, 4) (x0, y0, x1, y1), in frame pixels, that ``crop_faces`` cuts for ``boxes``."""
+    """The square regions (T, 4) (x0, y0, x1, y1), in frame pixels, that ``crop_faces`` cuts for ``boxes``.
+
+    Args:
+      boxes: (T, 4) (x0, y0, x1, y1) boxes, frame pixels (any leading shape (..., 4) works).
+    Returns:
+      float32 (T, 4) squares with whole-pixel corners, side round(max(w, h)) (at least 1); they may
+      extend past the frame. NaN rows for NaN boxes.
+    """
     origins, sides = _integer_squares(np.asarray(boxes, np.float32))
     return np.concatenate([origins, origins + sides[..., None]], axis=-1).astype(np.float32)

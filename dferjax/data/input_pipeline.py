@@ -31,6 +31,7 @@ import dataclasses
 import json
 import math
 import queue
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -51,6 +52,18 @@ class ExampleSpec:
 
     The engine builds it from the model's declared inputs (``models.InputSpec``: frames, image size,
     heat-map resolution) and the config's ``data`` section; this layer only sees the numbers.
+    Nothing is checked here (``keypoints.render_heatmaps`` refuses ``heatmap_sigma`` <= 0).
+
+    Attributes:
+      image_size: frames are resized to image_size x image_size pixels.
+      num_segments: a clip's stored frames are cut into this many segments ...
+      frames_per_segment: ... each giving this many consecutive frames (``clips.segment_indices``).
+      heatmap_size: side of the rendered heat-maps, in heat-map cells (the model's feature-map
+        resolution); None: the model takes none (no rendering).
+      heatmap_sigma: Gaussian standard deviation in heat-map cells.
+      crop_scale: random resized crop (training): range of the crop's area, as a fraction of the frame's.
+      crop_ratio: ... and range of its aspect ratio (w / h).
+      flip: random horizontal flip, probability 1/2, in training.
     """
 
     image_size: int                 # frames are resized to image_size x image_size
@@ -64,6 +77,7 @@ class ExampleSpec:
 
     @property
     def num_frames(self) -> int:
+        """Frames per example: ``num_segments * frames_per_segment``."""
         return self.num_segments * self.frames_per_segment
 
 
@@ -75,6 +89,20 @@ def random_resized_crop(rng: np.random.Generator, height: int, width: int, scale
 
     Area fraction uniform in ``scale``, log aspect ratio uniform in ``ratio``; after ``attempts`` boxes
     that do not fit, the largest centred box within the ratio range.
+
+    Args:
+      rng: the generator; each attempt draws two uniforms, and a box that fits two integers (its
+        position).
+      height: image height, pixels.
+      width: image width, pixels.
+      scale: (low, high) range of the crop's area as a fraction of the image's.
+      ratio: (low, high) range of the crop's aspect ratio w / h; both must be positive.
+      attempts: random boxes tried before the fallback.
+    Returns:
+      (x0, y0, w, h) ints, pixels, with the box inside the image (0 < w <= width, 0 < h <= height
+      for a random box).
+    Raises:
+      ValueError: a bound of ``ratio`` is not positive (its logarithm is taken).
     """
     area = height * width
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
@@ -105,6 +133,25 @@ def model_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec,
     crop-and-resize is x' = (x - x0) * size / w), and the heat-maps (T, h, h, 18) float16 are rendered
     from them at ``spec.heatmap_size`` (None when the spec asks for none: nothing is rendered).
     Returns uint8 frames, float32 key-points, float16 heat-maps or None.
+
+    Shrinking uses INTER_AREA (when both sides of the box exceed ``spec.image_size``), otherwise
+    INTER_LINEAR; a box already of that size is copied. The flip mirrors x (x -> size - x) and swaps
+    left and right indices (``keypoints.flip_keypoints``).
+
+    Args:
+      frames: uint8 (T, H, W, 3) RGB frames (S x S face crops from the shards).
+      points: (T, 18, 2) key-points (x, y) in pixels of ``frames``; NaN ones give all-zero heat-maps.
+      spec: ``image_size``, ``heatmap_size`` and ``heatmap_sigma`` are used.
+      box: (x0, y0, w, h) crop in whole pixels, the same for every frame (e.g. from
+        ``random_resized_crop``); not checked against the frame size. None: the whole frame.
+      flip: mirror the frames and key-points horizontally (after the crop).
+    Returns:
+      A tuple (frames, key-points, heat-maps): uint8 (T, size, size, 3), float32 (T, 18, 2) in pixels
+      of the output frames, and float16 (T, h, h, 18) Gaussian maps (peak 1, h = ``spec.heatmap_size``
+      cells) or None; size = ``spec.image_size``.
+    Raises:
+      ValueError: ``spec.heatmap_sigma`` <= 0 (with ``spec.heatmap_size`` set).
+      cv2.error: ``box`` selects no pixel of the frames.
     """
     frames = np.asarray(frames)
     points = np.asarray(points, np.float32)
@@ -137,6 +184,19 @@ def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec, jpeg_
     The same as ``record_example`` without ``rng`` gives for the clip's record: the segment centres,
     each frame through the shards' JPEG encoding at ``jpeg_quality``, then ``model_inputs``.
     Returns frames, key-points, heat-maps and the stored-frame indices taken.
+
+    Args:
+      frames: uint8 (T, S, S, 3) RGB stored frames of a prepared clip (``PreparedClip.frames``).
+      points: (T, 18, 2) their key-points (x, y) in crop pixels.
+      spec: the example spec (segments, image size, heat-maps).
+      jpeg_quality: the JPEG quality the shards were written with (0-100).
+    Returns:
+      A tuple (frames, key-points, heat-maps, take): uint8 (N, size, size, 3), float32 (N, 18, 2) in
+      pixels of the output frames, float16 (N, h, h, 18) or None, and int32 (N,) stored-frame
+      indices, N = ``spec.num_frames``.
+    Raises:
+      ValueError: ``frames`` is empty, a frame fails to JPEG-encode, or ``spec.heatmap_sigma`` <= 0.
+      cv2.error: OpenCV rejects a frame (e.g. a channel count other than 1, 3 or 4).
     """
     take = segment_indices(len(frames), spec.num_segments, spec.frames_per_segment, None)
     decoded = np.stack([records.decode_jpeg(records.encode_jpeg(frames[i], jpeg_quality)) for i in take])
@@ -146,9 +206,25 @@ def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec, jpeg_
 
 def record_example(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.random.Generator | None
                    ) -> dict[str, Any]:
-    """One shard record -> one example: ``frames`` (N, S, S, 3) uint8, ``heatmaps`` (N, h, h, 18) float16
-    when the spec asks for them, ``label`` int32, ``valid`` True. ``rng`` given = training (random
-    frames and augmentation)."""
+    """One shard record -> one example.
+
+    ``rng`` given = training (random frames and augmentation); see ``record_inputs``. The record's
+    version is not checked here.
+
+    Args:
+      data: the record's bytes, or the record as :class:`DecodedCache` keeps it.
+      spec: the example spec.
+      rng: the example's generator in training; None at test (segment centres, no augmentation).
+    Returns:
+      ``{"frames": uint8 (N, S, S, 3), "heatmaps": float16 (N, h, h, 18) when the spec asks for them,
+      "label": int32 scalar, "valid": bool scalar True}``, N = ``spec.num_frames``, S =
+      ``spec.image_size``.
+    Raises:
+      google.protobuf.message.DecodeError: ``data`` cannot be parsed as an Example.
+      ValueError: the record is malformed (``records.decode_example``), has no stored frame, a stored
+        frame is not a decodable JPEG, or ``spec.heatmap_sigma`` <= 0.
+      KeyError: the record lacks ``frames``, ``keypoints`` or ``label`` (not a clip record).
+    """
     frames, _, heatmaps, header = record_inputs(data, spec, rng)
     example = {"frames": frames, "label": np.int32(header["label"]), "valid": np.bool_(True)}
     if heatmaps is not None:
@@ -162,6 +238,25 @@ def record_inputs(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rando
 
     ``data`` is the record's bytes, or the record as :class:`DecodedCache` keeps it (parsed, its
     frames decoded); both give the same result.
+
+    Frames are chosen by ``clips.segment_indices`` and only their JPEGs are decoded. With ``rng`` (training),
+    after the random segment offsets: one ``random_resized_crop`` box (``spec.crop_scale``,
+    ``spec.crop_ratio``) for all frames, then, when ``spec.flip``, a horizontal flip with
+    probability 1/2.
+
+    Args:
+      data: the record's bytes, or the decoded record dict of :class:`DecodedCache`.
+      spec: the example spec.
+      rng: the example's generator in training; None at test (segment centres, no augmentation).
+    Returns:
+      A tuple (frames, key-points, heat-maps, header): as ``model_inputs`` returns them for N =
+      ``spec.num_frames`` frames, and the decoded record dict (its ``frames`` as stored: a list of
+      JPEG bytes, or the cache's decoded array).
+    Raises:
+      google.protobuf.message.DecodeError: ``data`` cannot be parsed as an Example.
+      ValueError: the record is malformed (``records.decode_example``), has no stored frame, a stored
+        frame is not a decodable JPEG, or ``spec.heatmap_sigma`` <= 0.
+      KeyError: the record lacks ``frames`` or ``keypoints`` (not a clip record).
     """
     header = data if isinstance(data, dict) else records.decode_example(data)
     stored = header["frames"]
@@ -205,8 +300,9 @@ class _DecodeRandom(grain.transforms.RandomMap):
 
 
 class DecodedCache:
-    """A record source that keeps each record parsed, with its JPEG frames decoded, after first use
-    (config key ``data.cache_decoded``).
+    """A record source that keeps each record parsed, with its JPEG frames decoded, after first use.
+
+    Config key ``runtime.cache_decoded``.
 
     Decoding a record's JPEG frames is most of an example's host cost (1.3 of 2.0 ms for the demo's
     8 frames at 64x64), and it is the same every epoch: only the frame sampling and the augmentation
@@ -214,9 +310,19 @@ class DecodedCache:
     size^2 x 3 bytes per clip. The demo's 1,400 training clips of 8 x 64^2 take 138 MB; at the default
     preparation (up to 64 stored frames of 112x112, 2.4 MB a clip) the 9.4k training clips of a DFEW
     fold would take ~23 GB, so it is off by default. It lives in the process that
-    reads the records: grain worker processes (``data.num_workers`` > 0) start each epoch with an empty
-    one, so use it with ``data.num_workers = 0``. Safe to share between threads (a record decoded twice
+    reads the records: grain worker processes (``runtime.num_workers`` > 0) start each epoch with an empty
+    one, so use it with ``runtime.num_workers = 0``. Safe to share between threads (a record decoded twice
     at once is stored twice, identically).
+
+    ``cache[i]`` returns the record dict of ``records.decode_example`` with ``frames`` a read-only
+    uint8 (T, S, S, 3) RGB array; the same dict each time, so callers must not change it. It pickles
+    as its source alone.
+
+    Args:
+      source: a random-access record source (``len``, ``source[i]`` -> record bytes), e.g. a
+        ``records.ShardedDataSource``.
+    Attributes:
+      source: as given.
     """
 
     def __init__(self, source: Any):
@@ -227,6 +333,13 @@ class DecodedCache:
         return len(self._records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """The parsed record ``index``, its frames decoded on first use (see the class docstring).
+
+        Raises:
+          IndexError: ``index`` is out of range.
+          ValueError: on first use, the record is malformed or a frame is not a decodable JPEG.
+          google.protobuf.message.DecodeError: on first use, the record cannot be parsed.
+        """
         record = self._records[index]
         if record is None:
             record = records.decode_example(self.source[index])
@@ -243,16 +356,16 @@ class DecodedCache:
 
 
 def _worker_processes(it: grain.IterDataset, num_workers: int) -> grain.IterDataset:
-    """grain worker processes (data.num_workers) making examples; none for 0.
+    """grain worker processes (runtime.num_workers) making examples; none for 0.
 
     Batching happens after, in this process: grain gives each worker a strided share of the examples
     and interleaves their outputs back in order, so batches are the same for any worker count.
     """
     if num_workers <= 0:
         return it
-    from absl import flags                  # grain reads absl flags, unparsed outside absl.app
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+    from absl import flags
+    if not flags.FLAGS.is_parsed():          # grain's worker setup reads its absl flags: their defaults
+        flags.FLAGS([sys.argv[0] if sys.argv and sys.argv[0] else "dferjax"], known_only=True)
     return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
 
 
@@ -261,7 +374,27 @@ def _read_options(num_workers: int) -> grain.ReadOptions:
 
 
 class TrainData:
-    """Training batches of one process for any epoch, from any position; see the module docstring."""
+    """Training batches of one process for any epoch, from any position; see the module docstring.
+
+    Each epoch shuffles all records (seeded by ``seed`` and the epoch) and keeps the first
+    ``steps_per_epoch * global_batch``: the remainder is left out of that epoch.
+
+    Args:
+      source: the training records (``len``, ``source[i]`` -> record bytes).
+      spec: how a record becomes an example.
+      global_batch: examples per step over all processes (``train.batch_size``).
+      seed: seeds the shuffle and every example's random draws.
+      process_index: this process's index, in [0, process_count).
+      process_count: the number of processes reading.
+      num_workers: grain worker processes making examples (0: threads of this process).
+      cache: wrap ``source`` in a :class:`DecodedCache`.
+    Attributes:
+      steps_per_epoch: global batches per epoch, ``len(source) // global_batch``.
+      local_batch: this process's examples per step, ``global_batch // process_count``.
+    Raises:
+      DataConfigError: ``global_batch`` is not divisible by ``process_count``, or larger than the
+        number of records.
+    """
 
     def __init__(self, source: records.ShardedDataSource, spec: ExampleSpec, global_batch: int, *, seed: int,
                  process_index: int = 0, process_count: int = 1, num_workers: int = 0, cache: bool = False):
@@ -284,7 +417,12 @@ class TrainData:
         return ds[: self.steps_per_epoch * self.global_batch]
 
     def local_positions(self) -> np.ndarray:
-        """Global positions this process reads: its contiguous share of every global batch."""
+        """Global positions this process reads: its contiguous share of every global batch.
+
+        Returns:
+          int64 (steps_per_epoch * local_batch,) positions in the epoch's shuffled order: in batch b,
+          ``b * global_batch + process_index * local_batch`` onwards, ``local_batch`` of them.
+        """
         local = np.arange(self.steps_per_epoch * self.local_batch)
         return ((local // self.local_batch) * self.global_batch + self.process_index * self.local_batch
                 + local % self.local_batch)
@@ -294,6 +432,15 @@ class TrainData:
 
         The random draw of an example depends on its global position only, so one process or several,
         and any number of workers, see the same examples with the same augmentation.
+
+        Args:
+          epoch: the epoch, 0-based (seeds its shuffle and draws).
+          position: batches of the epoch already taken (resumption); 0 starts the epoch.
+        Returns:
+          A ``grain.IterDataset`` of ``steps_per_epoch - position`` batches, each a dict ``frames``
+          uint8 (local_batch, N, S, S, 3), ``heatmaps`` float16 (local_batch, N, h, h, 18) when the
+          spec asks for them, ``label`` int32 (local_batch,), ``valid`` bool (local_batch,) all True.
+          Errors of a record (see ``record_example``) are raised while iterating.
         """
         examples = self._global(epoch).random_map(_DecodeRandom(self.spec), seed=_epoch_seed(self.seed, epoch, 1))
         positions = self.local_positions()[position * self.local_batch:].tolist()
@@ -302,7 +449,13 @@ class TrainData:
         return it.batch(self.local_batch, drop_remainder=True)
 
     def order(self, epoch: int) -> np.ndarray:
-        """Record indices of this process's examples in ``epoch``, in the order they are read."""
+        """Record indices of this process's examples in ``epoch``, in the order they are read.
+
+        Args:
+          epoch: the epoch, 0-based.
+        Returns:
+          int64 (steps_per_epoch * local_batch,) indices into ``source``.
+        """
         ds = self._global(epoch, range(len(self.source)))
         return np.asarray([ds[int(g)] for g in self.local_positions()])
 
@@ -318,7 +471,22 @@ class _Take(grain.transforms.Map):
 
 
 class EvalData:
-    """Every record of the test splits once, in order, padded to whole global batches (``valid`` False)."""
+    """Every record of the test splits once, in order, padded to whole global batches (``valid`` False).
+
+    Args:
+      source: the test records (``len``, ``source[i]`` -> record bytes).
+      spec: how a record becomes an example (no augmentation is applied).
+      global_batch: examples per step over all processes (``train.eval_batch_size``).
+      process_index: this process's index, in [0, process_count).
+      process_count: the number of processes reading.
+      num_workers: grain worker processes making examples (0: threads of this process).
+      cache: wrap ``source`` in a :class:`DecodedCache`.
+    Attributes:
+      steps: global batches, ``ceil(len(source) / global_batch)``.
+      local_batch: this process's examples per step, ``global_batch // process_count``.
+    Raises:
+      DataConfigError: ``global_batch`` is not divisible by ``process_count``.
+    """
 
     def __init__(self, source: records.ShardedDataSource, spec: ExampleSpec, global_batch: int, *,
                  process_index: int = 0, process_count: int = 1, num_workers: int = 0, cache: bool = False):
@@ -332,13 +500,30 @@ class EvalData:
         self.steps = -(-len(source) // global_batch)
 
     def indices(self, process_index: int | None = None) -> np.ndarray:
-        """The record index of each example a process (this one by default) reads, -1 for padding."""
+        """The record index of each example a process (this one by default) reads, -1 for padding.
+
+        A process reads every ``process_count``-th position of the padded order, from its own index on.
+
+        Args:
+          process_index: the process, in [0, process_count); None for this one.
+        Returns:
+          int64 (steps * local_batch,) record indices, -1 for padding.
+        """
         padded = np.arange(self.steps * self.global_batch)
         padded[padded >= len(self.source)] = -1
         process = self.process_index if process_index is None else process_index
         return padded[process::self.process_count]
 
     def dataset(self) -> grain.IterDataset:
+        """This process's evaluation batches (dicts of numpy arrays), in ``indices()`` order.
+
+        Returns:
+          A ``grain.IterDataset`` of ``steps`` batches, each a dict ``frames`` uint8
+          (local_batch, N, S, S, 3), ``heatmaps`` float16 (local_batch, N, h, h, 18) when the spec
+          asks for them, ``label`` int32 (local_batch,), ``valid`` bool (local_batch,); padding
+          examples are zeros with label 0 and ``valid`` False. Errors of a record (see
+          ``record_example``) are raised while iterating.
+        """
         spec, source = self.spec, self.source
         decode = _Decode(spec)
         pad = {"frames": np.zeros((spec.num_frames, spec.image_size, spec.image_size, 3), np.uint8),
@@ -356,8 +541,22 @@ class EvalData:
 
 
 def prefetch(iterator: Iterator[Any], size: int = 2, transfer: Any = None) -> Iterator[Any]:
-    """Run ``iterator`` (and ``transfer`` of each item, e.g. the copy to the devices) in a thread,
-    ``size`` items ahead, so that the accelerator does not wait for the host. Errors re-raise here."""
+    """Run ``iterator`` (and ``transfer`` of each item) in a thread, ``size`` items ahead.
+
+    ``transfer`` is e.g. the copy to the devices; running ahead is so that the accelerator does not
+    wait for the host. Errors re-raise here. Closing the generator early stops the thread after its
+    current item.
+
+    Args:
+      iterator: the items to produce, consumed in a daemon thread.
+      size: items produced ahead at most (queue bound; <= 0: unbounded).
+      transfer: applied to each item in the thread; None yields items as they are.
+    Yields:
+      The items of ``iterator`` (through ``transfer``), in order.
+    Raises:
+      BaseException: whatever ``iterator`` or ``transfer`` raised in the thread, re-raised here after
+        the items before it.
+    """
     items: queue.Queue = queue.Queue(maxsize=size)
     done = object()
     stop = threading.Event()

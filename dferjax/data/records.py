@@ -111,7 +111,20 @@ _REBUILD_HINT = "rebuild the shard with data_prep"
 
 
 class CorruptRecordError(ValueError):
-    """A record of a shard failed its length or data CRC check, or its framing is inconsistent."""
+    """A record of a shard failed its length or data CRC check, or its framing is inconsistent.
+
+    The message names the shard and record and asks to rebuild the shard with data_prep (and delete
+    its index file).
+
+    Args:
+      shard: path of the shard file.
+      record: number of the damaged record within the shard (0-based).
+      problem: what is wrong with it.
+    Attributes:
+      shard: the shard path (str).
+      record: the record number (int).
+      problem: as given.
+    """
 
     def __init__(self, shard: str | os.PathLike[str], record: int, problem: str) -> None:
         self.shard = os.fspath(shard)
@@ -124,11 +137,17 @@ class CorruptRecordError(ValueError):
 
 
 class TruncatedRecordError(CorruptRecordError):
-    """The shard file ends in the middle of a record."""
+    """The shard file ends in the middle of a record.
+
+    A subclass of ``CorruptRecordError`` (same arguments and attributes), so catching that catches both.
+    """
 
 
 class MissingIndexWarning(UserWarning):
-    """A shard's index file was missing, stale or unreadable and was rebuilt by scanning the shard."""
+    """A shard's index file was missing, stale or unreadable and was rebuilt by scanning the shard.
+
+    Also issued when the rebuilt index could not be saved beside the shard.
+    """
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,23 +160,47 @@ def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
 
 
 def crc32c(data: bytes | bytearray | memoryview) -> int:
-    """Plain CRC32C (Castagnoli) of ``data``."""
+    """Plain CRC32C (Castagnoli) of ``data``.
+
+    Args:
+      data: the bytes to checksum.
+    Returns:
+      The unmasked CRC, an int in [0, 2**32).
+    """
     return google_crc32c.value(_as_bytes(data))
 
 
 def mask_crc(crc: int) -> int:
-    """TFRecord CRC mask: rotate right by 15 bits and add 0xA282EAD8, modulo 2**32."""
+    """TFRecord CRC mask: rotate right by 15 bits and add 0xA282EAD8, modulo 2**32.
+
+    Args:
+      crc: a CRC32C value; only its low 32 bits are used.
+    Returns:
+      The masked CRC, an int in [0, 2**32).
+    """
     crc &= _U32
     return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
 
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
-    """Masked CRC32C of ``data`` as stored in TFRecord files."""
+    """Masked CRC32C of ``data`` as stored in TFRecord files.
+
+    Args:
+      data: the bytes to checksum.
+    Returns:
+      ``mask_crc(crc32c(data))``, an int in [0, 2**32).
+    """
     return mask_crc(crc32c(data))
 
 
 def frame_record(data: bytes | bytearray | memoryview) -> bytes:
-    """The complete TFRecord framing of one record (header, data, footer) as bytes."""
+    """The complete TFRecord framing of one record (header, data, footer) as bytes.
+
+    Args:
+      data: the record's payload (e.g. a serialized ``tf.train.Example``).
+    Returns:
+      ``len(data) + 16`` bytes: uint64 length, masked CRC of the length, data, masked CRC of the data.
+    """
     data = _as_bytes(data)
     length = struct.pack("<Q", len(data))
     return length + struct.pack("<I", masked_crc32c(length)) + data + _FOOTER.pack(masked_crc32c(data))
@@ -183,7 +226,13 @@ def _check_data(data: bytes, footer: bytes, shard: str, record: int) -> None:
 
 
 def index_path(shard: str | os.PathLike[str]) -> str:
-    """Path of the index file beside ``shard`` (``shard + '.index'``)."""
+    """Path of the index file beside ``shard`` (``shard + '.index'``).
+
+    Args:
+      shard: path of the shard file (it need not exist).
+    Returns:
+      The index path, a str.
+    """
     return os.fspath(shard) + INDEX_SUFFIX
 
 
@@ -193,8 +242,18 @@ def _encode_index(entries: np.ndarray, shard_size: int) -> bytes:
 
 
 def read_index(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Reads an index file; returns ``(entries, shard_size)``, entries a ``(n, 2)`` uint64 array of
-    (offset, data length). Raises ``ValueError`` naming the file if it is malformed."""
+    """Reads an index file; returns ``(entries, shard_size)``.
+
+    Args:
+      path: path of the index file (``index_path(shard)``).
+    Returns:
+      A pair (entries, shard_size): entries a ``(n, 2)`` uint64 array of (offset, data length) in
+      bytes, one row per record, and the shard size in bytes the index was written for (int).
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError: naming the file, if it is malformed (too short, wrong magic number, or a size that
+        does not match its record count).
+    """
     path = os.fspath(path)
     with open(path, "rb") as f:
         raw = f.read()
@@ -224,7 +283,23 @@ def _atomic_write(path: str, data: bytes, fsync: bool) -> None:
 
 
 def write_index(shard: str | os.PathLike[str], entries: np.ndarray, *, fsync: bool = False) -> str:
-    """Writes (atomically) the index of ``shard`` for the given (offset, length) entries; returns its path."""
+    """Writes (atomically) the index of ``shard`` for the given (offset, length) entries; returns its path.
+
+    The shard's current file size is recorded in the index (it is how readers detect a stale index).
+    The index goes to a temporary file first, renamed into place.
+
+    Args:
+      shard: path of the shard, which must exist.
+      entries: (n, 2) (offset, data length) in bytes per record (e.g. from ``scan_shard``); cast to
+        uint64.
+      fsync: flush the index file to disk before renaming it.
+    Returns:
+      The index path, ``index_path(shard)``.
+    Raises:
+      FileNotFoundError: ``shard`` does not exist.
+      ValueError: ``entries`` does not reshape to (n, 2) (an odd number of values).
+      OSError: the index file cannot be written.
+    """
     shard = os.fspath(shard)
     path = index_path(shard)
     _atomic_write(path, _encode_index(entries, os.path.getsize(shard)), fsync)
@@ -232,8 +307,22 @@ def write_index(shard: str | os.PathLike[str], entries: np.ndarray, *, fsync: bo
 
 
 def iter_records(shard: str | os.PathLike[str], *, with_positions: bool = False) -> Iterator[Any]:
-    """Reads a shard sequentially, verifying every CRC; yields the data bytes of each record
-    (or ``(offset, data)`` pairs when ``with_positions``)."""
+    """Reads a shard sequentially, verifying every CRC; yields the data bytes of each record.
+
+    Needs no index. The file is opened, and errors are raised, only as the iterator is consumed;
+    records before a damaged one are yielded first.
+
+    Args:
+      shard: path of the shard file.
+      with_positions: yield ``(offset, data)`` pairs instead, ``offset`` (int) being the byte at which
+        the record's length field starts.
+    Yields:
+      The data bytes of each record in file order (or ``(offset, data)`` pairs when ``with_positions``).
+    Raises:
+      FileNotFoundError: ``shard`` does not exist.
+      TruncatedRecordError: the file ends inside a record.
+      CorruptRecordError: a record's length or data CRC does not match.
+    """
     shard = os.fspath(shard)
     with open(shard, "rb") as f:
         record = 0
@@ -256,7 +345,17 @@ def iter_records(shard: str | os.PathLike[str], *, with_positions: bool = False)
 
 
 def scan_shard(shard: str | os.PathLike[str]) -> np.ndarray:
-    """Builds the ``(n, 2)`` uint64 (offset, length) index of a shard by scanning it (CRCs verified)."""
+    """Builds the ``(n, 2)`` uint64 (offset, length) index of a shard by scanning it (CRCs verified).
+
+    Args:
+      shard: path of the shard file.
+    Returns:
+      uint64 (n, 2) array: per record, the byte offset of its length field and its data length in bytes.
+    Raises:
+      FileNotFoundError: ``shard`` does not exist.
+      TruncatedRecordError: the file ends inside a record.
+      CorruptRecordError: a record's length or data CRC does not match.
+    """
     rows = [(offset, len(data)) for offset, data in iter_records(shard, with_positions=True)]
     return np.asarray(rows, dtype=np.uint64).reshape(-1, 2)
 
@@ -315,6 +414,16 @@ class ShardWriter:
 
     >>> with ShardWriter("train-00000.tfrecord") as w:   # doctest: +SKIP
     ...     w.write(encode_example({"label": 3}))
+
+    Args:
+      path: where the shard is to appear; its folder must exist.
+      overwrite: replace an existing shard at ``path`` (on ``close()``); False refuses it at once.
+      fsync: flush the shard and its index to disk, and sync their folder, on ``close()``.
+    Attributes:
+      path: the shard path (str).
+    Raises:
+      FileExistsError: ``overwrite`` is False and ``path`` exists.
+      FileNotFoundError: the folder of ``path`` does not exist (the temporary file cannot be created).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, fsync: bool = True) -> None:
@@ -338,7 +447,15 @@ class ShardWriter:
         return len(self._offsets)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Appends one record; returns its record number within the shard."""
+        """Appends one record; returns its record number within the shard.
+
+        Args:
+          data: the record's payload (e.g. from ``encode_example``), framed with its CRCs here.
+        Returns:
+          The record number, 0-based, in write order.
+        Raises:
+          ValueError: the writer is already closed or aborted.
+        """
         if self._state != "open":
             raise ValueError(f"ShardWriter for {self.path!r} is {self._state}")
         data = _as_bytes(data)
@@ -354,11 +471,29 @@ class ShardWriter:
         return len(self._offsets) - 1
 
     def write_example(self, features: dict[str, Any]) -> int:
-        """Encodes ``features`` with :func:`encode_example` and writes it; returns its record number."""
+        """Encodes ``features`` with :func:`encode_example` and writes it; returns its record number.
+
+        Args:
+          features: the feature dict (see ``encode_example`` for the types it accepts).
+        Returns:
+          The record number, 0-based.
+        Raises:
+          TypeError: a key or value ``encode_example`` cannot store.
+          ValueError: a reserved or colliding key or an out-of-range integer (``encode_example``), or
+            the writer is already closed or aborted.
+        """
         return self.write(encode_example(features))
 
     def close(self) -> None:
-        """Finishes the shard: flushes, renames into place, writes the index. Idempotent."""
+        """Finishes the shard: flushes, renames into place, writes the index. Idempotent.
+
+        Does nothing after ``abort()``. An old index beside ``path`` is removed before the new shard
+        is renamed into place.
+
+        Raises:
+          OSError: flushing, renaming or writing the index failed; the writer is then aborted (the
+            temporary file removed) and the error re-raised.
+        """
         if self._state != "open":
             return
         try:
@@ -393,7 +528,11 @@ class ShardWriter:
             os.close(fd)
 
     def abort(self) -> None:
-        """Discards everything written; no shard file is created."""
+        """Discards everything written; no shard file is created.
+
+        Removes the temporary file. Does nothing after ``close()``; a shard already at ``path`` is
+        left as it is.
+        """
         if self._state == "closed":
             return
         self._state = "aborted"
@@ -431,6 +570,23 @@ class ShardReader:
     by threads; it pickles without its file handle. Both CRCs are verified on every read. A missing or
     stale index is rebuilt by scanning (with a :class:`MissingIndexWarning`) and saved when possible,
     unless ``rebuild_index=False``, which raises ``FileNotFoundError`` instead.
+
+    An index is stale when it records a smaller shard than the file is. A shard smaller than its
+    index records (truncated) keeps the index: its intact records stay readable and reading a damaged
+    one raises :class:`TruncatedRecordError`. ``len(reader)`` is the number of records; ``reader[i]``
+    is ``read_record(i)`` and iterating reads every record in order.
+
+    Args:
+      path: path of the shard file.
+      rebuild_index: rebuild a missing, stale or unreadable index by scanning the shard; False raises.
+      save_index: write a rebuilt index beside the shard (a failure to write only warns).
+    Attributes:
+      path: the shard path (str).
+    Raises:
+      FileNotFoundError: the shard does not exist, or its index is missing, stale or unreadable and
+        ``rebuild_index`` is False.
+      CorruptRecordError: rebuilding the index by scanning met a damaged record
+        (:class:`TruncatedRecordError` for a truncated one).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, rebuild_index: bool = True, save_index: bool = True) -> None:
@@ -442,7 +598,7 @@ class ShardReader:
 
     @property
     def index(self) -> np.ndarray:
-        """The ``(n, 2)`` uint64 array of (offset, data length)."""
+        """The ``(n, 2)`` uint64 array of (offset, data length), in bytes, one row per record."""
         return self._index
 
     def __len__(self) -> int:
@@ -475,7 +631,18 @@ class ShardReader:
             return os.read(fd, size)
 
     def read_record(self, i: SupportsIndex) -> bytes:
-        """The data bytes of record ``i`` (negative counts from the end); CRCs verified."""
+        """The data bytes of record ``i`` (negative counts from the end); CRCs verified.
+
+        Args:
+          i: record number within the shard, -len(reader) <= i < len(reader).
+        Returns:
+          The record's data bytes.
+        Raises:
+          IndexError: ``i`` is out of range.
+          TruncatedRecordError: the file ends inside the record.
+          CorruptRecordError: a CRC does not match, or the stored length disagrees with the index.
+          FileNotFoundError: the shard file was removed before it was first opened in this process.
+        """
         n = len(self._index)
         i = i.__index__()
         record = i + n if i < 0 else i
@@ -501,7 +668,10 @@ class ShardReader:
             yield self.read_record(i)
 
     def close(self) -> None:
-        """Closes the file (reopened on the next read)."""
+        """Closes the file (reopened on the next read).
+
+        A descriptor inherited from another process is not closed, only dropped.
+        """
         with self._lock:
             fd, self._fd = self._fd, None
             if fd is not None and self._pid == os.getpid():
@@ -543,8 +713,21 @@ class ShardReader:
 
 
 def expand_shards(shards: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Shard paths from a directory (its ``*.tfrecord`` files, sorted), a glob pattern (sorted matches),
-    a single file, or a sequence of any of these (order kept)."""
+    """Shard paths from a directory (its ``*.tfrecord`` files, sorted), a glob pattern (sorted matches).
+
+    Also from a single file, or a sequence of any of these (order kept). Glob matches ending in
+    ``.index`` are left out; a single file is taken whatever its suffix. Directories are not searched
+    recursively.
+
+    Args:
+      shards: a directory, glob pattern or file path (str or path-like), or a sequence of them.
+    Returns:
+      The shard paths (str), in that order.
+    Raises:
+      FileNotFoundError: a directory holds no ``*.tfrecord`` file, a pattern matches nothing, or a
+        file path does not exist.
+      ValueError: the sequence is empty.
+    """
     if isinstance(shards, (str, os.PathLike)):
         spec = os.fspath(shards)
         if os.path.isdir(spec):
@@ -575,6 +758,16 @@ class ShardedDataSource:
     the given order (via cumulative record counts). Record counts come from the index files at
     construction; files are opened lazily in each process. Pickles without open files or indices, so
     grain worker processes can use it; safe to share between threads.
+
+    Args:
+      shards: a directory, glob pattern, shard file, or a sequence of them (see ``expand_shards``).
+      rebuild_index: rebuild missing, stale or unreadable index files by scanning (see ``ShardReader``);
+        False raises instead.
+    Raises:
+      FileNotFoundError: see ``expand_shards``; or a shard's index is missing, stale or unreadable and
+        ``rebuild_index`` is False.
+      ValueError: ``shards`` is an empty sequence.
+      CorruptRecordError: rebuilding an index by scanning met a damaged record.
     """
 
     def __init__(self, shards: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, rebuild_index: bool = True) -> None:
@@ -596,14 +789,22 @@ class ShardedDataSource:
 
     @property
     def counts(self) -> list[int]:
-        """Records per shard."""
+        """Records per shard, in the order of ``shards``."""
         return [int(e - s) for s, e in zip(self._starts, self._ends)]
 
     def __len__(self) -> int:
         return self._len
 
     def locate(self, index: SupportsIndex) -> tuple[str, int]:
-        """``(shard path, record number in the shard)`` of a global index."""
+        """``(shard path, record number in the shard)`` of a global index.
+
+        Args:
+          index: global record index, -len(ds) <= index < len(ds) (negative counts from the end).
+        Returns:
+          (shard path, 0-based record number within that shard).
+        Raises:
+          IndexError: ``index`` is out of range.
+        """
         shard, record = self._locate(index)
         return self._paths[shard], record
 
@@ -634,11 +835,19 @@ class ShardedDataSource:
         return reader
 
     def __getitem__(self, index: SupportsIndex) -> bytes:
+        """The data bytes of global record ``index`` (negative counts from the end); CRCs verified.
+
+        Raises:
+          IndexError: ``index`` is out of range.
+          CorruptRecordError: the record is damaged (:class:`TruncatedRecordError`: cut short).
+          ValueError: the shard's record count changed since the data source was built.
+          FileNotFoundError: the shard file was removed since the data source was built.
+        """
         shard, record = self._locate(index)
         return self._reader(shard).read_record(record)
 
     def close(self) -> None:
-        """Closes all open shard files."""
+        """Closes all open shard files (reopened on the next read)."""
         with self._lock:
             for reader in self._readers.values():
                 reader.close()
@@ -682,7 +891,22 @@ def _array_dtype(key: str, arr: np.ndarray) -> np.dtype:
 
 
 def encode_example(features: dict[str, Any]) -> bytes:
-    """Serializes a feature dict to a ``tf.train.Example`` (see the module docstring for the scheme)."""
+    """Serializes a feature dict to a ``tf.train.Example`` (see the module docstring for the scheme).
+
+    Value types are matched exactly: a subclass of a supported type (e.g. an ``enum.IntEnum``
+    member) is refused. Numpy scalars are stored as ``npscalar``.
+
+    Args:
+      features: ``{name: value}``; values bytes, str, int, bool, float, a list or tuple of one of
+        these types, or a numpy array or scalar (not of object or structured dtype).
+    Returns:
+      The serialized Example (deterministic serialization).
+    Raises:
+      TypeError: a key is not a non-empty str, a value's type is not supported, a list or tuple mixes
+        element types, or an array's dtype is object or structured.
+      ValueError: a key is ``"_codec"``, a key collides with the ``k/shape`` or ``k/dtype`` companion
+        key of an array feature ``k``, or an integer does not fit in int64.
+    """
     example = tf_example_pb2.Example()
     fmap = example.features.feature
     tags: dict[str, str] = {}
@@ -754,8 +978,21 @@ def _feature_values(feat: Any) -> list[Any]:
 
 
 def decode_example(data: bytes) -> dict[str, Any]:
-    """Parses a serialized ``tf.train.Example`` produced by :func:`encode_example` back to the exact
-    feature dict. Without a ``_codec`` feature, returns each feature as a list of its values."""
+    """Parses a serialized ``tf.train.Example`` produced by :func:`encode_example` back to the exact feature dict.
+
+    Without a ``_codec`` feature, returns each feature as a list of its values.
+
+    Args:
+      data: the serialized Example.
+    Returns:
+      The feature dict, in the key order it was encoded with, with the original Python and numpy types
+      (arrays as writable copies). Without ``_codec``: ``{name: list of bytes, ints or floats}``
+      sorted by name.
+    Raises:
+      google.protobuf.message.DecodeError: ``data`` cannot be parsed as an Example.
+      ValueError: the codec version is not supported, a declared feature is missing, an array's byte
+        count does not match its shape and dtype, or a type tag is unknown.
+    """
     example = tf_example_pb2.Example()
     example.ParseFromString(_as_bytes(data))
     fmap = example.features.feature
@@ -829,6 +1066,24 @@ def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpe
     scene ("" unless the dataset has scenes), frames (one JPEG per stored frame), keypoints float32
     (T, 18, 2) in crop pixels, sources int8 (T,) faces.FaceSource,
     frame_indices int32 (T,), num_source_frames, fps, notes (list of str), version.
+    The clip's ``boxes`` are not stored.
+
+    Args:
+      clip_id: the clip's identifier (str).
+      label: class index, 0-based, stored as int.
+      split: the split name (str).
+      scene: the scene name, "" where none (str).
+      clip: a ``clips.PreparedClip`` (or an object with its fields): frames uint8 (T, S, S, 3) RGB,
+        keypoints (T, 18, 2), sources (T,), frame_indices (T,), num_source_frames, fps, notes.
+      jpeg_quality: OpenCV JPEG quality of the stored frames (0-100).
+    Returns:
+      The serialized Example (``CLIP_RECORD_VERSION``).
+    Raises:
+      ValueError: OpenCV fails to JPEG-encode a frame (message prefixed with ``clip_id``), or a
+        value ``encode_example`` refuses (e.g. an integer outside int64).
+      cv2.error: OpenCV rejects a frame (e.g. empty, or a channel count other than 1, 3 or 4).
+      TypeError: a field has a type ``encode_example`` cannot store (e.g. ``clip_id``, ``split`` or
+        ``scene`` given as None or a Path, or ``notes`` mixing types).
     """
     try:
         jpegs = [encode_jpeg(frame, jpeg_quality) for frame in clip.frames]
@@ -848,7 +1103,17 @@ def encode_clip(clip_id: str, label: int, split: str, scene: str, clip: Any, jpe
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
-    """JPEG bytes of an RGB uint8 image, as the shards store frames."""
+    """JPEG bytes of an RGB uint8 image, as the shards store frames.
+
+    Args:
+      frame: uint8 (H, W, 3) RGB image (channels are reversed to OpenCV's BGR).
+      quality: OpenCV JPEG quality (0-100).
+    Returns:
+      The JPEG file bytes.
+    Raises:
+      ValueError: OpenCV reports that the encoding failed.
+      cv2.error: OpenCV rejects the array (e.g. empty, or a channel count other than 1, 3 or 4).
+    """
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("JPEG encoding of a frame failed")
@@ -856,7 +1121,17 @@ def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
-    """An RGB uint8 image from JPEG bytes."""
+    """An RGB uint8 image from JPEG bytes.
+
+    Args:
+      data: JPEG file bytes (e.g. from ``encode_jpeg``).
+    Returns:
+      uint8 (H, W, 3) RGB image, a channel-reversed view of OpenCV's BGR array (not C-contiguous);
+      grayscale JPEGs are decoded to three channels.
+    Raises:
+      ValueError: ``data`` is not a decodable JPEG.
+      cv2.error: ``data`` is empty.
+    """
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError("a stored frame is not a decodable JPEG; rebuild the shard with data_prep")
@@ -868,6 +1143,20 @@ def decode_clip(data: bytes, frames: Sequence[int] | None = None) -> dict[str, A
 
     ``frames``: which stored frames to decode (all by default); the per-frame arrays are sliced to
     the same indices, so a training sample decodes only the 16 frames it uses.
+
+    Args:
+      data: a serialized clip record (``encode_clip``).
+      frames: stored-frame indices to decode, in the order wanted (repeats allowed), or None for all.
+    Returns:
+      The record's fields: ``frames`` uint8 (T', S, S, 3) RGB, ``keypoints`` float32 (T', 18, 2) in
+      crop pixels, ``sources`` int8 (T',), ``frame_indices`` int32 (T',), and as stored ``clip_id``,
+      ``label``, ``split``, ``scene``, ``num_source_frames``, ``fps``, ``notes`` and ``version``.
+    Raises:
+      ValueError: the record's version is not ``CLIP_RECORD_VERSION`` (including records without the
+        codec header), the Example is malformed (see ``decode_example``), a stored frame is not a
+        decodable JPEG, or ``frames`` is empty.
+      IndexError: an index in ``frames`` is out of range.
+      google.protobuf.message.DecodeError: ``data`` cannot be parsed as an Example.
     """
     record = decode_example(data)
     if record.get("version") != CLIP_RECORD_VERSION:

@@ -5,7 +5,7 @@ face, so the landmarks returned with it are exact by construction; no detector o
 involved. A clip is fully determined by ``(label, seed)`` (plus ``num_frames`` and ``size``): all
 randomness comes from ``np.random.default_rng`` seeded with the seed, never from a global generator,
 so the bytes are the same in any process. The frame is framed like a face crop (dlib's face box
-plus a 25% margin on each side, which is what ``dferjax.faces`` cuts from real video).
+plus a 25% margin on each side, which is what ``dferjax.data.faces`` cuts from real video).
 
 API: ``render_clip(label, seed)`` -> frames uint8 (T, S, S, 3) RGB and landmarks float32 (T, 68, 2)
 in continuous pixel coordinates (pixel i spans [i, i + 1)); ``iter_clips`` yields a balanced,

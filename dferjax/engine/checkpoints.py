@@ -63,22 +63,70 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+    """Write ``RUN/config.json`` (sorted keys), creating the run directory.
+
+    Args:
+      workdir: the run directory.
+      config: the run's full config.
+    """
     path = Path(workdir) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
 
 
 def load_run_config(run_dir: str | Path) -> ml_collections.ConfigDict:
-    """The config a run was trained with (``RUN/config.json``)."""
+    """The config a run was trained with (``RUN/config.json``), in today's layout.
+
+    Raises:
+      CheckpointError: no ``config.json`` there.
+    """
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path} not found: {run_dir} is not a dferjax run directory "
                               "(python -m dferjax.train --workdir makes one)")
-    return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+    return ml_collections.ConfigDict(_tuples(upgrade_config(json.loads(path.read_text()))))
+
+
+_RUNTIME_KEYS = {"train": ("progress", "log_every", "cpu_devices"), "data": ("num_workers", "cache_decoded")}
+
+
+def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
+    """A ``config.json`` of a run made before the model registry, in today's layout (others unchanged).
+
+    Before it, ``model`` held the paper's model's settings directly: they move to ``model.dfer``
+    with ``data.image_size``, ``data.heatmap_sigma`` and ``loss.aux_weight``; progress, logging,
+    workers, cache and CPU devices move to ``runtime``. The parameters of such a run are the
+    ``dfer`` model's, unchanged.
+    """
+    model = values.get("model")
+    if not isinstance(model, dict) or "name" in model:
+        return values
+    values = json.loads(json.dumps(values))
+    model = values["model"]
+    dfer = {k: v for k, v in model.items() if k not in ("num_classes", "dtype")}
+    data, loss = values.get("data", {}), values.pop("loss", {})
+    for key in ("image_size", "heatmap_sigma"):
+        if key in data:
+            dfer[key] = data.pop(key)
+    if "aux_weight" in loss:
+        dfer["aux_weight"] = loss["aux_weight"]
+    values["model"] = {"name": "dfer", "num_classes": model.get("num_classes", 7),
+                       "dtype": model.get("dtype", "float32"), "dfer": dfer}
+    runtime = values.setdefault("runtime", {})
+    for section, keys in _RUNTIME_KEYS.items():
+        for key in keys:
+            if key in values.get(section, {}):
+                runtime[key] = values[section].pop(key)
+    return values
 
 
 def save_data_info(workdir: str | Path, info: dict[str, Any]) -> None:
-    """Keep the shards' clip preparation with the run, so predict prepares new clips identically."""
+    """Keep the shards' clip preparation with the run, so predict prepares new clips identically.
+
+    Args:
+      workdir: the run directory; ``RUN/data.json`` is written.
+      info: the shards' ``dataset_info.json`` content (dataset, classes, prep, JPEG quality, versions).
+    """
     keep = {k: info.get(k) for k in ("dataset", "classes", "prep", "jpeg_quality", "clip_record_version",
                                      "keypoint_definition_version")}
     path = Path(workdir) / DATA_FILE
@@ -87,7 +135,16 @@ def save_data_info(workdir: str | Path, info: dict[str, Any]) -> None:
 
 
 def load_data_info(run_dir: str | Path, config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
-    """The run's ``data.json``; for runs without one, the ``dataset_info.json`` of its ``data.dir``."""
+    """The run's ``data.json``; for runs without one, the ``dataset_info.json`` of its ``data.dir``.
+
+    Args:
+      run_dir: the run directory.
+      config: the run's config (read from the run when None).
+    Returns:
+      The recorded data settings: classes, prep (PrepConfig fields), jpeg_quality, versions.
+    Raises:
+      CheckpointError: neither file exists (the message says which file to copy where).
+    """
     path = Path(run_dir) / DATA_FILE
     if path.is_file():
         return json.loads(path.read_text())
@@ -109,7 +166,14 @@ def _tuples(value: Any) -> Any:
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Keys whose values differ between two config dicts, as ``key: a != b`` lines."""
+    """Keys whose values differ between two config dicts, as ``key: a != b`` lines.
+
+    Args:
+      a, b: nested config dicts (``config_to_dict``); lists and tuples compare equal.
+      prefix: prepended to every key (used for the recursion).
+    Returns:
+      Sorted ``"dotted.key: value_a != value_b"`` lines; ``<absent>`` for a key on one side only.
+    """
     out = []
     for key in sorted(set(a) | set(b)):
         name = f"{prefix}{key}"
@@ -194,6 +258,13 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
 
 
 def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+    """An orbax CheckpointManager of ``{"state", "meta"}`` items in ``directory``.
+
+    Args:
+      directory: ``RUN/checkpoints`` or ``RUN/best`` (created unless ``read_only``).
+      max_to_keep: steps kept; older ones are deleted after each save.
+      read_only: open without creating or deleting anything.
+    """
     return ocp.CheckpointManager(
         Path(directory).absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
@@ -219,25 +290,52 @@ def host_copy(tree: Any) -> Any:
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
     """Start saving ``state`` (its host copy) and ``meta`` as ``step``; orbax finishes in the background
-    (``mngr.wait_until_finished()`` waits)."""
+    (``mngr.wait_until_finished()`` waits).
+
+    Args:
+      mngr: a manager from :func:`manager`.
+      step: the global step, the checkpoint's name.
+      state: the train state ``{"step", "params", "rest", "opt_state"}``.
+      meta: JSON data saved beside it (epoch, position, best and last reports).
+    """
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host_copy(state)),
                                             meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))))
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    """The state and meta saved as ``step``.
+
+    Args:
+      mngr: a manager from :func:`manager`.
+      step: a saved step.
+      abstract_state: ``jax.ShapeDtypeStruct`` leaves with the shardings to restore into.
+    Returns:
+      (state, meta).
+    """
     out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                                      meta=ocp.args.JsonRestore()))
     return out["state"], out["meta"]
 
 
 def find_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path, int]:
-    """(run dir, checkpoint manager dir, step) for a run dir (its best or latest) or a step directory."""
+    """Where the checkpoint a user names is.
+
+    Args:
+      path: a run directory (its best checkpoint, or the latest with ``which="latest"``; the latest when
+        there is no best yet) or a step directory ``RUN/best/<step>`` / ``RUN/checkpoints/<step>``.
+      which: "best" or "latest".
+    Returns:
+      (run directory, checkpoint manager directory, step).
+    Raises:
+      CheckpointError: ``path`` is neither, or the run has no checkpoint yet.
+    """
     path = Path(path)
     if (path / CONFIG_FILE).is_file():
         directory = path / (BEST_DIR if which == "best" else LATEST_DIR)
-        if not directory.is_dir() and which == "best":
-            directory = path / LATEST_DIR
         steps = ocp.utils.checkpoint_steps(directory.absolute()) if directory.is_dir() else []
+        if not steps and which == "best":          # no evaluation yet: the latest checkpoint
+            directory = path / LATEST_DIR
+            steps = ocp.utils.checkpoint_steps(directory.absolute()) if directory.is_dir() else []
         if not steps:
             raise CheckpointError(f"{path} has no saved checkpoint yet (looked in {directory})")
         return path, directory, max(steps)
@@ -271,7 +369,7 @@ def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None
 
 def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDict
                      ) -> tuple[nnx.State, nnx.State, dict[str, Any]]:
-    """params and rest of the model saved at ``directory/step``, on the default device.
+    """params and rest of the model saved at ``directory/step``, on the default device, and its meta.
 
     Works whatever devices the run was saved from (a multi-device or multi-host run loads on one).
     """

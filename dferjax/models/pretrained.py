@@ -134,7 +134,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file {path} not found (model.backbone_weights)")
+        raise FileNotFoundError(f"backbone weights file {path} not found (model.<name>.backbone_weights)")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -175,7 +175,7 @@ def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, 
 
     ``state_dict`` maps names to numpy arrays or torch tensors (a prefix such as "module." is
     stripped). Every array is checked before anything is written, so on an error the backbone is
-    unchanged. Raises ValueError on a shape mismatch (e.g. model.widths other than the checkpoint's)
+    unchanged. Raises ValueError on a shape mismatch (e.g. model.<name>.widths other than the checkpoint's)
     and, when ``strict``, if some backbone parameter or statistic has no entry; with
     ``strict=False`` those keep their current values and are listed under "missing". The backbone
     may be abstract (built under ``nnx.eval_shape``): a strict load makes every variable concrete.
@@ -215,7 +215,7 @@ def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, 
     if mismatched:
         more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
         raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the backbone (shapes in "
-                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. model.widths is {widths} "
+                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. model.<name>.widths is {widths} "
                          f"here; does it match the checkpoint's (torchvision ResNet18: (64, 128, 256, 512))?")
     nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
     ignored = sorted(k for k in arrays if k not in targets)

@@ -1,7 +1,7 @@
 """ResNet18 backbone with a configurable output stride (the "adjusted ResNet18" of Eq. 1).
 
 Huang et al. (2024), section 3.1.1, keep ResNet18 (He et al. 2016) but "change the stride of the last
-two convolution layers to obtain a larger feature map". As in DESIGN.md this is the last-stride
+two convolution layers to obtain a larger feature map". As in docs/DESIGN.md this is the last-stride
 trick of the person re-identification work the GCN comes from: at output stride 16 layer4's
 strided 3x3 convolution and its 1x1 shortcut run at stride 1, so a 112x112 face gives a 7x7 map.
 Output stride 8 also sets layer3 to stride 1; 32 is the original network. The classifier (fc) is
@@ -128,7 +128,7 @@ class ResNet18(nnx.Module):
     def __init__(self, *, widths: tuple[int, int, int, int] = (64, 128, 256, 512), output_stride: int = 16,
                  dtype: Any = jnp.float32, rngs: nnx.Rngs):
         if output_stride not in STAGE_STRIDES:
-            raise ValueError(f"model.output_stride must be one of {sorted(STAGE_STRIDES)}, got {output_stride}")
+            raise ValueError(f"model.<name>.output_stride must be one of {sorted(STAGE_STRIDES)}, got {output_stride}")
         self.dtype = dtype
         self.conv1 = nnx.Conv(3, widths[0], (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
                               kernel_init=_conv_init, dtype=dtype, rngs=rngs)
