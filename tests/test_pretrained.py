@@ -315,3 +315,17 @@ def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     # Control: the payload is live, a full unpickling runs it.
     torch.load(path, weights_only=False)
     assert marker.read_text() == "code ran"
+
+
+def test_init_backbone_from_on_the_frame_mean_model_and_a_model_without_backbone(tmp_path: Path) -> None:
+    from dferjax.models import FrameMeanModel
+    model = nnx.eval_shape(lambda: FrameMeanModel(widths=TINY, rngs=nnx.Rngs(0)))
+    sd = random_state_dict(TINY, seed=4)
+    path = tmp_path / "r18.safetensors"
+    save_file(sd, str(path))
+    report = init_backbone_from(model, path)
+    assert report["loaded"] == num_variables(model.backbone) and report["missing"] == []
+    np.testing.assert_array_equal(np.asarray(model.backbone.conv1.kernel[...]),
+                                  sd["conv1.weight"].transpose(2, 3, 1, 0))
+    with pytest.raises(ValueError, match="no ResNet18 backbone"):
+        init_backbone_from(object(), path)

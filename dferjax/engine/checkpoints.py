@@ -203,17 +203,11 @@ def model_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]
 
 def saved_shapes(directory: str | Path, step: int) -> dict[str, tuple[int, ...]]:
     """Paths and shapes of the model halves stored in the checkpoint ``directory/step`` (its metadata)."""
-    mngr = ocp.CheckpointManager(Path(directory).absolute(),
-                                 options=ocp.CheckpointManagerOptions(read_only=True),
-                                 item_handlers={"state": ocp.StandardCheckpointHandler(),
-                                                "meta": ocp.JsonCheckpointHandler()})
     try:
-        metadata = mngr.item_metadata(step)["state"]
+        metadata = ocp.StandardCheckpointHandler().metadata(Path(directory).absolute() / str(step) / "state")
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise CheckpointError(f"{directory}/{step}: no readable checkpoint metadata ({error}); "
                               "the checkpoint is damaged or was not written by dferjax") from None
-    finally:
-        mngr.close()
     tree = getattr(metadata, "tree", metadata)
     return _shapes({"params": tree["params"], "rest": tree["rest"]})
 
@@ -267,8 +261,9 @@ def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) ->
     """
     return ocp.CheckpointManager(
         Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                             read_only=read_only),
+        options=ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep,
+                                             save_interval_steps=0 if read_only else 1,
+                                             create=not read_only, read_only=read_only),
         item_names=("state", "meta"))
 
 
