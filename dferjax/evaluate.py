@@ -32,7 +32,7 @@ from dferjax.data.dataset import DataConfigError
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.evaluation import checkpoint_outputs
 from dferjax.figures import plot_confusion
-from dferjax.models import UnknownModelError
+from dferjax.models import ModelConfigError
 
 RESULTS_FILE = ckpt.RESULTS_FILE
 SUMMARY_PREFIX = "summary"
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         which = "latest" if args.which == "last" else "best"
         try:
             report = evaluate_checkpoint(args.checkpoint, which, args.splits, args.data)
-        except (ckpt.CheckpointError, DataConfigError, UnknownModelError, FileNotFoundError) as error:
+        except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         run_dir = ckpt.find_checkpoint(args.checkpoint, which)[0]

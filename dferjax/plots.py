@@ -20,7 +20,7 @@ from dferjax.data.dataset import DataConfigError
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.evaluation import checkpoint_outputs
 from dferjax.figures import plot_confusion, plot_curves, plot_heatmap_overlays, plot_tsne
-from dferjax.models import UnknownModelError
+from dferjax.models import ModelConfigError
 
 
 def run_figures(run: str | Path, out: str | Path | None = None, which: str = "best", data_dir: str | None = None,
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = run_figures(args.run, args.out, args.which, args.data, args.clips, not args.no_tsne)
-    except (ckpt.CheckpointError, DataConfigError, UnknownModelError, FileNotFoundError, ValueError) as error:
+    except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for path in written:

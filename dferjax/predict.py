@@ -47,7 +47,7 @@ from dferjax.data.dataset import DataConfigError
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.inputs import example_spec
 from dferjax.labels import class_names as default_class_names
-from dferjax.models import UnknownModelError
+from dferjax.models import ModelConfigError
 
 EXIT_NO_FACE = 2
 EXIT_ERROR = 1
@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size)
-    except (ckpt.CheckpointError, DataConfigError, UnknownModelError, FileNotFoundError, ValueError,
+    except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError, ValueError,
             KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(parser)
     try:
         _, config = parse_args_with_config(parser, argv)
-        models.model_class(config.model)
+        models.check_config(config.model)
     except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
         parser.error(str(error).strip('"'))
     start = time.perf_counter()

@@ -45,7 +45,7 @@ from dferjax.engine.mesh import initialize_distributed, make_mesh, replicate, se
 from dferjax.engine.steps import (initial_model, initial_state, jit_eval_step, jit_train_step,
                                   learning_rate_schedule, make_optimizer)
 from dferjax.figures import plot_confusion
-from dferjax.models import UnknownModelError
+from dferjax.models import ModelConfigError, check_config
 
 FAULT_ENV = "DFERJAX_KILL_AFTER_CHECKPOINT"
 """Fault injection for tests: SIGKILL the process right after the checkpoint of this step is written."""
@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-id", type=int, help="this process's index (several hosts)")
     try:
         args, config = parse_args_with_config(parser, argv)
+        check_config(config.model)
     except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
         parser.error(str(error).strip('"'))
     set_cpu_devices(config.runtime.cpu_devices, (config.train.batch_size, config.train.eval_batch_size))
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
           f"workdir {args.workdir}", flush=True)
     try:
         results = train_and_evaluate(config, args.workdir)
-    except UnknownModelError as error:
+    except ModelConfigError as error:
         parser.error(str(error))
     except (TrainingError, DataConfigError, ckpt.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)

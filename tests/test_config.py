@@ -82,3 +82,19 @@ def test_the_loaded_config_is_locked():
     c = load_config(DFEW)
     with pytest.raises((AttributeError, KeyError)):
         c.model.dfer.new_key = 1
+
+
+def test_values_as_people_type_them():
+    """Booleans in any case (ml_collections' config_flags); a value outside a key's allowed set fails in
+    one line naming the key and the allowed values, before any model is built."""
+    from dferjax import models
+    for typed in ("false", "False", "FALSE", "0"):
+        assert load_config(DFEW, [f"model.dfer.gcn={typed}"]).model.dfer.gcn is False
+    c = load_config(DFEW, ["model.dfer.fusion=Mean"])
+    with pytest.raises(models.ModelConfigError,
+                       match="model.dfer.fusion = 'Mean' is not one of 'structure', 'mean', 'lstm'"):
+        models.check_config(c.model)
+    with pytest.raises(models.ModelConfigError, match="model.dfer.output_stride = 12"):
+        models.input_spec(load_config(DFEW, ["model.dfer.output_stride=12"]).model)
+    with pytest.raises(models.ModelConfigError, match="model.dtype = 'float16' is not one of"):
+        models.check_config(load_config(DFEW, ["model.dtype=float16"]).model)

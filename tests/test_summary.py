@@ -47,3 +47,15 @@ def test_summary_of_the_paper_model(capsys):
     ratio = result["flops_per_sample"] / paper_model_flops()
     assert 1.0 <= ratio < 1.03, ratio
     assert any(line.startswith("backbone") and "11,176,512" in line for line in lines)
+
+
+def test_summary_of_the_frame_mean_model_and_an_unknown_name(capsys):
+    assert summary.main(["--config", DFEW, "--config.model.name=frame_mean"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # torchvision's resnet18 (11,689,512) without its 1000-way fc (513,000), and a 512 -> 7 classifier.
+    assert result["model"] == "frame_mean" and result["params"] == 11_689_512 - 513_000 + 512 * 7 + 7
+    try:
+        summary.main(["--config", DFEW, "--config.model.name=nope"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    assert "known models: dfer, frame_mean" in capsys.readouterr().err

@@ -25,14 +25,28 @@ from dferjax.engine import checkpoints as ckpt
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """lr x factor at each epoch in train.lr_decay_epochs (section 4.2: x0.1 at 40 and 60)."""
+    """lr x factor at each epoch in train.lr_decay_epochs (section 4.2: x0.1 at 40 and 60).
+
+    Args:
+      config: a full config (train.learning_rate, lr_decay_epochs, lr_decay_factor).
+      steps_per_epoch: optimiser steps per epoch.
+    Returns:
+      step -> learning rate.
+    """
     t = config.train
     return optax.piecewise_constant_schedule(
         t.learning_rate, {int(e) * steps_per_epoch: t.lr_decay_factor for e in t.lr_decay_epochs})
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-    """Adam (b1, b2 of train.*) as PyTorch's: optional L2 weight decay added to the gradient first."""
+    """Adam (b1, b2 of train.*) as PyTorch's: optional L2 weight decay added to the gradient first.
+
+    Args:
+      config: a full config (train.b1, b2, weight_decay and the schedule's keys).
+      steps_per_epoch: optimiser steps per epoch (for the schedule).
+    Returns:
+      The optax transformation.
+    """
     t = config.train
     parts = [optax.add_decayed_weights(t.weight_decay)] if t.weight_decay else []
     parts += [optax.scale_by_adam(b1=t.b1, b2=t.b2, eps=1e-8),

@@ -31,12 +31,16 @@ MODELS: dict[str, type] = {
     "frame_mean": FrameMeanModel,   # ResNet18 per frame, mean over frames, linear classifier
 }
 
-__all__ = ["DTYPES", "MODELS", "VARIANTS", "UnknownModelError", "DFERModel", "FrameMeanModel", "InputSpec", "Model", "Outputs",
+__all__ = ["DTYPES", "MODELS", "VARIANTS", "ModelConfigError", "UnknownModelError", "check_config", "DFERModel", "FrameMeanModel", "InputSpec", "Model", "Outputs",
            "abstract_model", "apply_tiny", "apply_variant", "build_model", "default_config", "dfer_loss", "input_spec",
            "model_class", "model_section"]
 
 
-class UnknownModelError(ValueError):
+class ModelConfigError(ValueError):
+    """A ``model`` config value that no model accepts (the message names the key and the allowed values)."""
+
+
+class UnknownModelError(ModelConfigError):
     """config.model.name names no registered model."""
 
 
@@ -66,9 +70,34 @@ def model_class(model_config: Any) -> type:
     return MODELS[name]
 
 
-def model_section(model_config: Any) -> Any:
-    """The selected model's own settings, ``config.model.<name>``."""
+def check_config(model_config: Any) -> None:
+    """Check ``model.name``, ``model.dtype`` and every registered model's section against the values each
+    key allows (the class's ``CHOICES``).
+
+    Raises:
+      UnknownModelError: model.name names no registered model (the known ones are listed).
+      ModelConfigError: a value outside a key's allowed set, e.g. ``model.dfer.fusion = 'Mean'``.
+    """
     model_class(model_config)
+    problems = []
+    if model_config.dtype not in DTYPES:
+        problems.append(f"model.dtype = {model_config.dtype!r} is not one of {_listed(DTYPES)}")
+    for name, cls in MODELS.items():
+        section = model_config.get(name) if hasattr(model_config, "get") else None
+        for key, allowed in (getattr(cls, "CHOICES", {}) or {}).items():
+            if section is not None and key in section and section[key] not in allowed:
+                problems.append(f"model.{name}.{key} = {section[key]!r} is not one of {_listed(allowed)}")
+    if problems:
+        raise ModelConfigError("config key " + "; ".join(problems))
+
+
+def _listed(values: Any) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def model_section(model_config: Any) -> Any:
+    """The selected model's own settings, ``config.model.<name>``, checked (see :func:`check_config`)."""
+    check_config(model_config)
     return model_config[model_config.name]
 
 

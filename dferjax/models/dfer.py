@@ -57,6 +57,10 @@ class DFERModel(nnx.Module):
                                           num_layers=1, num_heads=2, head_dim=16, mlp_dim=64)
     """The paper's architecture shrunk for two CPU cores (the demo; tests shrink frames and size further)."""
 
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "output_stride": (8, 16, 32), "fusion": ("structure", "mean", "lstm"), "temporal": ("msa", "lstm", "none")}
+    """The values these keys of the section allow (checked when a config is used, models.check_config)."""
+
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         """Section ``config.model.dfer``: the paper's settings (section 4.2, Tables 9-12)."""

@@ -27,6 +27,7 @@ class FrameMeanModel(nnx.Module):
     """inputs {"frames" (B, N, H, W, 3) in [0, 255]} -> Outputs (no auxiliary logits)."""
 
     TINY: ClassVar[dict[str, Any]] = dict(num_frames=8, image_size=64, widths=(16, 32, 64, 64))
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"output_stride": (8, 16, 32)}
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
