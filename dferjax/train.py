@@ -150,20 +150,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     # Resume.
     saved_config = workdir / ckpt.CONFIG_FILE
+    if saved_config.is_file() and (workdir / ckpt.LATEST_DIR).is_dir():
+        diff = ckpt.config_differences(ckpt.config_to_dict(ckpt.load_run_config(workdir)), ckpt.config_to_dict(config))
+        diff = [d for d in diff if not d.startswith(tuple(k + "." for k in MAY_CHANGE_ON_RESUME)
+                                                     + tuple(k + ":" for k in MAY_CHANGE_ON_RESUME))]
+        if diff:
+            raise TrainingError(f"{workdir} holds a run with another config ({'; '.join(diff)}): "
+                                "use a new --workdir, or the same config to resume")
+    if main_process:        # a save interrupted by a crash: resume from the newest complete step
+        for directory in (ckpt.LATEST_DIR, ckpt.BEST_DIR):
+            ckpt.set_aside_incomplete(workdir / directory)
     latest = ckpt.manager(workdir / ckpt.LATEST_DIR, max_to_keep=2)
     best_mngr = ckpt.manager(workdir / ckpt.BEST_DIR, max_to_keep=1)
     meta: dict[str, Any] = {"epoch": 0, "position": 0, "best": None, "last": None}
     if latest.latest_step() is not None:
-        if saved_config.is_file():
-            diff = ckpt.config_differences(json.loads(saved_config.read_text()), ckpt.config_to_dict(config))
-            diff = [d for d in diff if not d.startswith(tuple(k + "." for k in MAY_CHANGE_ON_RESUME)
-                                                         + tuple(k + ":" for k in MAY_CHANGE_ON_RESUME))]
-            if diff:
-                raise TrainingError(f"{workdir} holds a run with another config ({'; '.join(diff)}): "
-                                    "use a new --workdir, or the same config to resume")
-        step0 = latest.latest_step()
-        state, meta = ckpt.restore(latest, step0, jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state))
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        while latest.latest_step() is not None:
+            step0 = latest.latest_step()
+            try:
+                state, meta = ckpt.restore(latest, step0, abstract)
+                break
+            except (OSError, ValueError, KeyError, RuntimeError) as error:      # damaged: the next older one
+                latest.close()
+                target = ckpt.set_aside(workdir / ckpt.LATEST_DIR, step0)
+                ckpt.note(f"{workdir / ckpt.LATEST_DIR / str(step0)} cannot be restored "
+                          f"({str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__}); "
+                          f"set aside as {target.name}")
+                latest = ckpt.manager(workdir / ckpt.LATEST_DIR, max_to_keep=2)
+        else:
+            raise TrainingError(f"no checkpoint in {workdir / ckpt.LATEST_DIR} can be restored: "
+                                "use a new --workdir")
         print(f"resuming {workdir} from step {step0} (epoch {meta['epoch'] + 1}, batch {meta['position']})",
               flush=True)
     elif main_process:

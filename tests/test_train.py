@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -358,3 +359,33 @@ def test_a_run_made_before_the_registry_loads_in_todays_layout(shards, tmp_path)
         assert ckpt._tuples(config.model.dfer[key]) == ckpt._tuples(value), key
     model, _, _ = ckpt.load_model(workdir)
     assert isinstance(model, models.DFERModel)
+
+
+def test_an_interrupted_save_is_named_and_the_newest_complete_step_used(shards, tmp_path, capsys):
+    """cases/interrupted_save, generated: the newest step lost its commit markers and an array folder
+    (the machine went down while it was written). predict and evaluate use the step before it, saying
+    so in one line; the run resumes from there on another device count (not part of a run's identity)."""
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=6",
+                                "--config.train.checkpoint_every=3")) == 0
+    latest = workdir / ckpt.LATEST_DIR
+    assert sorted(int(p.name) for p in latest.iterdir()) == [4, 6]
+    for marker in (latest / "6" / ckpt.COMMIT_MARKER, latest / "6" / "state" / ckpt.COMMIT_MARKER):
+        marker.unlink()
+    shutil.rmtree(latest / "6" / "state" / "d")
+    capsys.readouterr()
+
+    assert ckpt.find_checkpoint(workdir, "latest")[2] == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{latest / '6'} is incomplete" in err and "using step 4" in err
+    with pytest.raises(ckpt.CheckpointError, match="is incomplete"):
+        ckpt.find_checkpoint(latest / "6")
+    from dferjax import evaluate
+    assert evaluate.main(["--checkpoint", str(workdir), "--which", "last"]) == 0
+
+    resumed = run_cli(tiny_args(shards, workdir, "--config.train.max_steps=8", "--config.train.checkpoint_every=3",
+                                "--config.runtime.cpu_devices=2"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "set aside as 6.incomplete" in resumed.stderr and "from step 4" in resumed.stdout
+    assert "2 cpu device(s)" in resumed.stdout and "Traceback" not in resumed.stderr
+    assert (latest / "6.incomplete").is_dir() and latest_state(workdir)[0] == 8

@@ -23,6 +23,7 @@ that differ and the model settings that changed.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,85 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tupl
     return out["state"], out["meta"]
 
 
+COMMIT_MARKER = "commit_success.txt"
+"""The file orbax writes last into a step directory and into each of its items."""
+
+INCOMPLETE_SUFFIX = ".incomplete"
+"""A step directory that cannot be restored is renamed ``<step>.incomplete`` when a run resumes past it."""
+
+
+def incomplete_reason(step_dir: str | Path) -> str | None:
+    """Why the step directory is not a complete checkpoint (its save was interrupted), or None.
+
+    Complete: the step, its ``state`` and its ``meta`` each hold orbax's commit marker, and the state's
+    metadata file exists.
+    """
+    step_dir = Path(step_dir)
+    for where in (step_dir, step_dir / "state", step_dir / "meta"):
+        if not (where / COMMIT_MARKER).is_file():
+            return f"no {COMMIT_MARKER} in {where.relative_to(step_dir.parent)}"
+    if not (step_dir / "state" / "_METADATA").is_file():
+        return "no state/_METADATA"
+    return None
+
+
+_NOTED: set[str] = set()
+
+
+def note(message: str) -> None:
+    """One line for the person running the command (stderr), e.g. a checkpoint skipped; once per process."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def complete_steps(directory: str | Path) -> list[int]:
+    """The steps of a checkpoint directory that are complete, newest first; each incomplete step newer
+    than the newest complete one is named in a note line."""
+    directory = Path(directory)
+    steps = sorted(ocp.utils.checkpoint_steps(directory.absolute()), reverse=True) if directory.is_dir() else []
+    complete = [s for s in steps if incomplete_reason(directory / str(s)) is None]
+    for s in steps:
+        if complete and s < complete[0]:
+            break
+        reason = incomplete_reason(directory / str(s))
+        if reason:
+            fallback = f"using step {complete[0]}" if complete else "no complete step left"
+            note(f"{directory / str(s)} is incomplete ({reason}: its save was interrupted); {fallback}")
+    return complete
+
+
+def set_aside(directory: str | Path, step: int) -> Path:
+    """Rename the step directory ``<step>`` to ``<step>.incomplete`` (kept for inspection, ignored by
+    orbax), so that a resumed run can save that step again. Returns the new path."""
+    source = Path(directory) / str(step)
+    target = source.with_name(source.name + INCOMPLETE_SUFFIX)
+    k = 1
+    while target.exists():
+        target = source.with_name(f"{source.name}{INCOMPLETE_SUFFIX}{k}")
+        k += 1
+    source.rename(target)
+    return target
+
+
+def set_aside_incomplete(directory: str | Path) -> list[int]:
+    """Set aside (:func:`set_aside`) every incomplete step of a checkpoint directory, each named in a note.
+
+    Returns:
+      The steps set aside.
+    """
+    directory = Path(directory)
+    moved = []
+    for step in (ocp.utils.checkpoint_steps(directory.absolute()) if directory.is_dir() else []):
+        reason = incomplete_reason(directory / str(step))
+        if reason:
+            target = set_aside(directory, step)
+            note(f"{directory / str(step)} is incomplete ({reason}: its save was interrupted); "
+                 f"set aside as {target.name}")
+            moved.append(step)
+    return moved
+
+
 def find_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path, int]:
     """Where the checkpoint a user names is.
 
@@ -322,19 +402,24 @@ def find_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path, 
     Returns:
       (run directory, checkpoint manager directory, step).
     Raises:
-      CheckpointError: ``path`` is neither, or the run has no checkpoint yet.
+      CheckpointError: ``path`` is neither, the run has no complete checkpoint yet, or the named step
+        directory is incomplete. Incomplete steps newer than the one chosen are named in a note line.
     """
     path = Path(path)
     if (path / CONFIG_FILE).is_file():
         directory = path / (BEST_DIR if which == "best" else LATEST_DIR)
-        steps = ocp.utils.checkpoint_steps(directory.absolute()) if directory.is_dir() else []
+        steps = complete_steps(directory)
         if not steps and which == "best":          # no evaluation yet: the latest checkpoint
             directory = path / LATEST_DIR
-            steps = ocp.utils.checkpoint_steps(directory.absolute()) if directory.is_dir() else []
+            steps = complete_steps(directory)
         if not steps:
-            raise CheckpointError(f"{path} has no saved checkpoint yet (looked in {directory})")
-        return path, directory, max(steps)
+            raise CheckpointError(f"{path} has no complete saved checkpoint yet (looked in {directory})")
+        return path, directory, steps[0]
     if path.name.isdigit() and (path.parent.parent / CONFIG_FILE).is_file():
+        reason = incomplete_reason(path)
+        if reason:
+            raise CheckpointError(f"{path} is incomplete ({reason}: its save was interrupted); name the run "
+                                  f"directory {path.parent.parent} to use its newest complete checkpoint")
         return path.parent.parent, path.parent, int(path.name)
     raise CheckpointError(f"{path} is neither a run directory (with {CONFIG_FILE}) nor a checkpoint step "
                           "directory inside one (RUN/best/<step> or RUN/checkpoints/<step>)")
@@ -377,6 +462,10 @@ def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDi
         restored = mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(item=target, partial_restore=True,
                                          restore_args=ocp.checkpoint_utils.construct_restore_args(target))))["state"]
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{Path(directory) / str(step)} cannot be restored ({first}); it is damaged: "
+                              "delete it or name another checkpoint") from None
     finally:
         mngr.close()
     return restored["params"], restored["rest"], meta
