@@ -25,6 +25,7 @@ Exit status: 0 when every input was classified; 2 when some input has no face in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -94,12 +95,19 @@ class Predictor:
     """A trained model, loaded once, with the run's clip preparation and input spec."""
 
     def __init__(self, checkpoint: str | Path, which: str = "best", config_spec: str | None = None,
-                 batch_size: int = 8):
+                 batch_size: int = 8, upsample: int | None = None):
+        """Args: checkpoint (a run or step directory), which ("best"/"latest"), config_spec (PATH[:ARG] the
+        checkpoint must fit), batch_size (clips per model call), upsample (dlib detector upsampling instead
+        of the training shards': 1 finds faces down to about 40 pixels, at about 4x the detection time;
+        None: the shards', and one retry at 1 for an input where no face was found)."""
         run_dir, directory, step = ckpt.find_checkpoint(checkpoint, which)
         wanted = load_config(config_spec) if config_spec else None
-        self.model, self.config, self.meta = ckpt.load_model(checkpoint, wanted, which)
+        self.model, self.config, self.meta = ckpt.load_model(directory / str(step), wanted)
         data_info = ckpt.load_data_info(run_dir, self.config)
         self.prep = clips.PrepConfig.from_dict(dict(data_info.get("prep") or {}))
+        self.retry_upsample = upsample is None and self.prep.upsample == 0 and not self.prep.precropped
+        if upsample is not None:
+            self.prep = dataclasses.replace(self.prep, upsample=int(upsample))
         self.jpeg_quality = int(data_info.get("jpeg_quality") or 95)
         self.spec = example_spec(self.config)
         num_classes = int(self.config.model.num_classes)
@@ -126,8 +134,12 @@ class Predictor:
         return (f"checkpoint {self.checkpoint}{war}; {len(self.class_names)} classes; "
                 f"{jax.devices()[0].platform} device")
 
-    def prepare(self, source: str | Path, frame_range: tuple[int, int] | None = None) -> clips.PreparedClip:
-        return clips.prepare_clip(source, self.prep, frame_range)
+    def prepare(self, source: str | Path, frame_range: tuple[int, int] | None = None,
+                upsample: int | None = None) -> clips.PreparedClip:
+        """The run's clip preparation of ``source`` (or its ``frame_range``), at the detector ``upsample``
+        given (default: the predictor's). Raises ClipError / NoFaceError naming the source."""
+        prep = self.prep if upsample is None else dataclasses.replace(self.prep, upsample=upsample)
+        return clips.prepare_clip(source, prep, frame_range)
 
     def inputs(self, clip: clips.PreparedClip) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """Model frames, key-points, heat-maps (None for a model without) and the stored frames taken."""
@@ -178,8 +190,17 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
     for source in sources:
         result = Prediction(str(source))
         results.append(result)
+        upsample = None
         try:
-            clip = predictor.prepare(source)
+            try:
+                clip = predictor.prepare(source)
+            except clips.NoFaceError:
+                if not predictor.retry_upsample:
+                    raise
+                upsample = 1                       # small faces: dlib finds faces down to ~40 px at 1
+                clip = predictor.prepare(source, upsample=upsample)
+                clip.notes.insert(0, "no face at the training shards' detector setting: found with detector "
+                                     "upsampling 1 (--upsample 1)")
         except clips.NoFaceError as error:
             result.error, result.no_face = str(error), True
             continue
@@ -199,7 +220,7 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
                 window = Window(start, stop, start / result.fps, stop / result.fps)
                 result.windows.append(window)
                 try:
-                    window.clip = predictor.prepare(source, (start, stop))
+                    window.clip = predictor.prepare(source, (start, stop), upsample)
                 except clips.ClipError as error:
                     window.error = error.reason
                     continue
@@ -467,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotate", metavar="OUT", help="write an annotated copy: OUT.mp4/.avi (the video) or "
                                                           "OUT.png/.jpg (contact sheet); several inputs: OUT-<input>")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per model call (default 8)")
+    parser.add_argument("--upsample", type=int, choices=(0, 1, 2), default=None,
+                        help="dlib detector upsampling: 1 finds faces down to about 40 pixels (4x slower); default: "
+                             "the training shards' setting, retried at 1 for an input with no face found")
     args = parser.parse_args(argv)
     if args.annotate and Path(args.annotate).suffix.lower() not in VIDEO_OUT + IMAGE_OUT:
         parser.error(f"--annotate {args.annotate}: use a name ending in one of {', '.join(VIDEO_OUT + IMAGE_OUT)}")
@@ -476,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--window and --stride must be positive numbers of seconds")
     start = time.perf_counter()
     try:
-        predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size)
+        predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size, args.upsample)
     except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError, ValueError,
             KeyError) as error:
         print(f"error: {error}", file=sys.stderr)

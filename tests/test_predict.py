@@ -234,3 +234,22 @@ def test_tsne_separates_separable_features(tmp_path):
     assert min(np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)) > spread
     path = figures.plot_tsne(features, labels, ["a", "b", "c"], tmp_path / "tsne.png")
     assert cv2.imread(str(path)) is not None
+
+
+CASES = TESTDATA.parent / "cases"
+
+
+@pytest.mark.skipif(not (CASES / "tiny_face").is_dir(), reason=f"{CASES / 'tiny_face'} not found (shared/cases)")
+def test_small_faces_are_found_with_detector_upsampling(run, capsys):
+    """cases/tiny_face: a 55-pixel face in a 1280x720 frame. At the shards' setting (upsampling 0) dlib
+    finds nothing; predict retries at 1, finds it and says so; --upsample 0 keeps the old behaviour,
+    and its message says what small faces need."""
+    video = CASES / "tiny_face" / "small_in_720p.mp4"
+    assert predict.main(["--checkpoint", str(run), "--json", str(video)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["label"] in predict.Predictor(run).class_names
+    assert any("upsampling 1" in n for n in out["notes"])
+    assert predict.main(["--checkpoint", str(run), "--upsample", "0", str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "no face found in any of its 8 sampled frames" in err and "smaller than about 80 pixels" in err
+    assert "--upsample 1" in err

@@ -380,7 +380,9 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
                                   detect_every=config.detect_every)
         if not track.has_face:
-            raise NoFaceError(source, f"no face found in any of its {len(frames)} sampled frames")
+            hint = ("; faces smaller than about 80 pixels need detector upsampling (--upsample 1)"
+                    if config.upsample == 0 else f" (detector upsampling {config.upsample})")
+            raise NoFaceError(source, f"no face found in any of its {len(frames)} sampled frames{hint}")
         if track.multiple_faces:
             n = int(np.sum(track.num_faces > 1))
             notes.append(f"several faces in {n} of {len(frames)} frames: took the largest")
