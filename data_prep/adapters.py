@@ -268,10 +268,17 @@ def _scan_media(directory: Path, root: Path, mode: str) -> tuple[list[Path], lis
 
 
 def _safe_id(text: str) -> str:
-    """A clip id usable as a file-name fragment: '/'-separated parts of [A-Za-z0-9._-], no '..'."""
+    """A clip id usable as a file-name fragment, one-to-one with the path it is made from.
+
+    '/'-separated parts; in each, letters and digits of any script and ``._-`` stay as they are and
+    every other character (a space, ``(``, ``%``...) becomes ``%XX`` per UTF-8 byte, so that distinct
+    names give distinct ids (``a b`` -> ``a%20b``, ``a_b`` -> ``a_b``, ``笑顔`` -> ``笑顔``). Empty, ``.``
+    and ``..`` parts are dropped.
+    """
     parts = []
     for part in text.replace("\\", "/").split("/"):
-        part = re.sub(r"[^A-Za-z0-9._-]+", "_", part.strip())
+        part = "".join(c if c.isalnum() or c in "._-" else "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+                       for c in part)
         if part and part not in (".", ".."):
             parts.append(part)
     return "/".join(parts)
@@ -685,8 +692,10 @@ def _label_tree(dataset: str, root: Path, top: Path, split: str | None, num_clas
         except _Bad as error:
             label, label_error = None, str(error)
         entries = _children(label_dir)
-        for entry in entries:
-            stem = entry.name if entry.is_dir() else entry.stem
+        stems = [entry.name if entry.is_dir() else entry.stem for entry in entries]
+        for entry, stem in zip(entries, stems):
+            if stems.count(stem) > 1:          # clip.mp4 beside clip.avi or a folder clip/: keep the extension
+                stem = entry.name
             clip_id = _safe_id(f"{prefix}{label_dir.name}/{stem}")
             if label_error:
                 skipped.append(SkippedEntry(clip_id, str(entry), f"{_rel(entry, root)} is in label folder "

@@ -28,8 +28,10 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -259,24 +261,60 @@ def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def distinct_names(sources: Sequence[str | Path]) -> list[str]:
+    """A short name per input that tells it from every other: its file name, or as many of its last
+    path parts as it takes (``a/clip.mp4``, ``b/clip.mp4``); the same path given twice gets ``#2``."""
+    parts = [Path(os.path.normpath(str(s))).parts or (str(s),) for s in sources]
+    names = []
+    for i, p in enumerate(parts):
+        k = 1
+        while k < len(p) and any(q != p and q[-k:] == p[-k:] for q in parts):
+            k += 1
+        names.append("/".join(p[-k:]))
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            names[i] = f"{name}#{seen[name]}"
+    return names
+
+
+def _width(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(width - _width(text), 0)
+
+
+def _clip_left(text: str, width: int) -> str:
+    """The end of ``text`` that fits in ``width`` columns (file names end in what tells them apart)."""
+    while _width(text) > width:
+        text = text[1:]
+    return text
+
+
 def format_predictions(results: Sequence[Prediction], class_names: Sequence[str]) -> str:
-    """The human-readable table: one row per input (and per window), probabilities in columns."""
+    """The human-readable table: one row per input (named by :func:`distinct_names`) and per window,
+    probabilities in columns; columns stay aligned for names in any script."""
     widths = [max(len(n), 6) for n in class_names]
     span_w = 17 if any(r.windows for r in results) else 0          # "  ss.ss- ss.ss s"
-    name_w = max(min(max([len(Path(r.source).name) for r in results] + [5]), 40), span_w)
+    names = distinct_names([r.source for r in results])
+    name_w = max(min(max([_width(n) for n in names] + [5]), 40), span_w)
     label_w = max([len(n) for n in class_names] + [len("expression")])
     header = f"{'input':<{name_w}}  {'expression':<{label_w}}  " + "  ".join(
         f"{n:>{w}}" for n, w in zip(class_names, widths))
     lines = [header, "-" * len(header)]
 
     def row(first: str, p: np.ndarray) -> str:
-        return (f"{first:<{name_w}}  {class_names[int(np.argmax(p))]:<{label_w}}  "
+        return (f"{_pad(first, name_w)}  {class_names[int(np.argmax(p))]:<{label_w}}  "
                 + "  ".join(f"{v:>{w}.3f}" for v, w in zip(p, widths)))
 
-    for r in results:
-        name = Path(r.source).name[-name_w:]
+    for r, full_name in zip(results, names):
+        name = _clip_left(full_name, name_w)
         if r.error:
-            lines.append(f"{name:<{name_w}}  error: {r.error}")
+            lines.append(f"{_pad(name, name_w)}  error: {r.error}")
             continue
         lines.append(row(name, r.probabilities))
         for w in r.windows:
@@ -462,12 +500,20 @@ def contact_sheet(result: Prediction, out: str | Path, class_names: Sequence[str
     return out
 
 
-def annotation_path(out: str | Path, source: str, several: bool) -> Path:
-    """``out`` for one input; ``out``'s stem + '-' + the input's name for several."""
+def annotation_paths(out: str | Path, sources: Sequence[str | Path]) -> list[Path]:
+    """One output path per input, never the same for two: ``out`` for a single input; for several,
+    ``out``'s stem + '-' + the input's :func:`distinct_names` name (path parts joined by '_')."""
     out = Path(out)
-    if not several:
-        return out
-    return out.with_name(f"{out.stem}-{Path(source).stem}{out.suffix}")
+    if len(sources) == 1:
+        return [out]
+    paths: list[Path] = []
+    for name in distinct_names(sources):
+        stem = Path(name).with_suffix("").as_posix().replace("/", "_").replace("#", "_")
+        path, k = out.with_name(f"{out.stem}-{stem}{out.suffix}"), 2
+        while path in paths:
+            path, k = out.with_name(f"{out.stem}-{stem}_{k}{out.suffix}"), k + 1
+        paths.append(path)
+    return paths
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -515,13 +561,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_predictions(results, names))
     status = 0
-    for r in results:
+    out_paths = annotation_paths(args.annotate, args.inputs) if args.annotate else []
+    for k, r in enumerate(results):
         if r.error:
             print(f"error: {r.error}", file=sys.stderr)
             status = EXIT_NO_FACE if r.no_face else (status or EXIT_ERROR)
             continue
         if args.annotate:
-            path = annotation_path(args.annotate, r.source, len(args.inputs) > 1)
+            path = out_paths[k]
             try:
                 if path.suffix.lower() in VIDEO_OUT:
                     annotate_video(r, path, names)

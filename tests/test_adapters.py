@@ -317,18 +317,19 @@ def test_folder_without_split_folders(testdata, tmp_path):
     link(videos[1], root / "ANGER/v2.mp4")
     frames(testdata, root / "sad/f1")
     link(videos[2], root / "Fearful/v3.mp4")
-    link(videos[3], root / "Fearful/v3.avi")  # same clip id as v3.mp4
+    link(videos[3], root / "Fearful/v3.avi")  # the same stem as v3.mp4: both kept, ids with extensions
     link(videos[4], root / "Calm/v4.mp4")
     write(root / "sad/notes.txt", "x")
     (root / "sad/empty").mkdir()
     link(videos[0], root / "top.mp4")
     listing = A.list_clips("folder", root)
     check_listing(listing, 9)
-    assert ids(listing.clips) == ["ANGER/v2", "Fearful/v3", "Happiness/v1", "sad/f1"]
-    assert [c.label for c in listing.clips] == [3, 6, 0, 1]
+    # Distinct files keep distinct ids (issue: nothing dropped); ids are unchanged where stems differ.
+    assert ids(listing.clips) == ["ANGER/v2", "Fearful/v3.avi", "Fearful/v3.mp4", "Happiness/v1", "sad/f1"]
+    assert [c.label for c in listing.clips] == [3, 6, 6, 0, 1]
     assert [c.split for c in listing.clips] == [A.hash_split(c.clip_id, 0.2) for c in listing.clips]
-    assert by_id(listing.clips)["Fearful/v3"].source.endswith("Fearful/v3.avi")  # first by name is kept
-    assert "same clip id" in reason(listing, "Fearful/v3") and "Fearful/v3.mp4" in reason(listing, "Fearful/v3")
+    assert by_id(listing.clips)["Fearful/v3.avi"].source.endswith("Fearful/v3.avi")
+    assert by_id(listing.clips)["Fearful/v3.mp4"].source.endswith("Fearful/v3.mp4")
     assert "'Calm'" in reason(listing, "Calm/v4")
     assert "sad/notes.txt" in reason(listing, "sad/notes") and "not a video file" in reason(listing, "sad/notes")
     assert "contains no frame images" in reason(listing, "sad/empty")
@@ -401,3 +402,21 @@ def test_csv(testdata, tmp_path):
     assert [(c.clip_id, c.label) for c in A.list_clips("csv", root, csv=other).clips] == [("videos/a", 0)]
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         A.list_clips("csv", root, csv="nope.csv")
+
+
+def test_clip_ids_are_one_to_one_with_file_names_in_any_script(testdata, tmp_path):
+    """cases/unicode_ids, generated: two Japanese names, 'a b' beside 'a_b', a name with '%' and
+    parentheses: every file is listed under its own id, none is dropped."""
+    root = tmp_path / "tree"
+    videos = _videos(testdata)
+    names = ["happy/笑顔.mp4", "happy/喜び.mp4", "sad/a b.mp4", "sad/a_b.mp4", "sad/100%.mp4", "sad/my clip (1).mp4",
+             "angry/Гнев.mp4"]
+    for k, name in enumerate(names):
+        link(videos[k % len(videos)], root / name)
+    listing = A.list_clips("folder", root)
+    assert listing.skipped == []
+    assert ids(listing.clips) == sorted(["happy/笑顔", "happy/喜び", "sad/a%20b", "sad/a_b", "sad/100%25",
+                                         "sad/my%20clip%20%281%29", "angry/Гнев"])
+    assert len({c.source for c in listing.clips}) == len(names)
+    for raw in ("a b", "a_b", "a%20b", "a/b", "笑顔", "x.y-z"):         # one-to-one on these
+        assert sum(A._safe_id(raw) == A._safe_id(other) for other in ("a b", "a_b", "a%20b", "a/b", "笑顔", "x.y-z")) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,16 @@ def test_other_settings_in_the_same_folder_are_refused(mixed_folder, tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         B.build(listing, tmp_path / "out", PrepConfig(image_size=48, max_frames=4, min_frames=4),
                 workers=1, progress=False)
+
+
+CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
+
+
+@pytest.mark.skipif(not (CASES / "unicode_ids").is_dir(), reason=f"{CASES / 'unicode_ids'} not found (shared/cases)")
+def test_build_keeps_every_file_named_in_any_script(tmp_path):
+    """cases/unicode_ids: 笑顔.mp4 and 喜び.mp4, 'a b.mp4' and a_b.mp4 are four clips, all written."""
+    listing = list_clips("folder", CASES / "unicode_ids" / "root")
+    info = B.build(listing, tmp_path / "out", PrepConfig(image_size=32, max_frames=4, min_frames=4), progress=False)
+    assert info["clips_written"] == 4 and info["clips_skipped"] == 0
+    written = {line["clip_id"] for line in manifest(tmp_path / "out") if line["status"] == "written"}
+    assert written == {"happy/笑顔", "happy/喜び", "sad/a%20b", "sad/a_b"}

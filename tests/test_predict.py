@@ -253,3 +253,30 @@ def test_small_faces_are_found_with_detector_upsampling(run, capsys):
     err = capsys.readouterr().err
     assert "no face found in any of its 8 sampled frames" in err and "smaller than about 80 pixels" in err
     assert "--upsample 1" in err
+
+
+def test_inputs_with_the_same_file_name_stay_distinct():
+    sources = ["x/a/clip.mp4", "x/b/clip.mp4", "my clip (1).mp4", "笑顔 ä.mp4", "x/a/clip.mp4", "c/d/e.mp4"]
+    assert predict.distinct_names(sources) == ["a/clip.mp4", "b/clip.mp4", "my clip (1).mp4", "笑顔 ä.mp4",
+                                               "a/clip.mp4#2", "e.mp4"]
+    paths = predict.annotation_paths("out/sheet.png", sources)
+    assert len(set(paths)) == len(sources)
+    assert [p.name for p in paths[:4]] == ["sheet-a_clip.png", "sheet-b_clip.png", "sheet-my clip (1).png",
+                                           "sheet-笑顔 ä.png"]
+    assert predict.annotation_paths("out/one.mp4", ["x/a/clip.mp4"]) == [Path("out/one.mp4")]
+
+
+@pytest.mark.skipif(not (CASES / "path_quirks").is_dir(), reason=f"{CASES / 'path_quirks'} not found (shared/cases)")
+def test_same_names_in_other_folders_get_their_own_outputs(run, tmp_path, capsys):
+    """cases/path_quirks: a/clip.mp4 and b/clip.mp4 (different videos), spaces and non-ASCII names: one
+    contact sheet per input, table rows that tell them apart, columns aligned for wide characters."""
+    case = CASES / "path_quirks"
+    inputs = [str(case / n) for n in ("a/clip.mp4", "b/clip.mp4", "my clip (1).mp4", "笑顔 ä.mp4")]
+    assert predict.main(["--checkpoint", str(run), *inputs, "--annotate", str(tmp_path / "sheet.png")]) == 0
+    out = capsys.readouterr().out
+    assert len(list(tmp_path.glob("sheet-*.png"))) == 4
+    rows = [line for line in out.splitlines() if line.split() and line.split()[0] in ("a/clip.mp4", "b/clip.mp4")]
+    assert len(rows) == 2
+    header = out.splitlines()[1]
+    row = next(line for line in out.splitlines() if line.startswith("笑顔"))
+    assert predict._width(row) == len(header)            # aligned in terminal columns
