@@ -19,6 +19,7 @@ again resumes at the first unfinished shard (dferjax.data.dataset).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -76,7 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     info = build(listing, args.out, prep, workers=args.workers, shard_size=args.shard_size,
                  jpeg_quality=args.jpeg_quality)
     print_summary(info, Path(args.out), time.perf_counter() - start)
-    return 0
+    return 0 if info["clips_written"] else no_clip_written(Path(args.out))
+
+
+def no_clip_written(out: Path, show: int = 3) -> int:
+    """Say that a build wrote nothing, with the first reasons from its manifest; the exit status 1."""
+    reasons = [line.get("reason", "") for line in map(json.loads, (out / MANIFEST_FILE).read_text().splitlines())
+               if line.get("status") == "skipped"][:show]
+    print(f"error: no clip was written to {out}; the first reasons:", file=sys.stderr)
+    for reason in reasons:
+        print(f"  {reason}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

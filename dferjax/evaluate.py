@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dferjax.data.dataset import DataConfigError
+from dferjax.data.records import CorruptRecordError
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.evaluation import checkpoint_outputs
 from dferjax.figures import plot_confusion
@@ -333,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         which = "latest" if args.which == "last" else "best"
         try:
             report = evaluate_checkpoint(args.checkpoint, which, args.splits, args.data)
-        except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError) as error:
+        except (ckpt.CheckpointError, DataConfigError, ModelConfigError, CorruptRecordError,
+                FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         run_dir = ckpt.find_checkpoint(args.checkpoint, which)[0]

@@ -17,6 +17,7 @@ import numpy as np
 
 from dferjax.data import input_pipeline as ip
 from dferjax.data.dataset import DataConfigError
+from dferjax.data.records import CorruptRecordError
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.evaluation import checkpoint_outputs
 from dferjax.figures import plot_confusion, plot_curves, plot_heatmap_overlays, plot_tsne
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = run_figures(args.run, args.out, args.which, args.data, args.clips, not args.no_tsne)
-    except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError, ValueError) as error:
+    except (ckpt.CheckpointError, DataConfigError, ModelConfigError, CorruptRecordError, FileNotFoundError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for path in written:

@@ -38,6 +38,7 @@ from dferjax.config import MAY_CHANGE_ON_RESUME, add_config_arguments, parse_arg
 from dferjax.data import dataset
 from dferjax.data import input_pipeline as ip
 from dferjax.data.dataset import DataConfigError
+from dferjax.data.records import CorruptRecordError
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.evaluation import evaluate_split
 from dferjax.engine.inputs import open_data, record_metadata
@@ -335,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     except (TrainingError, DataConfigError, ckpt.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except CorruptRecordError as error:       # damaged after the start-up check (the shards are checked first)
+        print(f"error: {error}; run the data_prep command that built {config.data.dir} again (it rebuilds "
+              "damaged shards)", file=sys.stderr)
         return 1
     best, last = results["best"], results["last"]
     if best is None:

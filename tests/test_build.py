@@ -101,3 +101,47 @@ def test_build_keeps_every_file_named_in_any_script(tmp_path):
     assert info["clips_written"] == 4 and info["clips_skipped"] == 0
     written = {line["clip_id"] for line in manifest(tmp_path / "out") if line["status"] == "written"}
     assert written == {"happy/笑顔", "happy/喜び", "sad/a%20b", "sad/a_b"}
+
+
+def test_a_resumed_build_rebuilds_a_shard_whose_clips_changed(mixed_folder, tmp_path, capsys):
+    """cases/folder_layout, generated: between two builds the user adds a clip to a label folder. The
+    finished shard planned to hold it is rebuilt (saying why) and the manifest accounts for every input."""
+    out = tmp_path / "out"
+    B.build(list_clips("folder", mixed_folder, test_fraction=0.0), out, PREP, progress=False)
+    os.symlink(mixed_folder / "happy" / "a.mp4", mixed_folder / "happy" / "e.mp4")    # "the link fixed"
+    listing = list_clips("folder", mixed_folder, test_fraction=0.0)
+    capsys.readouterr()
+    info = B.build(listing, out, PREP, progress=False)
+    assert "rebuilding train-00000.tfrecord: its clips or the preparation settings changed" in capsys.readouterr().err
+    lines = manifest(out)
+    assert {line["clip_id"] for line in lines} >= {c.clip_id for c in listing.clips}
+    assert any(line["clip_id"] == "happy/e" and line["status"] == "written" for line in lines)
+    assert info["clips_written"] == 3 and len(records.ShardedDataSource(out)) == 3
+
+
+def test_a_resumed_build_rebuilds_a_truncated_shard(mixed_folder, tmp_path, capsys):
+    """cases/truncated_shard, generated: a shard cut to 60% (an interrupted copy) while its index stays
+    whole. The shard check names it; the rerun rebuilds it to the same bytes."""
+    out = tmp_path / "out"
+    listing = list_clips("folder", mixed_folder, test_fraction=0.0)
+    B.build(listing, out, PREP, progress=False)
+    shard = out / "train-00000.tfrecord"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[: int(len(whole) * 0.6)])
+    assert "is truncated" in records.shard_problem(shard)
+    capsys.readouterr()
+    B.build(listing, out, PREP, progress=False)
+    assert "rebuilding train-00000.tfrecord: it is truncated" in capsys.readouterr().err
+    assert shard.read_bytes() == whole and records.shard_problem(shard, 2, check_crcs=True) is None
+
+
+def test_a_build_that_writes_nothing_exits_1_with_the_first_reasons(testdata, tmp_path, capsys):
+    from data_prep import build as command
+    root = tmp_path / "clips"
+    (root / "sad").mkdir(parents=True)
+    os.symlink(testdata / "videos" / "no_face.mp4", root / "sad" / "c.mp4")
+    (root / "sad" / "broken.mp4").write_bytes(b"\x00" * 100)
+    code = command.main(["--dataset", "folder", "--root", str(root), "--out", str(tmp_path / "out"), "--workers", "1",
+                         "--max-frames", "4", "--min-frames", "4", "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == 1 and "no clip was written" in err and "no face found" in err

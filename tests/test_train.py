@@ -389,3 +389,17 @@ def test_an_interrupted_save_is_named_and_the_newest_complete_step_used(shards, 
     assert "set aside as 6.incomplete" in resumed.stderr and "from step 4" in resumed.stdout
     assert "2 cpu device(s)" in resumed.stdout and "Traceback" not in resumed.stderr
     assert (latest / "6.incomplete").is_dir() and latest_state(workdir)[0] == 8
+
+
+def test_a_truncated_shard_stops_training_before_it_starts(shards, tmp_path, capsys):
+    """cases/truncated_shard, generated: a copy of the shards with one cut to 60% (its index whole):
+    train and evaluate stop in one line naming the shard and the repair, before the first step."""
+    damaged = tmp_path / "shards"
+    shutil.copytree(shards, damaged)
+    shard = damaged / "train-00000.tfrecord"
+    shard.write_bytes(shard.read_bytes()[: int(shard.stat().st_size * 0.6)])
+    code = train.main(tiny_args(damaged, tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"shard {shard} is truncated" in err and "data_prep" in err
+    assert not (tmp_path / "run" / ckpt.LATEST_DIR).exists()

@@ -392,6 +392,42 @@ def _load_or_rebuild_index(shard: str, rebuild: bool, save: bool) -> np.ndarray:
     return entries
 
 
+def shard_problem(shard: str | os.PathLike[str], num_records: int | None = None, *,
+                  check_crcs: bool = False) -> str | None:
+    """Why a shard does not match its index (or the expected record count), or None when it does.
+
+    Args:
+      shard: the shard file.
+      num_records: the record count it should hold (dataset_info.json / the build's manifest), or None.
+      check_crcs: also read every record and check its CRCs (the whole file; about 2 GB/s).
+    Returns:
+      A phrase naming the problem ("is truncated: 1,203 of 2,006 bytes", "has no index", ...) or None.
+    """
+    shard = os.fspath(shard)
+    try:
+        size = os.path.getsize(shard)
+    except FileNotFoundError:
+        return "is missing"
+    try:
+        entries, recorded = read_index(index_path(shard))
+    except FileNotFoundError:
+        return f"has no index ({os.path.basename(index_path(shard))})"
+    except ValueError as error:
+        return f"has an unreadable index ({error})"
+    if size != recorded:
+        what = "is truncated" if size < recorded else "is longer than its index says"
+        return f"{what}: {size:,} bytes, its index records {recorded:,}"
+    if num_records is not None and len(entries) != num_records:
+        return f"holds {len(entries)} records, {num_records} expected"
+    if check_crcs:
+        try:
+            for _ in iter_records(shard):
+                pass
+        except (CorruptRecordError, ValueError) as error:
+            return f"is damaged ({error})"
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Writer
 # --------------------------------------------------------------------------------------------------
