@@ -416,9 +416,9 @@ def _frames_of(source: str) -> tuple[Any, float]:
     if path.is_dir():
         def folder():
             for file in clips.frame_files(path):
-                image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+                image = clips.read_image(file)          # the preparation's reading rules
                 if image is not None:
-                    yield image
+                    yield np.ascontiguousarray(image[..., ::-1])
         return folder(), 0.0
     cap = cv2.VideoCapture(str(path))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

@@ -10,6 +10,8 @@ from dferjax.data import input_pipeline as ip
 from dferjax.data import faces
 from dferjax.data.clips import ClipError, NoFaceError, PrepConfig, prepare_clip, segment_indices
 
+from .conftest import TESTDATA
+
 FAST = PrepConfig(image_size=64, max_frames=8, min_frames=8)
 
 
@@ -137,3 +139,68 @@ def test_several_faces_take_the_largest_and_say_so(testdata):
     assert any("several faces in 2 of 2 frames: took the largest" in n for n in clip.notes)
     largest = faces.square_box(dets[0].box, 0.25)
     np.testing.assert_allclose(clip.boxes[0], largest, atol=1e-3)
+
+
+def test_images_are_read_as_people_store_them(tmp_path):
+    """One reader for preparation and annotation: EXIF orientation applied (against Pillow's
+    exif_transpose), 16-bit samples scaled to 8 bits (against NumPy), grey and alpha to RGB."""
+    from PIL import Image, ImageOps
+
+    from dferjax.data.clips import read_image
+    band = np.zeros((40, 60, 3), np.uint8)
+    band[:10, :, 0] = 255
+    image = Image.fromarray(band)
+    exif = image.getexif()
+    exif[0x0112] = 6                                     # "rotate 90 CW to display"
+    image.save(tmp_path / "portrait.jpg", exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "portrait.jpg")).convert("RGB"))
+    np.testing.assert_array_equal(read_image(tmp_path / "portrait.jpg"), expected)
+    grey16 = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g16.png"), grey16)
+    got = read_image(tmp_path / "g16.png")
+    assert got.shape == (64, 64, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got[..., 1], np.round(grey16.astype(np.float64) * 255 / 65535).astype(np.uint8))
+    rgba = np.dstack([band, np.full((40, 60), 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), band)
+    assert read_image(tmp_path / "nothing.png") is None
+
+
+def test_precropped_face_crops_of_several_sizes_are_resized(testdata, tmp_path):
+    """cases/image_modes/crops_root, generated: face crops exported per frame at two sizes (as a
+    detector with a 25% margin exports them). Pre-cropped, each is resized to the first's size and
+    the clip is prepared, saying so; whole frames of different sizes are still refused."""
+    video = cv2.VideoCapture(str(testdata / "videos" / "single_face.mp4"))
+    crops = []
+    for k in range(8):
+        ok, frame = video.read()
+        box = faces.detect_faces(frame[..., ::-1])[0].box if k == 0 else box
+        x0, y0, x1, y1 = (int(v) for v in faces.square_box(box))
+        crop = frame[max(y0, 0):y1, max(x0, 0):x1]
+        crops.append(crop if k % 2 == 0 else cv2.resize(crop, None, fx=0.8, fy=0.8))
+    folder = tmp_path / "varying_crops"
+    folder.mkdir()
+    for k, crop in enumerate(crops):
+        cv2.imwrite(str(folder / f"{k:03d}.png"), crop)
+    prep = PrepConfig(image_size=64, max_frames=8, min_frames=8, precropped=True)
+    clip = prepare_clip(folder, prep)
+    assert clip.frames.shape == (8, 64, 64, 3) and any("2 sizes" in note for note in clip.notes)
+    with pytest.raises(ClipError, match="differ in size"):
+        prepare_clip(folder, PrepConfig(image_size=64, max_frames=8, min_frames=8))
+
+
+CASES = TESTDATA.parent / "cases"
+
+
+@pytest.mark.skipif(not (CASES / "image_modes").is_dir(), reason=f"{CASES / 'image_modes'} not found (shared/cases)")
+def test_image_modes_of_the_handed_case():
+    """cases/image_modes: gray8 and gray16 prepare to the same frames (to 8-bit rounding), rgb16 and
+    rgba too; the varying face crops of crops_root are written pre-cropped."""
+    case = CASES / "image_modes"
+    prep = PrepConfig(image_size=64, max_frames=8, min_frames=8)
+    same = lambda a, b: np.abs(prepare_clip(case / a, prep).frames.astype(int)        # noqa: E731
+                               - prepare_clip(case / b, prep).frames.astype(int)).max() <= 2
+    assert same("gray8", "gray16") and same("rgb16", "rgba")
+    crops = case / "crops_root" / "happy" / "varying_crops"
+    clip = prepare_clip(crops, PrepConfig(image_size=64, max_frames=8, min_frames=8, precropped=True))
+    assert clip.frames.shape == (8, 64, 64, 3)

@@ -253,6 +253,30 @@ def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None
     return frames, np.asarray(got, np.int32), total, fps
 
 
+def read_image(path: str | Path) -> np.ndarray | None:
+    """An image file as people store it, the one way every reader of the project reads it.
+
+    EXIF orientation applied (a phone's portrait photo stands upright), 16-bit samples scaled to 8 bits,
+    grey and alpha images to RGB.
+
+    Args:
+      path: an image file (any format OpenCV reads: JPEG, PNG, BMP, WebP, TIFF).
+    Returns:
+      RGB uint8 (H, W, 3), or None when the file cannot be decoded.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)   # orientation applied, no alpha
+    if image is None:
+        return None
+    if image.dtype == np.uint16:
+        image = (image.astype(np.uint32) * 255 + 32767) // 65535
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 1 if image.dtype.kind == "f" else 255) * (255 if image.dtype.kind == "f" else 1)
+    image = np.asarray(image, np.uint8)
+    if image.ndim == 3:                        # OpenCV gives BGR
+        image = np.ascontiguousarray(image[..., ::-1])
+    return faces.to_rgb(image)
+
+
 def _read_folder(path: Path, max_frames: int, frame_range: tuple[int, int] | None = None
                  ) -> tuple[list[np.ndarray], np.ndarray, int, list[str]]:
     files = frame_files(path)
@@ -261,15 +285,11 @@ def _read_folder(path: Path, max_frames: int, frame_range: tuple[int, int] | Non
                                    f"({', '.join(IMAGE_EXTENSIONS)})")
     frames, got, notes = [], [], []
     for i in range_indices(frame_range, len(files), max_frames):
-        image = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
+        image = read_image(files[i])
         if image is None:
             notes.append(f"frame {files[i].name} could not be decoded and was left out")
             continue
-        if image.dtype != np.uint8:            # 16-bit images
-            image = (image / 257).astype(np.uint8)
-        if image.ndim == 3 and image.shape[2] >= 3:   # OpenCV gives BGR(A)
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        frames.append(faces.to_rgb(image))
+        frames.append(image)
         got.append(int(i))
     if not frames:
         raise ClipError(str(path), "none of its frame images could be decoded")
@@ -360,7 +380,7 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
       A ``PreparedClip`` of T frames with ``boxes`` and ``notes`` set; ``frame_indices`` is 0..T-1,
       ``num_source_frames`` T and ``fps`` 0.0 (``prepare_clip`` overwrites them).
     Raises:
-      ClipError: ``frames`` is empty, or its frames differ in size.
+      ClipError: ``frames`` is empty, or its frames differ in size (pre-cropped frames are resized instead).
       NoFaceError: not ``config.precropped`` and no frame has a face.
       ValueError: a frame is not an image ``faces.to_rgb`` accepts, or ``config`` holds a value the
         face functions refuse (``image_size`` < 1; without ``precropped`` also ``margin`` < 0,
@@ -371,9 +391,15 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         raise ClipError(source, "has no frame")
     frames = [faces.to_rgb(f) for f in frames]
     shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise ClipError(source, f"frames differ in size ({sorted(shapes)[:3]}...)")
     notes: list[str] = []
+    if len(shapes) > 1 and config.precropped:       # face crops exported per frame differ in size
+        height, width = frames[0].shape[:2]
+        frames = [f if f.shape[:2] == (height, width) else
+                  cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA if f.shape[0] > height
+                             else cv2.INTER_LINEAR) for f in frames]
+        notes.append(f"face crops of {len(shapes)} sizes: each resized to the first's {width}x{height}")
+    elif len(shapes) > 1:
+        raise ClipError(source, f"frames differ in size ({sorted(shapes)[:3]}...)")
     if config.precropped:
         track = faces.fit_landmarks_full_frame(frames)
     else:
