@@ -171,10 +171,11 @@ def test_precropped_face_crops_of_several_sizes_are_resized(testdata, tmp_path):
     detector with a 25% margin exports them). Pre-cropped, each is resized to the first's size and
     the clip is prepared, saying so; whole frames of different sizes are still refused."""
     video = cv2.VideoCapture(str(testdata / "videos" / "single_face.mp4"))
-    crops = []
+    crops, box = [], None
     for k in range(8):
         ok, frame = video.read()
-        box = faces.detect_faces(frame[..., ::-1])[0].box if k == 0 else box
+        if box is None:
+            box = faces.detect_faces(frame[..., ::-1])[0].box
         x0, y0, x1, y1 = (int(v) for v in faces.square_box(box))
         crop = frame[max(y0, 0):y1, max(x0, 0):x1]
         crops.append(crop if k % 2 == 0 else cv2.resize(crop, None, fx=0.8, fy=0.8))
