@@ -1,0 +1,346 @@
+"""A dataset directory: the shards of a data set, its manifest and its ``dataset_info.json``.
+
+Written by :func:`build` (the offline preparation: ``python -m data_prep.build`` and the synthetic
+demo set), read by :func:`read_info` and :func:`split_shards`. One module owns the layout::
+
+    <split>-00000.tfrecord (+ .index)   shards of clip records (records.encode_clip), per split
+    manifest.jsonl                       one line per input clip: written (shard, record, notes) or
+                                         skipped (reason): nothing is lost silently
+    dataset_info.json                    classes, counts per split and class, shard files, the clip
+                                         preparation (PrepConfig), key-point definition and record versions
+
+Clips are prepared by worker processes; the main process writes the shards in a fixed order, so the
+same input gives byte-identical shards whatever the worker count. A shard is complete when its file,
+index and ``.manifest.jsonl`` part exist: an interrupted build run again skips complete shards.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+from tqdm import tqdm
+
+from dferjax import keypoints
+from dferjax.data import records
+from dferjax.data.clips import ClipError, PrepConfig, PreparedClip, prepare_clip
+
+INFO_FILE = "dataset_info.json"
+MANIFEST_FILE = "manifest.jsonl"
+
+
+class DataConfigError(ValueError):
+    """The data a config points at is missing or does not fit the config."""
+
+
+# --- what a build is given: the clips of a data set ----------------------------------------------
+
+@dataclass(frozen=True)
+class ClipEntry:
+    clip_id: str  # unique and stable within the dataset, safe as a file-name fragment
+    source: str  # absolute path: a video file or a folder of frame images
+    label: int  # 0-based index in dferjax.labels order
+    split: str  # "train"/"test", or "fold1".."fold5": the fold whose TEST set holds the clip
+    scene: str = ""  # FERV39k scene, "" elsewhere
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    clip_id: str  # best identifier available (file name, csv row)
+    source: str  # path or "file:line" it came from
+    reason: str  # what is wrong, naming the file / row
+
+
+@dataclass
+class Listing:
+    dataset: str
+    class_names: tuple[str, ...]
+    clips: list[ClipEntry] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+    def label_counts(self) -> dict[str, int]:
+        """Number of listed clips per class name (every class present, in class order)."""
+        counts = {name: 0 for name in self.class_names}
+        for clip in self.clips:
+            counts[self.class_names[clip.label]] += 1
+        return counts
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def prepare_entry(entry: ClipEntry, prep: PrepConfig) -> PreparedClip:
+    """The default clip maker: the shared preparation (``clips.prepare_clip``) of the entry's media.
+
+    Args:
+      entry: the clip (its ``source``: a video file or a folder of frame images).
+      prep: how clips are prepared.
+    Returns:
+      The prepared clip.
+    Raises:
+      ClipError: the media cannot be read or has no face (the build lists the clip as skipped).
+    """
+    return prepare_clip(entry.source, prep)
+
+
+def _work(job: tuple[Callable[[ClipEntry, PrepConfig], PreparedClip], ClipEntry, PrepConfig, int]
+          ) -> tuple[bytes | None, list[str], str | None]:
+    """In a worker: (record bytes, notes, None) or (None, [], reason the clip was skipped)."""
+    make_clip, entry, prep, quality = job
+    try:
+        clip = make_clip(entry, prep)
+        data = records.encode_clip(entry.clip_id, entry.label, entry.split, entry.scene, clip, quality)
+        return data, list(clip.notes), None
+    except ClipError as exc:
+        return None, [], exc.reason
+    except (OSError, ValueError, RuntimeError, cv2.error) as exc:   # a damaged file must not end the build
+        return None, [], f"{type(exc).__name__}: {exc}"
+
+
+def plan_shards(clips: list[ClipEntry], shard_size: int) -> list[tuple[str, list[ClipEntry]]]:
+    """Group clips by split (in listing order) and cut each group into shards of ``shard_size``.
+
+    Args:
+      clips: the listed clips.
+      shard_size: clips per shard at most.
+    Returns:
+      [(shard file name ``<split>-<k:05d>.tfrecord``, its clips)], splits in sorted order.
+    """
+    by_split: dict[str, list[ClipEntry]] = {}
+    for clip in clips:
+        by_split.setdefault(clip.split, []).append(clip)
+    plan = []
+    for split in sorted(by_split):
+        group = by_split[split]
+        for start in range(0, len(group), shard_size):
+            plan.append((f"{split}-{start // shard_size:05d}{records.SHARD_SUFFIX}", group[start:start + shard_size]))
+    return plan
+
+
+def _part_path(out: Path, shard: str) -> Path:
+    return out / f"{shard}.manifest.jsonl"
+
+
+def _plan_path(out: Path, shard: str) -> Path:
+    return out / f"{shard}.plan.json"
+
+
+def _plan_of(clips: list[ClipEntry], settings: dict[str, Any]) -> dict[str, Any]:
+    """What a shard is made from: the build settings and its clips, in order."""
+    return {"settings": settings,
+            "clips": [[c.clip_id, c.source, c.label, c.split, c.scene] for c in clips]}
+
+
+def _shard_problem(out: Path, shard: str, clips: list[ClipEntry], settings: dict[str, Any]) -> str | None:
+    """Why the shard in ``out`` is not what is now planned for it (None: it is, keep it)."""
+    part, plan = _part_path(out, shard), _plan_path(out, shard)
+    if not (out / shard).is_file() or not part.is_file():
+        return "not written yet"
+    try:
+        written = json.loads(plan.read_text())
+    except (OSError, ValueError):
+        written = None
+    if written != json.loads(json.dumps(_plan_of(clips, settings))):
+        return "its clips or the preparation settings changed since it was written"
+    lines = [json.loads(line) for line in part.read_text().splitlines()]
+    problem = records.shard_problem(out / shard, sum(line["status"] == "written" for line in lines),
+                                    check_crcs=True)
+    return f"it {problem}" if problem else None
+
+
+def _remove_stale(out: Path, plan: list[tuple[str, list[ClipEntry]]]) -> None:
+    """Delete shards (and their index, manifest part, plan) of an earlier plan that are not in this one."""
+    planned = {shard for shard, _ in plan}
+    for path in out.glob(f"*-[0-9][0-9][0-9][0-9][0-9]{records.SHARD_SUFFIX}*"):
+        shard = path.name[:path.name.index(records.SHARD_SUFFIX) + len(records.SHARD_SUFFIX)]
+        if shard not in planned:
+            print(f"removing {path.name}: not part of this build's plan", file=sys.stderr)
+            path.unlink()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _results(jobs: list[Any], workers: int) -> Iterator[tuple[bytes | None, list[str], str | None]]:
+    if workers <= 1:
+        yield from map(_work, jobs)
+        return
+    # "spawn": worker processes never inherit a parent's JAX or dlib state.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_work, jobs, chunksize=1)
+
+
+def build(listing: Listing, out: str | Path, prep: PrepConfig, *, workers: int = 1, shard_size: int = 256,
+          jpeg_quality: int = 95, make_clip: Callable[[ClipEntry, PrepConfig], PreparedClip] = prepare_entry,
+          progress: bool = True) -> dict[str, Any]:
+    """Write the shards, manifest and dataset_info.json for ``listing`` into ``out``.
+
+    Args:
+      listing: the clips (and the adapter's skipped inputs) of a data set.
+      out: the dataset directory (created if missing). A shard already there is kept (resume) when its
+        plan (its clips, the settings) is today's and it matches its index and CRCs; otherwise it is
+        rebuilt, saying why. Shards of an earlier plan that this one lacks are removed.
+      prep: how clips are prepared; workers: worker processes preparing clips (spawned).
+      shard_size: clips per shard; jpeg_quality: of the stored frames.
+      make_clip: entry, prep -> PreparedClip (default :func:`prepare_entry`; the synthetic set draws).
+      progress: a progress bar.
+    Returns:
+      The written ``dataset_info.json`` content.
+    Raises:
+      ValueError: ``out`` holds shards built with other settings (use a new directory).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    info_path = out / INFO_FILE
+    settings = {"dataset": listing.dataset, "prep": prep.to_dict(), "shard_size": shard_size,
+                "jpeg_quality": jpeg_quality}
+    if info_path.is_file():
+        previous = json.loads(info_path.read_text())
+        if {k: previous.get(k) for k in settings} != settings:
+            raise ValueError(f"{out} holds shards built with other settings ({info_path}); "
+                             "use a new --out directory or delete the old one")
+    plan = plan_shards(listing.clips, shard_size)
+    _remove_stale(out, plan)
+    pending = []
+    for shard, clips in plan:
+        problem = _shard_problem(out, shard, clips, settings)
+        if problem:
+            pending.append((shard, clips))
+            if problem != "not written yet":
+                print(f"rebuilding {shard}: {problem}", file=sys.stderr)
+    jobs = [(make_clip, clip, prep, jpeg_quality) for _, clips in pending for clip in clips]
+    done = len(plan) - len(pending)
+    if done:
+        print(f"resuming: {done} of {len(plan)} shards already complete and checked", file=sys.stderr)
+    bar = tqdm(total=len(jobs), unit="clip", desc=f"{listing.dataset} -> {out}", disable=not progress)
+    results = _results(jobs, workers)
+    for shard, clips in pending:
+        lines = []
+        with records.ShardWriter(out / shard) as writer:
+            for clip in clips:
+                data, notes, reason = next(results)
+                line = {"clip_id": clip.clip_id, "source": clip.source, "label": clip.label,
+                        "split": clip.split, "scene": clip.scene}
+                if data is None:
+                    line.update(status="skipped", reason=reason)
+                else:
+                    line.update(status="written", shard=shard, record=writer.write(data), notes=notes)
+                lines.append(json.dumps(line))
+                bar.update()
+        _write_text_atomic(_part_path(out, shard), "".join(line + "\n" for line in lines))
+        _write_text_atomic(_plan_path(out, shard), json.dumps(_plan_of(clips, settings)) + "\n")
+    bar.close()
+    return _finish(out, listing, plan, settings)
+
+
+def _finish(out: Path, listing: Listing, plan: list[tuple[str, list[ClipEntry]]], settings: dict) -> dict:
+    """Merge the shard manifests with the adapter's skipped clips; write manifest.jsonl and the info."""
+    lines = []
+    for skipped in listing.skipped:
+        lines.append({**asdict(skipped), "status": "skipped"})
+    shards: dict[str, list[dict]] = {}
+    counts: dict[str, Counter] = {}
+    for shard, _ in plan:
+        part = [json.loads(line) for line in _part_path(out, shard).read_text().splitlines()]
+        lines.extend(part)
+        written = [p for p in part if p["status"] == "written"]
+        shards.setdefault(shard.split("-")[0], []).append({"file": shard, "records": len(written)})
+        for p in written:
+            counts.setdefault(p["split"], Counter())[listing.class_names[p["label"]]] += 1
+    _write_text_atomic(out / MANIFEST_FILE, "".join(json.dumps(line) + "\n" for line in lines))
+    skipped = sum(1 for line in lines if line["status"] == "skipped")
+    info = {
+        **settings,
+        "classes": list(listing.class_names),
+        "num_classes": len(listing.class_names),
+        "splits": {split: {"records": sum(c.values()), "per_class": {n: c.get(n, 0) for n in listing.class_names},
+                           "shards": shards.get(split, [])} for split, c in sorted(counts.items())},
+        "clips_in": len(lines), "clips_written": len(lines) - skipped, "clips_skipped": skipped,
+        "keypoint_definition_version": keypoints.DEFINITION_VERSION,
+        "clip_record_version": records.CLIP_RECORD_VERSION,
+    }
+    _write_text_atomic(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def read_info(data_dir: str | Path) -> dict[str, Any]:
+    """``dataset_info.json`` of a shard directory.
+
+    Raises:
+      DataConfigError: no dataset_info.json (the message says how to build the shards), or shards of
+        another key-point definition or record version (to rebuild).
+    """
+    path = Path(data_dir) / INFO_FILE
+    if not path.is_file():
+        raise DataConfigError(
+            f"no {INFO_FILE} in {data_dir} (config key data.dir): build the shards first, e.g. "
+            f"python -m data_prep.build --dataset dfew --root /path/to/DFEW --out {data_dir}")
+    info = json.loads(path.read_text())
+    if info.get("keypoint_definition_version") != keypoints.DEFINITION_VERSION:
+        raise DataConfigError(
+            f"{path}: shards use key-point definition {info.get('keypoint_definition_version')!r}, this "
+            f"dferjax uses {keypoints.DEFINITION_VERSION!r}; rebuild the shards with data_prep")
+    if info.get("clip_record_version") != records.CLIP_RECORD_VERSION:
+        how = ("delete the folder and run the demo again (it redraws the set)" if info.get("dataset") == "synthetic"
+               else "rebuild them into a new folder with python -m data_prep.build")
+        raise DataConfigError(
+            f"{path}: clip record version {info.get('clip_record_version')!r} is not "
+            f"{records.CLIP_RECORD_VERSION} (version 2 stores no heat-maps: each model renders its own); {how}")
+    return info
+
+
+def split_shards(data_dir: str | Path, info: dict[str, Any], splits: Sequence[str], key: str) -> list[str]:
+    """The shard files of ``splits`` (named in config key ``key``), checked to exist.
+
+    Args:
+      data_dir: the dataset directory; info: its dataset_info.json.
+      splits: split names (``train``, ``test``, ``fold<k>``); key: the config key they came from.
+    Returns:
+      Paths of the splits' non-empty shards.
+    Raises:
+      DataConfigError: a split the directory does not have, a shard missing or not matching its index
+        (truncated, other record count: records.shard_problem), or no records at all.
+    """
+    files = []
+    for split in splits:
+        if split not in info["splits"]:
+            raise DataConfigError(
+                f"{key} names split {split!r}, but {Path(data_dir) / INFO_FILE} has only "
+                f"{sorted(info['splits'])}: check the config's fold/splits against the shards")
+        for shard in info["splits"][split]["shards"]:
+            if shard["records"] == 0:
+                continue
+            path = Path(data_dir) / shard["file"]
+            problem = records.shard_problem(path, shard["records"])
+            if problem:
+                raise DataConfigError(f"shard {path} {problem}: run the data_prep command that built {data_dir} "
+                                      "again (it rebuilds damaged shards)")
+            files.append(str(path))
+    if not files:
+        raise DataConfigError(f"{key} = {tuple(splits)} holds no records in {data_dir}")
+    return files
+
+
+def check_classes(info: dict[str, Any], num_classes: int, data_dir: str | Path) -> None:
+    """The shards' class count must be the model's (config key model.num_classes).
+
+    Raises:
+      DataConfigError: naming both counts and the override that fixes it.
+    """
+    if info["num_classes"] != num_classes:
+        raise DataConfigError(
+            f"model.num_classes = {num_classes}, but the shards in {data_dir} have {info['num_classes']} "
+            f"classes ({', '.join(info['classes'])}): set --config.model.num_classes={info['num_classes']} "
+            "or point data.dir at the right shards")
