@@ -102,7 +102,7 @@ def parse_config_arg(arg: str | None, defaults: dict[str, Any], config_file: str
         default, raw = defaults[key], raw.strip()
         value = raw if isinstance(default, str) else _parse_value(raw)
         if default is not None and type(value) is not type(default):
-            raise TypeError(f"{config_file}: argument {key!r} takes a {type(default).__name__} "
+            raise TypeError(f"{config_file}: argument {key!r} takes {'an' if type(default).__name__[0] in 'aeiou' else 'a'} {type(default).__name__} "
                             f"(default {default!r}), got {raw!r}")
         values[key] = value
     return values
@@ -177,7 +177,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str] | tu
         match = re.search(r"--config\.([\w.]+)=", str(error))
         key = match.group(1) if match else "?"
         old = _get(config, key)
-        raise TypeError(f"config key {key!r} takes a {type(old).__name__} (now {old!r}): "
+        kind = type(old).__name__
+        raise TypeError(f"config key {key!r} takes {'an' if kind[0] in 'aeiou' else 'a'} {kind} (now {old!r}): "
                         f"{str(error).splitlines()[0]}") from None
     return values.config
 

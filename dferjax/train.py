@@ -46,7 +46,7 @@ from dferjax.engine.mesh import initialize_distributed, make_mesh, replicate, se
 from dferjax.engine.steps import (initial_model, initial_state, jit_eval_step, jit_train_step,
                                   learning_rate_schedule, make_optimizer)
 from dferjax.figures import plot_confusion
-from dferjax.models import ModelConfigError, check_config
+from dferjax.models import VARIANTS, ModelConfigError, check_config
 
 FAULT_ENV = "DFERJAX_KILL_AFTER_CHECKPOINT"
 """Fault injection for tests: SIGKILL the process right after the checkpoint of this step is written."""
@@ -97,6 +97,29 @@ class Logger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def check_labels(config: ml_collections.ConfigDict) -> None:
+    """``fold`` and ``variant`` label a run's results (results.json, k-fold summaries); they are set by
+    a config file's argument (``configs/dfew.py:fold=3,variant=D``), which also sets the splits and the
+    switches. Refuse an override that would only relabel the run.
+
+    Raises:
+      ValueError: naming the key, what it disagrees with and how to set it.
+    """
+    if config.fold and tuple(config.data.test_splits) != (f"fold{config.fold}",):
+        raise ValueError(f"config key fold = {config.fold} does not match data.test_splits = "
+                         f"{tuple(config.data.test_splits)}: set the fold as the config file's argument "
+                         f"(e.g. configs/dfew.py:fold={config.fold}), which sets the splits too")
+    if config.variant and config.model.name == "dfer":
+        if config.variant not in VARIANTS:
+            raise ValueError(f"config key variant = {config.variant!r} is not one of {sorted(VARIANTS)} (Table 9)")
+        switches = {k: config.model.dfer[k] for k in VARIANTS[config.variant]}
+        if switches != VARIANTS[config.variant]:
+            raise ValueError(f"config key variant = {config.variant!r} (Table 9: {VARIANTS[config.variant]}) does not "
+                             f"match model.dfer {switches}: set the variant as the config file's argument (e.g. "
+                             f"configs/dfew.py:variant={config.variant}), which sets the switches too, or "
+                             "--config.variant='' for a combination of your own")
 
 
 def build_demo_set(config: ml_collections.ConfigDict) -> None:
@@ -152,9 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     # Resume.
     saved_config = workdir / ckpt.CONFIG_FILE
     if saved_config.is_file() and (workdir / ckpt.LATEST_DIR).is_dir():
-        diff = ckpt.config_differences(ckpt.config_to_dict(ckpt.load_run_config(workdir)), ckpt.config_to_dict(config))
-        diff = [d for d in diff if not d.startswith(tuple(k + "." for k in MAY_CHANGE_ON_RESUME)
-                                                     + tuple(k + ":" for k in MAY_CHANGE_ON_RESUME))]
+        diff = ckpt.run_differences(ckpt.load_run_config(workdir), config, MAY_CHANGE_ON_RESUME)
         if diff:
             raise TrainingError(f"{workdir} holds a run with another config ({'; '.join(diff)}): "
                                 "use a new --workdir, or the same config to resume")
@@ -294,7 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
 
 def results_dict(config: ml_collections.ConfigDict, class_names: list[str], meta: dict[str, Any]) -> dict[str, Any]:
-    return {"dataset": config.dataset, "fold": config.fold or None, "variant": config.variant,
+    variant = config.variant if config.model.name == "dfer" else ""     # Table 9 labels the paper's model only
+    return {"dataset": config.dataset, "fold": config.fold or None, "variant": variant,
             "model": config.model.name,
             "split": "+".join(config.data.test_splits), "class_names": class_names,
             "best": meta.get("best"), "last": meta.get("last")}
@@ -324,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, config = parse_args_with_config(parser, argv)
         check_config(config.model)
+        check_labels(config)
     except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as error:
         parser.error(str(error).strip('"'))
     set_cpu_devices(config.runtime.cpu_devices, (config.train.batch_size, config.train.eval_batch_size))

@@ -403,3 +403,31 @@ def test_a_truncated_shard_stops_training_before_it_starts(shards, tmp_path, cap
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"shard {shard} is truncated" in err and "data_prep" in err
     assert not (tmp_path / "run" / ckpt.LATEST_DIR).exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--config.fold=3"], "config key fold = 3 does not match data.test_splits"),
+    (["--config.model.dfer.gcn=False"], "config key variant = 'E'"),
+    (["--config.model.dfer.widths=(8,16)"], "model.dfer.widths = (8, 16) is not 4 positive integers"),
+    (["--config.model.dfer.num_heads=-1"], "model.dfer.num_heads = -1 is not a positive integer"),
+    (["--config.model.num_classes=0"], "model.num_classes = 0 is not an integer of at least 2"),
+    (["--config.model.name=frame_mean", "--config.model.frame_mean.widths=(3,)"], "model.frame_mean.widths"),
+])
+def test_values_that_would_fail_deep_inside_or_relabel_a_run_are_refused_first(shards, tmp_path, capsys, extra,
+                                                                               message):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(tiny_args(shards, tmp_path / "run", *extra))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_registering_a_model_leaves_existing_runs_resumable(shards, tmp_path, monkeypatch):
+    """Other models' sections are not part of a run's identity: a run resumes after a new model is
+    registered (its section appears in the config) or another model's defaults change."""
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=1")) == 0
+    monkeypatch.setitem(models.MODELS, "frame_max", models.FrameMeanModel)
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=2",
+                                "--config.model.frame_mean.widths=(8,8,8,8)")) == 0
+    assert latest_state(workdir)[0] == 2

@@ -28,13 +28,11 @@ taken in that epoch); resuming rebuilds the epoch's dataset and starts at that b
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import queue
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import cv2

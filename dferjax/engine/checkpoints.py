@@ -22,7 +22,9 @@ that differ and the model settings that changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -231,14 +233,46 @@ def check_same_model(directory: str | Path, step: int, saved: ml_collections.Con
         return
     diff = [f"{k}: {have.get(k, '<absent>')} != {want.get(k, '<absent>')}"
             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+    more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+    shapes = f"parameter shapes differ (checkpoint != requested) at {'; '.join(diff[:3])}{more}"
+    if saved is not None and saved.model.get("name", "dfer") != config.model.name:
+        raise CheckpointError(f"the checkpoint in {where} is of model {saved.model.get('name', 'dfer')!r}, the "
+                              f"config asks for {config.model.name!r} (config key model.name); {shapes}")
     settings = ""
     if saved is not None:
-        changed = config_differences({"model": config_to_dict(saved)["model"]}, {"model": config_to_dict(config)["model"]})
+        changed = model_differences(saved, config)
         if changed:
             settings = f"; settings that differ (checkpoint != requested): {'; '.join(changed)}"
-    more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
-    raise CheckpointError(f"the checkpoint in {where} is of another model: parameter shapes differ "
-                          f"(checkpoint != requested) at {'; '.join(diff[:3])}{more}{settings}")
+    raise CheckpointError(f"the checkpoint in {where} is of another model: {shapes}{settings}")
+
+
+def model_differences(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:
+    """``key: a != b`` lines for the model settings that differ: ``model.name``, ``model.num_classes``,
+    ``model.dtype`` and the selected model's own section (other models' sections do not count)."""
+    return config_differences(_selected_model(config_to_dict(a)), _selected_model(config_to_dict(b)))
+
+
+def run_differences(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+                    may_change: tuple[str, ...]) -> list[str]:
+    """``key: saved != config`` lines that keep ``config`` from resuming the run ``saved`` describes.
+
+    Args:
+      saved, config: the run's config and the requested one.
+      may_change: keys (or whole sections) that may differ (dferjax.config.MAY_CHANGE_ON_RESUME).
+    Returns:
+      The differences outside ``may_change``; the sections of models other than the selected one do
+      not count (registering a new model, or editing another's defaults, leaves a run resumable).
+    """
+    diff = config_differences(_selected_model(config_to_dict(saved)), _selected_model(config_to_dict(config)))
+    return [d for d in diff if not d.startswith(tuple(k + "." for k in may_change) + tuple(k + ":" for k in may_change))]
+
+
+def _selected_model(values: dict[str, Any]) -> dict[str, Any]:
+    """The config dict with only the selected model's section under ``model``."""
+    model = values.get("model", {})
+    name = model.get("name", "dfer")
+    keep = {k: v for k, v in model.items() if not isinstance(v, dict) or k == name}
+    return {**values, "model": keep}
 
 
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
@@ -252,6 +286,18 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
     return graphdef, nnx.as_pure(params), nnx.as_pure(rest)
 
 
+@contextlib.contextmanager
+def _quiet_absl_warnings():
+    """Hide orbax's absl warnings while a read-only manager opens ("Given directory is read only")."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) -> ocp.CheckpointManager:
     """An orbax CheckpointManager of ``{"state", "meta"}`` items in ``directory``.
 
@@ -260,12 +306,11 @@ def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) ->
       max_to_keep: steps kept; older ones are deleted after each save.
       read_only: open without creating or deleting anything.
     """
-    return ocp.CheckpointManager(
-        Path(directory).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep,
-                                             save_interval_steps=0 if read_only else 1,
-                                             create=not read_only, read_only=read_only),
-        item_names=("state", "meta"))
+    options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep,
+                                           save_interval_steps=0 if read_only else 1,
+                                           create=not read_only, read_only=read_only)
+    with _quiet_absl_warnings() if read_only else contextlib.nullcontext():
+        return ocp.CheckpointManager(Path(directory).absolute(), options=options, item_names=("state", "meta"))
 
 
 def host_copy(tree: Any) -> Any:

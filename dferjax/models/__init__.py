@@ -71,8 +71,8 @@ def model_class(model_config: Any) -> type:
 
 
 def check_config(model_config: Any) -> None:
-    """Check ``model.name``, ``model.dtype`` and every registered model's section against the values each
-    key allows (the class's ``CHOICES``).
+    """Check ``model.name``, ``model.dtype``, ``model.num_classes`` and every registered model's section
+    against what each key allows (the class's ``CHOICES``, its ``POSITIVE`` integer keys, ``widths``).
 
     Raises:
       UnknownModelError: model.name names no registered model (the known ones are listed).
@@ -82,11 +82,24 @@ def check_config(model_config: Any) -> None:
     problems = []
     if model_config.dtype not in DTYPES:
         problems.append(f"model.dtype = {model_config.dtype!r} is not one of {_listed(DTYPES)}")
+    if not isinstance(model_config.num_classes, int) or model_config.num_classes < 2:
+        problems.append(f"model.num_classes = {model_config.num_classes!r} is not an integer of at least 2")
     for name, cls in MODELS.items():
         section = model_config.get(name) if hasattr(model_config, "get") else None
+        if section is None:
+            continue
         for key, allowed in (getattr(cls, "CHOICES", {}) or {}).items():
-            if section is not None and key in section and section[key] not in allowed:
+            if key in section and section[key] not in allowed:
                 problems.append(f"model.{name}.{key} = {section[key]!r} is not one of {_listed(allowed)}")
+        for key in getattr(cls, "POSITIVE", ()):
+            value = section.get(key)
+            if key in section and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                problems.append(f"model.{name}.{key} = {value!r} is not a positive integer")
+        if "widths" in section:
+            widths = section["widths"]
+            if (not isinstance(widths, (tuple, list)) or len(widths) != 4
+                    or not all(isinstance(w, int) and w > 0 for w in widths)):
+                problems.append(f"model.{name}.widths = {widths!r} is not 4 positive integers (ResNet18's stages)")
     if problems:
         raise ModelConfigError("config key " + "; ".join(problems))
 

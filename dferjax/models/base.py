@@ -17,8 +17,10 @@ nothing else than :class:`Model`:
 * **Its loss**: ``model.loss(outputs, labels) -> (scalar loss, {name: scalar})``.
 * **A tiny setting**: ``Model.TINY``, overrides of its section that shrink it for CPU tests and the
   demo (the one "tiny" setting, as big_vision's ``runlocal``).
-* **Allowed values** (optional): ``Model.CHOICES``, {key: allowed values} of its section, checked
-  whenever a config is used (``models.check_config``), so a typo fails in one line naming the key.
+* **Allowed values** (optional): ``Model.CHOICES``, {key: allowed values} of its section, and
+  ``Model.POSITIVE``, its keys that must be positive integers (``widths``, where present, must be 4
+  positive integers), checked whenever a config is used (``models.check_config``), so a typo fails in
+  one line naming the key instead of deep inside the model.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ class DFERModel(nnx.Module):
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
         "output_stride": (8, 16, 32), "fusion": ("structure", "mean", "lstm"), "temporal": ("msa", "lstm", "none")}
     """The values these keys of the section allow (checked when a config is used, models.check_config)."""
+    POSITIVE: ClassVar[tuple[str, ...]] = ("num_frames", "image_size", "node_dim", "num_layers", "num_heads",
+                                           "head_dim", "mlp_dim")
+    """Keys of the section that must be positive integers."""
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:

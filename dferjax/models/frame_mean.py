@@ -28,6 +28,7 @@ class FrameMeanModel(nnx.Module):
 
     TINY: ClassVar[dict[str, Any]] = dict(num_frames=8, image_size=64, widths=(16, 32, 64, 64))
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"output_stride": (8, 16, 32)}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("num_frames", "image_size")
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
