@@ -183,6 +183,45 @@ def window_ranges(num_frames: int, fps: float, window_s: float, stride_s: float)
     return [(s, s + length) for s in starts]
 
 
+def window_times(duration_s: float, window_s: float, stride_s: float) -> list[tuple[float, float]]:
+    """Windows [start_s, end_s) of ``window_s`` seconds every ``stride_s`` seconds over a video of
+    ``duration_s`` seconds; the last one ends at the end (it may overlap its predecessor more), and a
+    video shorter than one window is one window."""
+    if window_s <= 0 or stride_s <= 0:
+        raise ValueError("--window and --stride must be positive numbers of seconds")
+    if duration_s <= window_s:
+        return [(0.0, duration_s)]
+    starts = list(np.arange(0.0, duration_s - window_s + 1e-9, stride_s))
+    if starts[-1] + window_s < duration_s - 1e-9:
+        starts.append(duration_s - window_s)
+    return [(float(a), float(a) + window_s) for a in starts]
+
+
+def timeline_end(timestamps: np.ndarray) -> float:
+    """When the last frame stops being shown: its timestamp plus the last frame interval."""
+    if len(timestamps) < 2:
+        return float(timestamps[-1]) if len(timestamps) else 0.0
+    return float(timestamps[-1] + (timestamps[-1] - timestamps[-2]))
+
+
+def _spans(duration_s: float, window_s: float, stride_s: float | None) -> list[tuple[float, float]]:
+    return window_times(duration_s, window_s, stride_s or window_s / 2)
+
+
+def _prepare_input(predictor: Predictor, source: str | Path, upsample: int | None, window_s: float | None,
+                   stride_s: float | None, default_fps: float) -> tuple[clips.PreparedClip, Any]:
+    """The input's clip and, for a video with windows, its whole timeline from one decode pass."""
+    if not window_s or Path(source).is_dir():
+        return predictor.prepare(source, upsample=upsample), None
+    prep = predictor.prep if upsample is None else dataclasses.replace(predictor.prep, upsample=upsample)
+    count, fps = clips.probe_clip(source)
+    spans = _spans(count / (fps if fps > 0 else default_fps), window_s, stride_s)
+    timeline = clips.read_timeline(source, prep, spans)
+    if isinstance(timeline.clip, clips.ClipError):
+        raise timeline.clip
+    return timeline.clip, timeline
+
+
 def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float | None = None,
             stride_s: float | None = None, default_fps: float = DEFAULT_FPS, progress: bool = False
             ) -> list[Prediction]:
@@ -192,15 +231,15 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
     for source in sources:
         result = Prediction(str(source))
         results.append(result)
-        upsample = None
+        upsample, timeline = None, None
         try:
             try:
-                clip = predictor.prepare(source)
+                clip, timeline = _prepare_input(predictor, source, None, window_s, stride_s, default_fps)
             except clips.NoFaceError:
                 if not predictor.retry_upsample:
                     raise
                 upsample = 1                       # small faces: dlib finds faces down to ~40 px at 1
-                clip = predictor.prepare(source, upsample=upsample)
+                clip, timeline = _prepare_input(predictor, source, upsample, window_s, stride_s, default_fps)
                 clip.notes.insert(0, "no face at the training shards' detector setting: found with detector "
                                      "upsampling 1 (--upsample 1)")
         except clips.NoFaceError as error:
@@ -210,6 +249,10 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
             result.error = str(error)
             continue
         result.clip, result.notes = clip, list(clip.notes)
+        if timeline is not None and timeline.variable_rate:
+            rates = 1.0 / np.diff(timeline.timestamps)
+            result.notes.append(f"the frame rate varies ({rates.min():.3g}-{rates.max():.3g} fps): window times come "
+                                "from the frames' timestamps; an annotated copy plays at the average rate")
         result.num_frames = clip.num_source_frames
         result.fps = clip.fps if clip.fps > 0 else default_fps
         if clip.fps <= 0:
@@ -217,7 +260,22 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
         frames, points, heatmaps, take = predictor.inputs(clip)
         result.take, result.inputs = take, (frames, points)
         pending.append((result, frames, heatmaps))
-        if window_s:
+        if window_s and timeline is not None:           # a video: its windows came with the one decode pass
+            stamps = timeline.timestamps
+            for (start_s, end_s), window_clip in zip(timeline.windows_s, timeline.windows):
+                # The frames presented in [start_s, end_s): the window's span of the source.
+                first = int(np.searchsorted(stamps, start_s - 1e-6))
+                stop = max(int(np.searchsorted(stamps, end_s - 1e-6)), first + 1)
+                if end_s >= timeline_end(stamps) - 1e-6:
+                    stop = len(stamps)
+                if isinstance(window_clip, clips.ClipError):
+                    window = Window(first, stop, start_s, end_s, error=window_clip.reason)
+                else:
+                    window = Window(first, stop, start_s, end_s, clip=window_clip)
+                    w_frames, _, w_heatmaps, _ = predictor.inputs(window_clip)
+                    pending.append((window, w_frames, w_heatmaps))
+                result.windows.append(window)
+        elif window_s:
             for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
                 window = Window(start, stop, start / result.fps, stop / result.fps)
                 result.windows.append(window)

@@ -280,3 +280,53 @@ def test_same_names_in_other_folders_get_their_own_outputs(run, tmp_path, capsys
     header = out.splitlines()[1]
     row = next(line for line in out.splitlines() if line.startswith("笑顔"))
     assert predict._width(row) == len(header)            # aligned in terminal columns
+
+
+@needs_testdata
+def test_a_timeline_decodes_the_video_once_and_its_clip_is_prepare_clips(predictor, monkeypatch):
+    """cases/long_video's kind: all windows of a video come from one decode pass (every frame grabbed
+    once, whatever the number of windows), and the whole clip is exactly what prepare_clip gives."""
+    from dferjax.data import clips
+    video = VIDEOS / "woman2.mp4"
+    grabs = {"n": 0, "opens": 0}
+    real = cv2.VideoCapture
+
+    class Counting:
+        def __init__(self, *args):
+            grabs["opens"] += 1
+            self.cap = real(*args)
+
+        def grab(self):
+            grabs["n"] += 1
+            return self.cap.grab()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    count = clips.probe_clip(video)[0]
+    monkeypatch.setattr(clips.cv2, "VideoCapture", Counting)
+    results = predict.predict(predictor, [str(video)], window_s=1.0, stride_s=0.5)
+    assert len(results[0].windows) >= 25 and results[0].error is None
+    assert grabs["n"] <= count + 1 and grabs["opens"] <= 3          # probes open without decoding
+    monkeypatch.setattr(clips.cv2, "VideoCapture", real)
+    whole = clips.prepare_clip(video, predictor.prep)
+    np.testing.assert_array_equal(results[0].clip.frames, whole.frames)
+    np.testing.assert_array_equal(results[0].clip.frame_indices, whole.frame_indices)
+    np.testing.assert_allclose(results[0].clip.keypoints, whole.keypoints)
+
+
+@pytest.mark.skipif(not (CASES / "vfr").is_dir(), reason=f"{CASES / 'vfr'} not found (shared/cases)")
+def test_windows_of_a_variable_rate_video_span_the_times_they_say(predictor, capsys):
+    """cases/vfr: frames 0-35 at 30 fps, 36-71 at 6 fps (6.8 s). Every frame a window takes is presented
+    inside that window (by the construction's times, not OpenCV's); the note says the rate varies."""
+    results = predict.predict(predictor, [str(CASES / "vfr" / "vfr.mp4")], window_s=2.0, stride_s=2.0)
+    result = results[0]
+    assert any("frame rate varies" in note for note in result.notes)
+
+    def shown_at(i):
+        return i / 30 if i < 36 else 1.2 + (i - 36) / 6
+
+    assert [round(w.start_s, 2) for w in result.windows] == [0.0, 2.0, 4.0, 4.8]
+    for w in result.windows:
+        times = [shown_at(int(i)) for i in w.clip.frame_indices]
+        assert all(w.start_s - 1e-6 <= t < w.end_s + 1 / 6 for t in times), (w.start_s, w.end_s, times)

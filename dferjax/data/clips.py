@@ -519,6 +519,106 @@ def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: Pre
     return pad_to_min_frames(clip, config.min_frames)
 
 
+@dataclass
+class VideoTimeline:
+    """A video read once for a whole clip and for windows of it (``read_timeline``).
+
+    clip: the clip prepared as ``prepare_clip`` prepares it (the same frame choice), or the ClipError
+      its preparation raised.
+    windows: per requested window, its PreparedClip or the ClipError (e.g. no face in it).
+    timestamps: float64 (total,) presentation time of every frame, in seconds, as the file says.
+    variable_rate: the frame intervals vary by more than half (a variable-frame-rate video).
+    windows_s: the windows asked for, [(start_s, end_s)].
+    """
+
+    clip: PreparedClip | ClipError
+    windows: list[PreparedClip | ClipError]
+    timestamps: np.ndarray
+    variable_rate: bool
+    windows_s: list[tuple[float, float]]
+
+
+def window_targets(start_s: float, end_s: float, count: int) -> np.ndarray:
+    """``count`` times spread evenly over [start_s, end_s): the centres of ``count`` equal slices."""
+    return start_s + (np.arange(count) + 0.5) * (end_s - start_s) / count
+
+
+def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[float, float]]) -> VideoTimeline:
+    """Prepare a video's whole clip and its windows of time in one decode pass.
+
+    The whole clip takes the frames ``prepare_clip`` takes (``range_indices`` over the frame count);
+    a window [start_s, end_s) takes up to ``config.max_frames`` frames at evenly spread times, each the
+    first frame presented at or after its time, from the frames' presentation timestamps (so windows of
+    a variable-frame-rate video span what they say). Time linear in the video's length.
+
+    Args:
+      source: a video file.
+      config: how clips are prepared.
+      windows_s: [(start_s, end_s)] in seconds.
+    Returns:
+      A :class:`VideoTimeline`.
+    Raises:
+      ClipError: the file cannot be read (a clip or window without a face is reported in the result).
+    """
+    path = Path(source)
+    header, fps = probe_clip(path)
+    clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
+    targets = sorted((t, w) for w, (a, b) in enumerate(windows_s) for t in window_targets(a, b, config.max_frames))
+    cap = cv2.VideoCapture(str(path))
+    frames: dict[int, np.ndarray] = {}
+    picked: list[list[int]] = [[] for _ in windows_s]
+    stamps: list[float] = []
+    k = 0
+    try:
+        while cap.grab():
+            i = len(stamps)
+            stamps.append(float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0)
+            take = i in clip_wanted
+            while k < len(targets) and targets[k][0] <= stamps[-1] + 1e-9:
+                picked[targets[k][1]].append(i)
+                take, k = True, k + 1
+            if take:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    frames[i] = faces.to_rgb(bgr[..., ::-1] if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr)
+    finally:
+        cap.release()
+    total = len(stamps)
+    if total == 0:
+        raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
+    for t, w in targets[k:]:                          # times past the last frame: the last frame
+        picked[w].append(total - 1)
+    timestamps = np.asarray(stamps, np.float64)
+    if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
+        clip: PreparedClip | ClipError
+        try:
+            clip = prepare_clip(path, config)
+        except ClipError as error:
+            clip = error
+    else:
+        clip = _prepared(path, config, frames, sorted(clip_wanted), total, fps)
+    if total - 1 not in frames and any(total - 1 in p for p in picked):
+        picked = [[i if i in frames else max(frames) for i in p] for p in picked]
+    results = [_prepared(path, config, frames, sorted(set(p)), total, fps) for p in picked]
+    intervals = np.diff(timestamps)
+    variable = bool(len(intervals) > 1 and intervals.min() > 0 and intervals.max() > 1.5 * intervals.min())
+    return VideoTimeline(clip, results, timestamps, variable, list(windows_s))
+
+
+def _prepared(path: Path, config: PrepConfig, frames: dict[int, np.ndarray], indices: list[int], total: int,
+              fps: float) -> PreparedClip | ClipError:
+    """The PreparedClip of the decoded ``frames`` at ``indices`` (as prepare_clip finishes one), or the error."""
+    got = [i for i in indices if i in frames]
+    try:
+        if not got:
+            raise ClipError(str(path), "no frame could be decoded")
+        clip = prepare_frames([frames[i] for i in got], config, str(path))
+    except ClipError as error:
+        return error
+    clip.frame_indices, clip.num_source_frames, clip.fps = np.asarray(got, np.int32), total, fps
+    return pad_to_min_frames(clip, config.min_frames)
+
+
 # --- sampling ----------------------------------------------------------------------------------
 
 def segment_indices(num_stored: int, num_segments: int = 8, frames_per_segment: int = 2,
