@@ -70,6 +70,7 @@ class Window:
     probabilities: np.ndarray | None = None
     error: str | None = None
     clip: clips.PreparedClip | None = None
+    detected_share: float | None = None     # of the frames the model saw, those with a face detected
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Prediction:
     take: np.ndarray | None = None           # stored frames the model saw (clip-level)
     inputs: tuple[np.ndarray, np.ndarray] | None = None   # model frames and key-points (contact sheet)
     windows: list[Window] = field(default_factory=list)
+    detected_share: float | None = None     # of the frames the model saw, those with a face detected
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     no_face: bool = False
@@ -197,6 +199,26 @@ def window_times(duration_s: float, window_s: float, stride_s: float) -> list[tu
     return [(float(a), float(a) + window_s) for a in starts]
 
 
+MEASURED = (faces.FaceSource.DETECTED, faces.FaceSource.TRACKED, faces.FaceSource.WHOLE_FRAME,
+            faces.FaceSource.DRAWN)
+"""Face sources where the face was measured in the frame itself (not filled from other frames)."""
+
+
+def detected_share(clip: clips.PreparedClip, take: np.ndarray) -> float:
+    """Share of the model's input frames (stored frames ``take``) whose face was measured in that frame,
+    not filled (interpolated or held) from frames with a face."""
+    sources = np.asarray(clip.sources)[np.asarray(take)]
+    return float(np.isin(sources, [int(m) for m in MEASURED]).mean()) if len(sources) else 0.0
+
+
+def _rests_on_filled(share: float) -> str | None:
+    """A note when fewer than half of the frames the model saw had a face detected in them."""
+    if share >= 0.5:
+        return None
+    return (f"the prediction rests mostly on filled frames: a face was detected in {share:.0%} of the frames the "
+            "model saw (the others have the box of the nearest frames with a face)")
+
+
 def timeline_end(timestamps: np.ndarray) -> float:
     """When the last frame stops being shown: its timestamp plus the last frame interval."""
     if len(timestamps) < 2:
@@ -259,6 +281,10 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
             result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
         frames, points, heatmaps, take = predictor.inputs(clip)
         result.take, result.inputs = take, (frames, points)
+        result.detected_share = detected_share(clip, take)
+        warning = _rests_on_filled(result.detected_share)
+        if warning:
+            result.notes.append(warning)
         pending.append((result, frames, heatmaps))
         if window_s and timeline is not None:           # a video: its windows came with the one decode pass
             stamps = timeline.timestamps
@@ -272,7 +298,8 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
                     window = Window(first, stop, start_s, end_s, error=window_clip.reason)
                 else:
                     window = Window(first, stop, start_s, end_s, clip=window_clip)
-                    w_frames, _, w_heatmaps, _ = predictor.inputs(window_clip)
+                    w_frames, _, w_heatmaps, w_take = predictor.inputs(window_clip)
+                    window.detected_share = detected_share(window_clip, w_take)
                     pending.append((window, w_frames, w_heatmaps))
                 result.windows.append(window)
         elif window_s:
@@ -284,7 +311,8 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
                 except clips.ClipError as error:
                     window.error = error.reason
                     continue
-                w_frames, _, w_heatmaps, _ = predictor.inputs(window.clip)
+                w_frames, _, w_heatmaps, w_take = predictor.inputs(window.clip)
+                window.detected_share = detected_share(window.clip, w_take)
                 pending.append((window, w_frames, w_heatmaps))
         if progress:
             print(f"prepared {source} ({len(result.windows)} windows)", file=sys.stderr, flush=True)
@@ -296,6 +324,10 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
 
 # --- output ------------------------------------------------------------------------------------
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
 def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
     def probs(p: np.ndarray) -> dict[str, float]:
         return {name: round(float(v), 6) for name, v in zip(class_names, p)}
@@ -305,14 +337,18 @@ def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"input": result.source, "label": class_names[int(np.argmax(result.probabilities))],
                            "probabilities": probs(result.probabilities), "frames": result.num_frames,
                            "fps": round(result.fps, 4), "duration_s": round(result.duration_s, 4),
-                           "notes": result.notes}
+                           "detected_share": _round(result.detected_share), "notes": result.notes}
     if result.windows:
         out["windows"] = []
         for w in result.windows:
             entry: dict[str, Any] = {"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
                                      "start_frame": w.start, "end_frame": w.stop}
             if w.probabilities is not None:
-                entry.update(label=class_names[int(np.argmax(w.probabilities))], probabilities=probs(w.probabilities))
+                entry.update(label=class_names[int(np.argmax(w.probabilities))], probabilities=probs(w.probabilities),
+                             detected_share=_round(w.detected_share))
+                warning = _rests_on_filled(w.detected_share if w.detected_share is not None else 1.0)
+                if warning:
+                    entry["note"] = warning
             else:
                 entry["error"] = w.error
             out["windows"].append(entry)
@@ -391,6 +427,31 @@ _GROUP_OF = {i: g for g, idx in enumerate(([0, 1, 2, 5, 6, 7], [3, 4, 8, 9], [10
 _COLOURS = [(0, 200, 255), (255, 160, 0), (0, 255, 0), (80, 80, 255), (255, 0, 255)]
 
 
+DETECTED_COLOUR = (0, 255, 0)      # BGR: a face detected in the frame
+FILLED_COLOUR = (0, 0, 255)        # BGR: no face detected; box filled from the nearest frames with one
+
+
+def _draw_corners(image: np.ndarray, box: tuple[int, int, int, int], colour: tuple[int, int, int],
+                  thickness: int) -> None:
+    """Only the corners of a box: a place, not a face."""
+    x0, y0, x1, y1 = box
+    d = max(4, (x1 - x0) // 6)
+    for (x, y, dx, dy) in ((x0, y0, d, d), (x1, y0, -d, d), (x0, y1, d, -d), (x1, y1, -d, -d)):
+        cv2.line(image, (x, y), (x + dx, y), colour, thickness, cv2.LINE_AA)
+        cv2.line(image, (x, y), (x, y + dy), colour, thickness, cv2.LINE_AA)
+
+
+def _draw_legend(image: np.ndarray) -> None:
+    """Bottom-left: what the two kinds of box mean."""
+    h = image.shape[0]
+    scale = max(0.35, h / 1400)
+    for k, (colour, text) in enumerate(((DETECTED_COLOUR, "face detected"),
+                                        (FILLED_COLOUR, "no face detected: position filled"))):
+        y = h - 8 - int(k * 22 * scale / 0.5)
+        cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
 def _draw_points(image: np.ndarray, points: np.ndarray, radius: int, filled: bool = True) -> None:
     for i, (x, y) in enumerate(np.asarray(points)):
         if np.isfinite(x) and np.isfinite(y):
@@ -424,10 +485,12 @@ def _draw_bars(image: np.ndarray, probs: np.ndarray | None, class_names: Sequenc
         y += row
 
 
-def frame_tracks(result: Prediction, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Face square (F, 4) and key-points (F, 18, 2) in frame pixels for every source frame, and a mask
-    of the frames the preparation sampled; frames in between are interpolated linearly (held at the ends)."""
+def frame_tracks(result: Prediction, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Face square (F, 4) and key-points (F, 18, 2) in frame pixels for every source frame, a mask of the
+    frames the preparation sampled, and a mask of the frames whose face was measured (not filled);
+    frames in between are interpolated linearly (held at the ends)."""
     known: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    measured_at: dict[int, bool] = {}
     for clip in [result.clip] + [w.clip for w in result.windows]:
         if clip is None or clip.boxes is None:
             continue
@@ -436,14 +499,16 @@ def frame_tracks(result: Prediction, num_frames: int) -> tuple[np.ndarray, np.nd
         points = faces.crop_to_frame(clip.keypoints, clip.boxes, size)
         for i, f in enumerate(clip.frame_indices):
             known[int(f)] = (squares[i], points[i])
+            measured_at[int(f)] = int(clip.sources[i]) in [int(m) for m in MEASURED]
     boxes = np.full((num_frames, 4), np.nan, np.float32)
     points = np.full((num_frames, kp.NUM_KEYPOINTS, 2), np.nan, np.float32)
     sampled = np.zeros(num_frames, bool)
+    measured = np.zeros(num_frames, bool)
     if not known:
-        return boxes, points, sampled
+        return boxes, points, sampled, measured
     idx = np.array(sorted(k for k in known if 0 <= k < num_frames))
     if len(idx) == 0:
-        return boxes, points, sampled
+        return boxes, points, sampled, measured
     kb = np.stack([known[i][0] for i in idx])
     kpts = np.stack([known[i][1] for i in idx]).reshape(len(idx), -1)
     frames = np.arange(num_frames)
@@ -452,7 +517,13 @@ def frame_tracks(result: Prediction, num_frames: int) -> tuple[np.ndarray, np.nd
     flat = np.stack([np.interp(frames, idx, kpts[:, c]) for c in range(kpts.shape[1])], axis=1)
     points[:] = flat.reshape(num_frames, kp.NUM_KEYPOINTS, 2)
     sampled[idx] = True
-    return boxes, points, sampled
+    # A frame between two sampled frames counts as measured only if both are (never a box drawn as a
+    # face where the preparation filled one in).
+    ok = np.array([measured_at[i] for i in idx])
+    after = np.clip(np.searchsorted(idx, frames), 0, len(idx) - 1)
+    before = np.clip(np.searchsorted(idx, frames, side="right") - 1, 0, len(idx) - 1)
+    measured[:] = ok[after] & ok[before]
+    return boxes, points, sampled, measured
 
 
 def _probabilities_at(result: Prediction, frame: int) -> tuple[np.ndarray | None, str]:
@@ -503,7 +574,7 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frames, fps = _frames_of(result.source)
-    boxes, points, sampled = frame_tracks(result, result.num_frames)
+    boxes, points, sampled, measured = frame_tracks(result, result.num_frames)
     writer = None
     try:
         for i, frame in enumerate(frames):
@@ -516,8 +587,12 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
             radius = max(1, round(min(frame.shape[:2]) / 200))
             if i < len(boxes) and np.all(np.isfinite(boxes[i])):
                 x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
-                cv2.rectangle(frame, (x0, y0), (x1, y1), (0, 255, 0), max(1, radius), cv2.LINE_AA)
-                _draw_points(frame, points[i], radius + 1, filled=bool(sampled[i]))
+                if measured[i]:
+                    cv2.rectangle(frame, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
+                    _draw_points(frame, points[i], radius + 1, filled=bool(sampled[i]))
+                else:                           # no face detected here: where the preparation put one, no points
+                    _draw_corners(frame, (x0, y0, x1, y1), FILLED_COLOUR, max(1, radius))
+            _draw_legend(frame)
             probs, span = _probabilities_at(result, i)
             _draw_bars(frame, probs, class_names, span)
             writer.write(frame)
@@ -541,7 +616,12 @@ def contact_sheet(result: Prediction, out: str | Path, class_names: Sequence[str
     sheet = np.full((header + rows * tile, columns * tile, 3), 255, np.uint8)
     for i, (frame, pts) in enumerate(zip(frames, points)):
         image = cv2.resize(np.ascontiguousarray(frame[..., ::-1]), (tile, tile), interpolation=cv2.INTER_LINEAR)
-        _draw_points(image, pts * scale, max(2, tile // 60))
+        if int(result.clip.sources[result.take[i]]) in [int(m) for m in MEASURED]:
+            _draw_points(image, pts * scale, max(2, tile // 60))
+        else:                                   # no face detected in this frame: say so, draw no key-points
+            cv2.rectangle(image, (1, 1), (tile - 2, tile - 2), FILLED_COLOUR, 3)
+            cv2.putText(image, "no face: filled", (4, tile - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, FILLED_COLOUR, 1,
+                        cv2.LINE_AA)
         r, c = divmod(i, columns)
         sheet[header + r * tile:header + (r + 1) * tile, c * tile:(c + 1) * tile] = image
         stored = int(result.clip.frame_indices[result.take[i]])

@@ -158,7 +158,7 @@ def test_annotated_video_keeps_frame_count_and_size(run, tmp_path, capsys):
 def test_annotation_draws_the_prepared_face(predictor, tmp_path):
     """On sampled frames the drawn square is the crop box and the key-points lie inside it."""
     result = predict.predict(predictor, [VIDEOS / "single_face.mp4"])[0]
-    boxes, points, sampled = predict.frame_tracks(result, result.num_frames)
+    boxes, points, sampled, _ = predict.frame_tracks(result, result.num_frames)
     clip = result.clip
     assert sampled.sum() == len(np.unique(clip.frame_indices))
     i = int(clip.frame_indices[2])
@@ -330,3 +330,37 @@ def test_windows_of_a_variable_rate_video_span_the_times_they_say(predictor, cap
     for w in result.windows:
         times = [shown_at(int(i)) for i in w.clip.frame_indices]
         assert all(w.start_s - 1e-6 <= t < w.end_s + 1 / 6 for t in times), (w.start_s, w.end_s, times)
+
+
+@needs_testdata
+def test_frames_without_a_face_are_shown_and_reported_as_such(predictor, run, tmp_path, capsys):
+    """face_noface.mov loses its face half-way: the JSON gives each window's share of frames with a face
+    detected; windows that rest on filled frames say so; the annotated copy draws no key-points and a
+    box of another colour where no face was detected."""
+    video = VIDEOS / "face_noface.mov"
+    assert predict.main(["--checkpoint", str(run), "--json", "--window", "1", str(video)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = predict.predict(predictor, [str(video)])[0]
+    sources = np.asarray(result.clip.sources)[result.take]
+    expected = np.isin(sources, [int(m) for m in predict.MEASURED]).mean()           # counted here
+    assert out["detected_share"] == pytest.approx(expected, abs=1e-4) and 0 < expected < 1
+    shares = [w.get("detected_share") for w in out["windows"] if "probabilities" in w]
+    assert shares[0] == 1.0 and all(0 <= s <= 1 for s in shares)
+    for w in out["windows"]:
+        if "probabilities" in w and w["detected_share"] < 0.5:
+            assert "rests mostly on filled frames" in w["note"]
+    _, _, _, measured = predict.frame_tracks(result, result.num_frames)
+    assert measured[0] and not measured[-1]
+    path = predict.annotate_video(result, tmp_path / "a.mp4", predictor.class_names)
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    green = lambda f: int(np.sum((f[..., 1] > 200) & (f[..., 0] < 80) & (f[..., 2] < 80)))   # noqa: E731
+    red = lambda f: int(np.sum((f[..., 2] > 200) & (f[..., 0] < 80) & (f[..., 1] < 80)))     # noqa: E731
+    legend = frames[0].shape[0] - 60                          # the legend's rows hold both colours
+    first, last = frames[0][:legend], frames[-1][:legend]
+    assert green(first) > 10 * max(green(last), 1) and red(last) > 3 * max(red(first), 1)
