@@ -358,3 +358,29 @@ def test_whole_frame_mode_on_pre_cropped_face():
     assert detected.num_faces.tolist() == [1, 0]
     assert np.linalg.norm(detected.landmarks[0] - reference, axis=1).mean() < 0.05 * size / (1 + 2 * margin)
     assert np.all(np.isfinite(detected.landmarks[1]))
+
+
+def test_one_face_is_followed_and_never_interpolated_into_another(testdata):
+    """Two people: A (larger) left, B right. A is followed even where B becomes the larger; where A is
+    gone the tracker switches to B and says so, and the frame without any face between them is held
+    from one of them, never given a box between the two."""
+    face = cv2.imread(str(testdata / "images" / "single_face.jpg"))[..., ::-1]
+    size = 200
+    a = cv2.resize(face, (size, size))
+    black = np.zeros((size * 2, size * 4, 3), np.uint8)
+
+    def frame(a_side, b_side, show_a=True, show_b=True):
+        out = black.copy()
+        if show_a:
+            out[:a_side, :a_side] = cv2.resize(a, (a_side, a_side))
+        if show_b:
+            out[:b_side, size * 2:size * 2 + b_side] = cv2.resize(a, (b_side, b_side))
+        return out
+
+    frames = [frame(200, 150)] * 3 + [frame(190, 260)] * 3 + [frame(0, 0, False, False)] + [frame(0, 260, False)] * 3
+    track = faces.track_faces(frames)
+    centres_x = (track.boxes[:, 0] + track.boxes[:, 2]) / 2
+    assert (centres_x[:6] < size * 2).all()                        # A throughout, though B is larger in 3-5
+    assert track.switches == [7] and list(track.identity[[0, 5, 7, 9]]) == [0, 0, 1, 1]
+    assert track.flags[6] == FaceSource.HELD
+    assert (np.allclose(track.boxes[6], track.boxes[5]) or np.allclose(track.boxes[6], track.boxes[7]))

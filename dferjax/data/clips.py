@@ -411,7 +411,12 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
             raise NoFaceError(source, f"no face found in any of its {len(frames)} sampled frames{hint}")
         if track.multiple_faces:
             n = int(np.sum(track.num_faces > 1))
-            notes.append(f"several faces in {n} of {len(frames)} frames: took the largest")
+            notes.append(f"several faces in {n} of {len(frames)} frames: took the largest, then followed it "
+                         f"(up to {int(track.num_faces.max())} faces in a frame)")
+        if track.switches:
+            where = ", ".join(str(t) for t in track.switches[:5])
+            notes.append(f"the face followed was lost and another taken at sampled frame(s) {where}: the clip "
+                         "shows more than one person; no box was interpolated between them")
         missing = int(np.sum(track.flags != faces.FaceSource.DETECTED))
         if missing:
             notes.append(f"no face detected in {missing} of {len(frames)} frames: box and landmarks "

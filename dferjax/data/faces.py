@@ -16,6 +16,7 @@ dlib landmark at integer pixel (px, py) is the pixel centre (px + 0.5, py + 0.5)
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import importlib.util
 import os
@@ -310,6 +311,9 @@ class FaceTrack:
       scores: float32 (T,) detector score of the face used (NaN where not detected in that frame).
       frame_size: (height, width) of the first frame, pixels ((0, 0) for an empty clip).
       margin: the ``margin`` the square ``boxes`` were made with (0.0 from ``fit_landmarks_full_frame``).
+      identity: int16 (T,) which followed face each frame's data belong to: 0 for the first face
+        followed, +1 at every switch to another face (-1: no data).
+      switches: frames at which the face followed was lost and another one taken.
     """
 
     boxes: np.ndarray
@@ -320,6 +324,8 @@ class FaceTrack:
     scores: np.ndarray
     frame_size: tuple[int, int]
     margin: float
+    identity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int16))
+    switches: list[int] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.flags.shape[0])
@@ -350,6 +356,7 @@ def _empty_track(t: int, frame_size: tuple[int, int], margin: float) -> FaceTrac
         scores=np.full(t, np.nan, np.float32),
         frame_size=frame_size,
         margin=float(margin),
+        identity=np.full(t, -1, np.int16),
     )
 
 
@@ -366,28 +373,64 @@ def _fill_gaps(track: FaceTrack) -> None:
     arrays = (track.boxes, track.face_boxes, track.landmarks)
     for t in np.flatnonzero(track.flags == FaceSource.NONE):
         k = np.searchsorted(have, t)
-        if 0 < k < have.size:
+        same = len(track.identity) == 0 or (0 < k < have.size
+                                           and track.identity[have[k - 1]] == track.identity[have[k]])
+        if 0 < k < have.size and same:
             a, b = int(have[k - 1]), int(have[k])
             for arr in arrays:
                 arr[t] = _lerp_rows(arr, t, a, b)
             track.flags[t] = FaceSource.INTERPOLATED
-        else:
-            src = int(have[0] if k == 0 else have[-1])
+        else:                  # at an end, or between two different faces: never a box between two people
+            if k == 0:
+                src = int(have[0])
+            elif k == have.size:
+                src = int(have[-1])
+            else:              # the nearer of the two faces
+                src = int(have[k - 1] if t - have[k - 1] <= have[k] - t else have[k])
             for arr in arrays:
                 arr[t] = arr[src]
+            if len(track.identity):
+                track.identity[t] = track.identity[src]
             track.flags[t] = FaceSource.HELD
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+FOLLOW_IOU = 0.2
+"""A detection overlapping the previous box of the face followed by at least this IoU is that face."""
+
+
+def follow_face(detections: list[Detection], previous: np.ndarray | None) -> Detection | None:
+    """The detection of the face followed, as face trackers associate boxes: with no previous box, the
+    largest; else the detection overlapping the previous box most, if by ``FOLLOW_IOU`` or more (None:
+    that face is not in this frame)."""
+    if not detections:
+        return None
+    if previous is None:
+        return detections[0]
+    best = max(detections, key=lambda d: box_iou(d.box, previous))
+    return best if box_iou(best.box, previous) >= FOLLOW_IOU else None
 
 
 def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DEFAULT_MARGIN,
                 upsample: int = 0, detect_every: int = 1, threshold: float = 0.0) -> FaceTrack:
     """Face box and 68 landmarks for every frame of a clip (a sequence of RGB uint8 frames).
 
-    Detection runs on every ``detect_every``-th frame (and the last); the largest face is taken and
-    the landmarks are fitted in dlib's box (DETECTED). Frames skipped by ``detect_every`` that lie
-    between two successful detections get the linearly interpolated dlib box and their own landmark
+    Detection runs on every ``detect_every``-th frame (and the last). One face is followed through the
+    clip, as face trackers do: the largest in the first frame with a face, then in each frame the face
+    overlapping its previous box (``follow_face``); where it is gone, the largest is taken and the switch
+    recorded (``switches``, ``identity``). The landmarks are fitted in dlib's box (DETECTED). Frames
+    skipped by ``detect_every`` that lie between two successful detections of the same face get the linearly interpolated dlib box and their own landmark
     fit (TRACKED). All other frames are filled from the nearest frames with a face: linear
-    interpolation in time between the previous and next one (INTERPOLATED), or a copy of the nearest
-    one at the clip's start or end (HELD). With no face anywhere every flag is NONE and every value
+    interpolation in time between the previous and next one when both show the same face
+    (INTERPOLATED), else a copy of the nearest one (HELD): never a box between two people. With no face anywhere every flag is NONE and every value
     NaN; nothing is raised. ``boxes`` are square, ``margin`` of dlib's box size added on each side.
 
     Args:
@@ -417,12 +460,18 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     track = _empty_track(t_len, (int(first.shape[0]), int(first.shape[1])), margin)
 
     run_at = set(range(0, t_len, detect_every)) | {t_len - 1}
+    followed, identity = None, 0
     for t in sorted(run_at):
         rgb = first if t == 0 else to_rgb(frames[t])
         dets = detect_faces(rgb, upsample=upsample, threshold=threshold)
         track.num_faces[t] = len(dets)
         if dets:
-            d = dets[0]
+            d = follow_face(dets, followed)
+            if followed is not None and d is None:            # the face followed is gone: the largest
+                d, identity = dets[0], identity + 1
+                track.switches.append(t)
+            followed = d.box
+            track.identity[t] = identity
             track.face_boxes[t] = d.box
             track.scores[t] = d.score
             track.landmarks[t] = _fit(rgb, d.box.astype(np.float64))
@@ -436,11 +485,12 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
                 continue
             k = np.searchsorted(run_sorted, t)
             a, b = int(run_sorted[k - 1]), int(run_sorted[k])
-            if a in detected and b in detected:
+            if a in detected and b in detected and track.identity[a] == track.identity[b]:
                 box = _lerp_rows(track.face_boxes, t, a, b)
                 track.face_boxes[t] = box
                 track.landmarks[t] = _fit(to_rgb(frames[t]), box.astype(np.float64))
                 track.flags[t] = FaceSource.TRACKED
+                track.identity[t] = track.identity[a]
 
     ok = track.flags != FaceSource.NONE
     track.boxes[ok] = square_box(track.face_boxes[ok], margin)
