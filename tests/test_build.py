@@ -104,15 +104,20 @@ def test_build_keeps_every_file_named_in_any_script(tmp_path):
 
 
 def test_a_resumed_build_rebuilds_a_shard_whose_clips_changed(mixed_folder, tmp_path, capsys):
-    """cases/folder_layout, generated: between two builds the user adds a clip to a label folder. The
-    finished shard planned to hold it is rebuilt (saying why) and the manifest accounts for every input."""
+    """cases/folder_layout, generated: between two builds the user fixes a broken link (same path, now a
+    video). The finished shard planned to hold it is rebuilt (saying why) and the manifest accounts for
+    every input."""
     out = tmp_path / "out"
+    os.symlink(mixed_folder / "happy" / "nowhere.mp4", mixed_folder / "happy" / "e.mp4")   # a broken link
     B.build(list_clips("folder", mixed_folder, test_fraction=0.0), out, PREP, progress=False)
-    os.symlink(mixed_folder / "happy" / "a.mp4", mixed_folder / "happy" / "e.mp4")    # "the link fixed"
+    assert any(line["clip_id"] == "happy/e" and line["status"] == "skipped" for line in manifest(out))
+    os.remove(mixed_folder / "happy" / "e.mp4")
+    os.symlink(mixed_folder / "happy" / "a.mp4", mixed_folder / "happy" / "e.mp4")         # the link fixed
     listing = list_clips("folder", mixed_folder, test_fraction=0.0)
     capsys.readouterr()
     info = B.build(listing, out, PREP, progress=False)
-    assert "rebuilding train-00000.tfrecord: its clips or the preparation settings changed" in capsys.readouterr().err
+    assert "rebuilding train-00000.tfrecord: its clips, their files or the preparation settings changed" in \
+        capsys.readouterr().err
     lines = manifest(out)
     assert {line["clip_id"] for line in lines} >= {c.clip_id for c in listing.clips}
     assert any(line["clip_id"] == "happy/e" and line["status"] == "written" for line in lines)

@@ -132,10 +132,27 @@ def _plan_path(out: Path, shard: str) -> Path:
     return out / f"{shard}.plan.json"
 
 
+def _fingerprint(source: str) -> list[Any] | None:
+    """What a clip's source is on disk now: for a file, the file it resolves to (through links) and its
+    size; for a frame folder, the same for its directory and the count and total size of its entries;
+    None for a missing path or a source that is no path (the synthetic set)."""
+    path = Path(source)
+    try:
+        if path.is_dir():
+            entries = [e for e in path.iterdir() if e.is_file()]
+            return [str(path.resolve()), len(entries), sum(e.stat().st_size for e in entries)]
+        if path.is_file():
+            return [str(path.resolve()), path.stat().st_size]
+    except OSError:
+        pass
+    return None
+
+
 def _plan_of(clips: list[ClipEntry], settings: dict[str, Any]) -> dict[str, Any]:
-    """What a shard is made from: the build settings and its clips, in order."""
+    """What a shard is made from: the build settings and its clips, in order, with what each clip's
+    source is on disk (a link fixed or a file replaced between two builds changes the plan)."""
     return {"settings": settings,
-            "clips": [[c.clip_id, c.source, c.label, c.split, c.scene] for c in clips]}
+            "clips": [[c.clip_id, c.source, c.label, c.split, c.scene, _fingerprint(c.source)] for c in clips]}
 
 
 def _shard_problem(out: Path, shard: str, clips: list[ClipEntry], settings: dict[str, Any]) -> str | None:
@@ -148,7 +165,7 @@ def _shard_problem(out: Path, shard: str, clips: list[ClipEntry], settings: dict
     except (OSError, ValueError):
         written = None
     if written != json.loads(json.dumps(_plan_of(clips, settings))):
-        return "its clips or the preparation settings changed since it was written"
+        return "its clips, their files or the preparation settings changed since it was written"
     lines = [json.loads(line) for line in part.read_text().splitlines()]
     problem = records.shard_problem(out / shard, sum(line["status"] == "written" for line in lines),
                                     check_crcs=True)
