@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fractions
 import json
 import math
 import os
@@ -274,7 +275,7 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
         if timeline is not None and timeline.variable_rate:
             rates = 1.0 / np.diff(timeline.timestamps)
             result.notes.append(f"the frame rate varies ({rates.min():.3g}-{rates.max():.3g} fps): window times come "
-                                "from the frames' timestamps; an annotated copy plays at the average rate")
+                                "from the frames' timestamps, and an annotated .mp4 copy keeps them")
         result.num_frames = clip.num_source_frames
         result.fps = clip.fps if clip.fps > 0 else default_fps
         if clip.fps <= 0:
@@ -540,34 +541,80 @@ def _probabilities_at(result: Prediction, frame: int) -> tuple[np.ndarray | None
 
 
 def _frames_of(source: str) -> tuple[Any, float]:
-    """An iterator over the BGR frames of a video or frame folder, and its frame rate (0 if unknown)."""
+    """An iterator over (BGR frame, presentation time in seconds or None) of a video or frame folder, and
+    its average frame rate (0 if unknown)."""
     path = Path(source)
     if path.is_dir():
         def folder():
             for file in clips.frame_files(path):
                 image = clips.read_image(file)          # the preparation's reading rules
                 if image is not None:
-                    yield np.ascontiguousarray(image[..., ::-1])
+                    yield np.ascontiguousarray(image[..., ::-1]), None
         return folder(), 0.0
     cap = cv2.VideoCapture(str(path))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def video():
         try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
+            while cap.grab():
+                stamp = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+                ok, frame = cap.retrieve()
+                if ok and frame is not None:
+                    yield frame, stamp
         finally:
             cap.release()
     return video(), fps
 
 
+class VideoOut:
+    """Writes an annotated copy: ``.mp4`` with PyAV (H.264 where FFmpeg has it, else MPEG-4 part 2), each
+    frame at its input's presentation time, so a variable-frame-rate video keeps its timing; ``.avi``
+    (Motion JPEG) with OpenCV at the average rate."""
+
+    def __init__(self, out: Path, width: int, height: int, fps: float):
+        self.out, self.fps, self.container, self.writer = out, fps, None, None
+        if out.suffix.lower() == ".mp4":
+            import av                                   # FFmpeg's bindings: per-frame timestamps
+            self.container = av.open(str(out), "w")
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            self.stream = self.container.add_stream(codec, rate=max(1, round(fps)))
+            self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+            self.time_base = fractions.Fraction(1, 1000)          # milliseconds
+            self.stream.time_base = self.stream.codec_context.time_base = self.time_base
+            self.stream.options = {"bf": "0"}                     # presentation order = decoding order
+            self.last_pts = -1
+        else:
+            self.writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+            if not self.writer.isOpened():
+                raise OSError(f"cannot write {out}: OpenCV has no writer for {out.suffix} here")
+
+    def write(self, frame: np.ndarray, index: int, stamp: float | None) -> None:
+        if self.container is None:
+            self.writer.write(frame)
+            return
+        import av
+        t = stamp if stamp is not None else index / self.fps
+        pts = max(int(round(t * 1000)), self.last_pts + 1)         # strictly increasing
+        self.last_pts = pts
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        picture.pts, picture.time_base = pts, self.time_base
+        for packet in self.stream.encode(picture):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+        elif self.writer is not None:
+            self.writer.release()
+
+
 def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[str]) -> Path:
     """A copy of the input video with the face square, the 18 key-points and the probability bars.
 
-    Same frame count, size and frame rate as the input. Key-points are drawn filled on the frames the
+    Same frame count and size as the input; an .mp4 copy keeps every frame's presentation time (a
+    variable-frame-rate input stays so), an .avi copy plays at the average rate. Key-points are drawn filled on the frames the
     preparation sampled, as rings on frames in between (interpolated). The bars show the window
     centred nearest to the frame (with --window), else the clip-level result.
     """
@@ -577,13 +624,10 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
     boxes, points, sampled, measured = frame_tracks(result, result.num_frames)
     writer = None
     try:
-        for i, frame in enumerate(frames):
+        for i, (frame, stamp) in enumerate(frames):
             if writer is None:
                 h, w = frame.shape[:2]
-                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
-                writer = cv2.VideoWriter(str(out), fourcc, fps if fps > 0 else result.fps, (w, h))
-                if not writer.isOpened():
-                    raise OSError(f"cannot write {out}: OpenCV has no writer for {out.suffix} here")
+                writer = VideoOut(out, w, h, fps if fps > 0 else result.fps)
             radius = max(1, round(min(frame.shape[:2]) / 200))
             if i < len(boxes) and np.all(np.isfinite(boxes[i])):
                 x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
@@ -595,10 +639,10 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
             _draw_legend(frame)
             probs, span = _probabilities_at(result, i)
             _draw_bars(frame, probs, class_names, span)
-            writer.write(frame)
+            writer.write(frame, i, stamp)
     finally:
         if writer is not None:
-            writer.release()
+            writer.close()
     if writer is None:
         raise OSError(f"{result.source}: no frame could be read to annotate")
     return out

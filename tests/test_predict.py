@@ -364,3 +364,24 @@ def test_frames_without_a_face_are_shown_and_reported_as_such(predictor, run, tm
     legend = frames[0].shape[0] - 60                          # the legend's rows hold both colours
     first, last = frames[0][:legend], frames[-1][:legend]
     assert green(first) > 10 * max(green(last), 1) and red(last) > 3 * max(red(first), 1)
+
+
+@pytest.mark.skipif(not (CASES / "vfr").is_dir(), reason=f"{CASES / 'vfr'} not found (shared/cases)")
+def test_an_annotated_copy_keeps_a_variable_frame_rate(predictor, tmp_path):
+    """cases/vfr: the annotated .mp4 presents every frame when the input does (to the millisecond),
+    not at the average rate."""
+    video = CASES / "vfr" / "vfr.mp4"
+
+    def stamps(path):
+        cap = cv2.VideoCapture(str(path))
+        out = []
+        while cap.grab():
+            out.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+        return np.asarray(out)
+
+    result = predict.predict(predictor, [str(video)])[0]
+    path = predict.annotate_video(result, tmp_path / "vfr.mp4", predictor.class_names)
+    given, written = stamps(video), stamps(path)
+    assert len(written) == len(given) == 72
+    np.testing.assert_allclose(written, given, atol=1.0)
+    assert np.diff(written)[40] > 4 * np.diff(written)[10]         # the slow half stays slow
