@@ -133,9 +133,28 @@ def config_file_module(path: str) -> Any:
     return module
 
 
+MOVED_KEYS = {"train.progress": "runtime.progress", "train.log_every": "runtime.log_every",
+              "train.cpu_devices": "runtime.cpu_devices", "data.num_workers": "runtime.num_workers",
+              "data.cache_decoded": "runtime.cache_decoded", "data.image_size": "model.<name>.image_size",
+              "data.heatmap_sigma": "model.dfer.heatmap_sigma", "loss.aux_weight": "model.dfer.aux_weight"}
+"""Keys of configs before the model registry and where they live now (model.X moved to model.<name>.X)."""
+
+
+def _paths(node: Any, prefix: str = "") -> list[str]:
+    out = []
+    for key in node.keys():
+        value = node[key]
+        path = f"{prefix}{key}"
+        out.extend(_paths(value, path + ".") if isinstance(value, ml_collections.ConfigDict) else [path])
+    return out
+
+
 def _missing_key(config: ml_collections.ConfigDict, dotted_key: str) -> str | None:
-    """A message for the first part of ``dotted_key`` that does not exist, with the closest keys; None
-    when the whole key exists."""
+    """A message for the first part of ``dotted_key`` that does not exist, with the closest keys (a key
+    that moved says where to; a leaf that exists elsewhere is named with its whole path); None when the
+    whole key exists."""
+    if dotted_key in MOVED_KEYS:
+        return f"config key {dotted_key!r} moved to {MOVED_KEYS[dotted_key]}"
     node: Any = config
     parts = dotted_key.split(".")
     for i, part in enumerate(parts):
@@ -143,7 +162,10 @@ def _missing_key(config: ml_collections.ConfigDict, dotted_key: str) -> str | No
             where = ".".join(parts[:i]) or "the config"
             keys = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
             close = difflib.get_close_matches(part, keys, n=3, cutoff=0.6)
+            elsewhere = [p for p in _paths(config) if p.endswith("." + parts[-1])] if i < len(parts) else []
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            if elsewhere:                       # the same key one level down, e.g. model.num_heads
+                hint += f"; that key is at {', '.join(elsewhere[:4])}"
             return (f"config key {dotted_key!r} does not exist: {where} has no {part!r}{hint} "
                     f"(its keys: {', '.join(keys) or 'none'})")
         node = node[part]

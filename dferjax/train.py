@@ -361,8 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except CorruptRecordError as error:       # damaged after the start-up check (the shards are checked first)
-        print(f"error: {error}; run the data_prep command that built {config.data.dir} again (it rebuilds "
-              "damaged shards)", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     best, last = results["best"], results["last"]
     if best is None:

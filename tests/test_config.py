@@ -98,3 +98,14 @@ def test_values_as_people_type_them():
         models.input_spec(load_config(DFEW, ["model.dfer.output_stride=12"]).model)
     with pytest.raises(models.ModelConfigError, match="model.dtype = 'float16' is not one of"):
         models.check_config(load_config(DFEW, ["model.dtype=float16"]).model)
+
+
+def test_keys_that_moved_say_where_to():
+    with pytest.raises(KeyError, match="'train.cpu_devices' moved to runtime.cpu_devices"):
+        load_config(DFEW, ["train.cpu_devices=1"])
+    with pytest.raises(KeyError, match="'loss.aux_weight' moved to model.dfer.aux_weight"):
+        load_config(DFEW, ["loss.aux_weight=0.1"])
+    with pytest.raises(KeyError, match="that key is at model.dfer.num_heads"):
+        load_config(DFEW, ["model.num_heads=4"])
+    with pytest.raises(KeyError, match="that key is at model.dfer.widths, model.frame_mean.widths"):
+        load_config(DFEW, ["model.widths=(8, 8, 8, 8)"])

@@ -253,6 +253,10 @@ def test_small_faces_are_found_with_detector_upsampling(run, capsys):
     err = capsys.readouterr().err
     assert "no face found in any of its 8 sampled frames" in err and "smaller than about 80 pixels" in err
     assert "--upsample 1" in err
+    # Found in a few frames only at 0: the note says what small faces need.
+    assert predict.main(["--checkpoint", str(run), "--json", str(CASES / "tiny_face" / "tiny_192x108.mp4")]) == 0
+    notes = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["notes"]
+    assert any("--upsample 1" in note for note in notes)
 
 
 def test_inputs_with_the_same_file_name_stay_distinct():

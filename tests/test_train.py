@@ -431,3 +431,19 @@ def test_registering_a_model_leaves_existing_runs_resumable(shards, tmp_path, mo
     assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=2",
                                 "--config.model.frame_mean.widths=(8,8,8,8)")) == 0
     assert latest_state(workdir)[0] == 2
+
+
+def test_a_flipped_byte_in_a_shard_stops_training_before_it_starts(shards, tmp_path, capsys):
+    """A shard of the right size with one byte changed (its CRC fails): caught by the start-up check,
+    one line naming shard and record, no checkpoint directory made."""
+    damaged = tmp_path / "shards"
+    shutil.copytree(shards, damaged)
+    shard = damaged / "test-00000.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    code = train.main(tiny_args(damaged, tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"shard {shard} is damaged" in err and "CRC" in err and "data_prep" in err
+    assert not (tmp_path / "run" / ckpt.LATEST_DIR).exists()

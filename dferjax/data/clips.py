@@ -407,7 +407,9 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
                                   detect_every=config.detect_every)
         if not track.has_face:
             hint = ("; faces smaller than about 80 pixels need detector upsampling (--upsample 1)"
-                    if config.upsample == 0 else f" (detector upsampling {config.upsample})")
+                    if config.upsample == 0 else
+                    f" (detector upsampling {config.upsample}; faces smaller than about "
+                    f"{80 // 2 ** config.upsample} pixels need --upsample {config.upsample + 1})")
             raise NoFaceError(source, f"no face found in any of its {len(frames)} sampled frames{hint}")
         if track.multiple_faces:
             n = int(np.sum(track.num_faces > 1))
@@ -421,6 +423,9 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         if missing:
             notes.append(f"no face detected in {missing} of {len(frames)} frames: box and landmarks "
                          "filled from the nearest frames with a face")
+        if missing * 2 > len(frames) and config.upsample == 0:
+            notes.append("a face small in the frame (under about 80 pixels) is found more often with detector "
+                         "upsampling (--upsample 1)")
     crops, _ = faces.crop_faces(frames, track.boxes, config.image_size)
     landmarks = faces.landmarks_to_crop(track.landmarks, track.boxes, config.image_size)
     clip = from_crops(crops, landmarks, track.flags, config)

@@ -327,8 +327,9 @@ def split_shards(data_dir: str | Path, info: dict[str, Any], splits: Sequence[st
     Returns:
       Paths of the splits' non-empty shards.
     Raises:
-      DataConfigError: a split the directory does not have, a shard missing or not matching its index
-        (truncated, other record count: records.shard_problem), or no records at all.
+      DataConfigError: a split the directory does not have, a shard missing, not matching its index
+        (truncated, other record count) or with a record whose CRC fails (every shard is read once,
+        records.shard_problem), or no records at all.
     """
     files = []
     for split in splits:
@@ -340,7 +341,7 @@ def split_shards(data_dir: str | Path, info: dict[str, Any], splits: Sequence[st
             if shard["records"] == 0:
                 continue
             path = Path(data_dir) / shard["file"]
-            problem = records.shard_problem(path, shard["records"])
+            problem = records.shard_problem(path, shard["records"], check_crcs=True)
             if problem:
                 raise DataConfigError(f"shard {path} {problem}: run the data_prep command that built {data_dir} "
                                       "again (it rebuilds damaged shards)")

@@ -102,7 +102,7 @@ _OVERHEAD = _HEADER_SIZE + _FOOTER.size  # 16
 _INDEX_MAGIC = b"DFRIDX1\n"
 _INDEX_HEADER = struct.Struct("<8sQQ")
 _INDEX_DTYPE = np.dtype("<u8")
-_REBUILD_HINT = "rebuild the shard with data_prep"
+_REBUILD_HINT = "run the data_prep command that built it again (it rebuilds damaged shards)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,8 +131,7 @@ class CorruptRecordError(ValueError):
         self.record = int(record)
         self.problem = problem
         super().__init__(
-            f"shard {self.shard!r}, record {self.record}: {problem}; the shard is damaged, "
-            f"{_REBUILD_HINT} (and delete its {INDEX_SUFFIX} file)"
+            f"shard {self.shard!r}, record {self.record}: {problem}; the shard is damaged: {_REBUILD_HINT}"
         )
 
 
