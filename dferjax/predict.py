@@ -303,6 +303,20 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
                     window.detected_share = detected_share(window_clip, w_take)
                     pending.append((window, w_frames, w_heatmaps))
                 result.windows.append(window)
+            end = timeline_end(stamps)
+            if result.windows and result.windows[-1].stop < len(stamps):
+                # Frames presented after the duration the header states: one more window ends at the last.
+                start_s = max(0.0, end - window_s)
+                first = int(np.searchsorted(stamps, start_s - 1e-6))
+                window = Window(first, len(stamps), start_s, end)
+                result.windows.append(window)
+                try:
+                    window.clip = predictor.prepare(source, (first, len(stamps)), upsample)
+                    w_frames, _, w_heatmaps, w_take = predictor.inputs(window.clip)
+                    window.detected_share = detected_share(window.clip, w_take)
+                    pending.append((window, w_frames, w_heatmaps))
+                except clips.ClipError as error:
+                    window.error = error.reason
         elif window_s:
             for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
                 window = Window(start, stop, start / result.fps, stop / result.fps)

@@ -330,7 +330,9 @@ def test_windows_of_a_variable_rate_video_span_the_times_they_say(predictor, cap
     def shown_at(i):
         return i / 30 if i < 36 else 1.2 + (i - 36) / 6
 
-    assert [round(w.start_s, 2) for w in result.windows] == [0.0, 2.0, 4.0, 4.8]
+    # The header says 6.8 s; the last frames are presented up to 7.2 s: a last window ends there.
+    assert [round(w.start_s, 2) for w in result.windows] == [0.0, 2.0, 4.0, 4.8, 5.2]
+    assert result.windows[-1].stop == 72 and result.windows[-1].end_s == pytest.approx(7.2, abs=0.01)
     for w in result.windows:
         times = [shown_at(int(i)) for i in w.clip.frame_indices]
         assert all(w.start_s - 1e-6 <= t < w.end_s + 1 / 6 for t in times), (w.start_s, w.end_s, times)
