@@ -607,7 +607,7 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
             clip = error
     else:
         clip = _prepared(path, config, frames, sorted(clip_wanted), total, fps)
-    if total - 1 not in frames and any(total - 1 in p for p in picked):
+    if frames and total - 1 not in frames and any(total - 1 in p for p in picked):
         picked = [[i if i in frames else max(frames) for i in p] for p in picked]
     results = [_prepared(path, config, frames, sorted(set(p)), total, fps) for p in picked]
     intervals = np.diff(timestamps)
