@@ -287,48 +287,41 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
         if warning:
             result.notes.append(warning)
         pending.append((result, frames, heatmaps))
+        def add_window(window: Window, prepare: Any) -> None:
+            """Append ``window`` with its clip (``prepare()``: a PreparedClip, or raises/returns ClipError)."""
+            result.windows.append(window)
+            try:
+                window_clip = prepare()
+                if isinstance(window_clip, clips.ClipError):
+                    raise window_clip
+            except clips.ClipError as error:
+                window.error = error.reason
+                return
+            window.clip = window_clip
+            w_frames, _, w_heatmaps, w_take = predictor.inputs(window_clip)
+            window.detected_share = detected_share(window_clip, w_take)
+            pending.append((window, w_frames, w_heatmaps))
+
         if window_s and timeline is not None:           # a video: its windows came with the one decode pass
             stamps = timeline.timestamps
+            end = timeline_end(stamps)
             for (start_s, end_s), window_clip in zip(timeline.windows_s, timeline.windows):
                 # The frames presented in [start_s, end_s): the window's span of the source.
                 first = int(np.searchsorted(stamps, start_s - 1e-6))
                 stop = max(int(np.searchsorted(stamps, end_s - 1e-6)), first + 1)
-                if end_s >= timeline_end(stamps) - 1e-6:
+                if end_s >= end - 1e-6:
                     stop = len(stamps)
-                if isinstance(window_clip, clips.ClipError):
-                    window = Window(first, stop, start_s, end_s, error=window_clip.reason)
-                else:
-                    window = Window(first, stop, start_s, end_s, clip=window_clip)
-                    w_frames, _, w_heatmaps, w_take = predictor.inputs(window_clip)
-                    window.detected_share = detected_share(window_clip, w_take)
-                    pending.append((window, w_frames, w_heatmaps))
-                result.windows.append(window)
-            end = timeline_end(stamps)
+                add_window(Window(first, stop, start_s, end_s), lambda c=window_clip: c)
             if result.windows and result.windows[-1].stop < len(stamps):
                 # Frames presented after the duration the header states: one more window ends at the last.
                 start_s = max(0.0, end - window_s)
                 first = int(np.searchsorted(stamps, start_s - 1e-6))
-                window = Window(first, len(stamps), start_s, end)
-                result.windows.append(window)
-                try:
-                    window.clip = predictor.prepare(source, (first, len(stamps)), upsample)
-                    w_frames, _, w_heatmaps, w_take = predictor.inputs(window.clip)
-                    window.detected_share = detected_share(window.clip, w_take)
-                    pending.append((window, w_frames, w_heatmaps))
-                except clips.ClipError as error:
-                    window.error = error.reason
+                add_window(Window(first, len(stamps), start_s, end),
+                           lambda a=first: predictor.prepare(source, (a, len(stamps)), upsample))
         elif window_s:
             for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
-                window = Window(start, stop, start / result.fps, stop / result.fps)
-                result.windows.append(window)
-                try:
-                    window.clip = predictor.prepare(source, (start, stop), upsample)
-                except clips.ClipError as error:
-                    window.error = error.reason
-                    continue
-                w_frames, _, w_heatmaps, w_take = predictor.inputs(window.clip)
-                window.detected_share = detected_share(window.clip, w_take)
-                pending.append((window, w_frames, w_heatmaps))
+                add_window(Window(start, stop, start / result.fps, stop / result.fps),
+                           lambda a=start, b=stop: predictor.prepare(source, (a, b), upsample))
         if progress:
             print(f"prepared {source} ({len(result.windows)} windows)", file=sys.stderr, flush=True)
     probs = predictor.probabilities([p[1] for p in pending], [p[2] for p in pending])

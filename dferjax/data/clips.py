@@ -211,6 +211,14 @@ def even_indices(num_available: int, count: int) -> np.ndarray:
     return np.round(np.linspace(0, num_available - 1, count)).astype(np.int32)
 
 
+def _retrieve_rgb(cap: cv2.VideoCapture) -> np.ndarray | None:
+    """The frame a ``grab()`` just read, as RGB uint8; None where it does not decode."""
+    ok, bgr = cap.retrieve()
+    if not ok or bgr is None:
+        return None
+    return faces.to_rgb(bgr[..., ::-1] if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr)
+
+
 def _decode_pass(path: Path, wanted: set[int]) -> tuple[int, list[np.ndarray], list[int], float]:
     """One pass over a video: (frames that decode, RGB frames at ``wanted`` indices, their indices, fps)."""
     cap = cv2.VideoCapture(str(path))
@@ -221,9 +229,9 @@ def _decode_pass(path: Path, wanted: set[int]) -> tuple[int, list[np.ndarray], l
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         while cap.grab():
             if total in wanted:
-                ok, bgr = cap.retrieve()
-                if ok and bgr is not None:
-                    frames.append(faces.to_rgb(bgr[..., ::-1] if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr))
+                rgb = _retrieve_rgb(cap)
+                if rgb is not None:
+                    frames.append(rgb)
                     got.append(total)
             total += 1
     finally:
@@ -588,9 +596,9 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
                 picked[targets[k][1]].append(i)
                 take, k = True, k + 1
             if take:
-                ok, bgr = cap.retrieve()
-                if ok and bgr is not None:
-                    frames[i] = faces.to_rgb(bgr[..., ::-1] if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr)
+                rgb = _retrieve_rgb(cap)
+                if rgb is not None:
+                    frames[i] = rgb
     finally:
         cap.release()
     total = len(stamps)
