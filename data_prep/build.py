@@ -14,6 +14,13 @@ index beside it. OUT also gets
 
 The same input gives byte-identical shards whatever the worker count, and an interrupted build run
 again resumes at the first unfinished shard (dferjax.data.dataset).
+
+On a shared machine (dferjax.jobs): one build per OUT (a second one is refused, naming the first's
+process); SIGTERM or SIGINT discards the shard in progress and exits with status 75 (re-queue the same
+command: it resumes); a full disk stops the build in one line (exit 1), keeping the complete shards.
+Exit statuses: 0 done; 1 an error to fix (one line on stderr; OUT unusable, in use, a full disk, no
+clip written); 2 a usage error; 75 stopped by a signal (run the same command to resume); 128 + N a
+second signal N (exited at once; the same command resumes).
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from data_prep.adapters import ADAPTERS, list_clips
+from dferjax import jobs
 from dferjax.data.clips import PrepConfig
-from dferjax.data.dataset import INFO_FILE, MANIFEST_FILE, build  # noqa: F401  (the build itself)
+from dferjax.data.dataset import INFO_FILE, MANIFEST_FILE, WorkerError, build  # noqa: F401  (the build itself)
 
 
 def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", help="label file for --dataset csv (default ROOT/labels.csv)")
     add_prep_arguments(parser)
     args = parser.parse_args(argv)
+    try:                                # before the listing and any clip: a folder that cannot be written
+        jobs.check_output_folder(args.out, "--out")
+    except jobs.FolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     options = {"csv": args.csv} if args.csv else {}
     listing = list_clips(args.dataset, args.root, **options)
     if args.precropped == "auto":
@@ -73,11 +87,41 @@ def main(argv: list[str] | None = None) -> int:
     else:
         precropped = args.precropped == "yes"
     prep = prep_config_from_args(args, upsample=args.upsample, precropped=precropped)
-    start = time.perf_counter()
-    info = build(listing, args.out, prep, workers=args.workers, shard_size=args.shard_size,
-                 jpeg_quality=args.jpeg_quality)
-    print_summary(info, Path(args.out), time.perf_counter() - start)
-    return 0 if info["clips_written"] else no_clip_written(Path(args.out))
+    return run_build(lambda: build(listing, args.out, prep, workers=args.workers, shard_size=args.shard_size,
+                                   jpeg_quality=args.jpeg_quality), Path(args.out))
+
+
+def run_build(start: Callable[[], dict[str, Any]], out: Path, *, require_clips: bool = True) -> int:
+    """Run a build (``dferjax.data.dataset.build`` through ``start``) as a command: its summary, or one line
+    on stderr for a build that could not run or did not finish.
+
+    Args:
+      start: runs the build, returns its dataset_info.json content.
+      out: the build's folder (``--out``).
+      require_clips: a build that wrote no clip is an error (exit status 1, with the first reasons).
+    Returns:
+      The exit status: 0 done; 1 ``out`` unusable or in use, a disk error or a worker process that died
+      (the complete shards stay), or no clip written; ``jobs.EXIT_REQUEUE`` (75) stopped by SIGTERM/SIGINT (the same command resumes).
+    Raises:
+      OSError: an error of the machine that is no disk error (with its traceback).
+    """
+    begin = time.perf_counter()
+    try:
+        info = start()
+    except (jobs.FolderError, WorkerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except jobs.Interrupted as stop:
+        print(stop, file=sys.stderr)
+        return jobs.EXIT_REQUEUE
+    except OSError as error:
+        if not jobs.is_disk_error(error):
+            raise
+        print(f"error: {jobs.disk_error(error)}; the complete shards stay: run the same command to resume",
+              file=sys.stderr)
+        return 1
+    print_summary(info, out, time.perf_counter() - begin)
+    return 0 if info["clips_written"] or not require_clips else no_clip_written(out)
 
 
 def no_clip_written(out: Path, show: int = 3) -> int:

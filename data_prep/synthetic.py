@@ -5,17 +5,17 @@
 The faces' 68 landmarks are known from the drawing, so no detector runs; the clips go through the
 same key-point and shard-writing code as real datasets and come out as ``train-*.tfrecord`` /
 ``test-*.tfrecord`` shards with a manifest and dataset_info.json. Classes are balanced (round-robin
-over the 7 classes); the same arguments give byte-identical shards.
+over the 7 classes); the same arguments give byte-identical shards. The same exit statuses and stops
+as ``python -m data_prep.build`` (a lock on OUT, SIGTERM/SIGINT -> 75, a full disk -> 1; see there).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from data_prep.build import add_prep_arguments, prep_config_from_args, print_summary
+from data_prep.build import add_prep_arguments, prep_config_from_args, run_build
 from dferjax.data.synthetic import SOURCE_PREFIX, make_demo_set, render_entry, synthetic_listing  # noqa: F401
 
 
@@ -28,11 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     add_prep_arguments(parser)
     parser.set_defaults(max_frames=16)
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    info = make_demo_set(args.out, num_train=args.train, num_test=args.test, seed=args.seed,
-                         prep=prep_config_from_args(args), workers=args.workers, shard_size=args.shard_size)
-    print_summary(info, Path(args.out), time.perf_counter() - start)
-    return 0
+    return run_build(lambda: make_demo_set(args.out, num_train=args.train, num_test=args.test, seed=args.seed,
+                                           prep=prep_config_from_args(args), workers=args.workers,
+                                           shard_size=args.shard_size), Path(args.out), require_clips=False)
 
 
 if __name__ == "__main__":

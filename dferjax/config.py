@@ -82,6 +82,39 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+AT_LEAST_ONE = ("train.batch_size", "train.eval_batch_size", "train.epochs", "train.eval_every",
+                "data.num_segments", "data.frames_per_segment", "runtime.log_every")
+"""Integer keys that must be >= 1 (checked by :func:`check_values` before a run writes anything)."""
+AT_LEAST_ZERO = ("train.checkpoint_every", "train.max_steps", "runtime.num_workers")
+"""Integer keys that must be >= 0 (0 turns the feature off)."""
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+    """Refuse values of the run's sections that cannot work (the model's section is checked by
+    ``models.check_config``): counts below their minimum, a learning rate <= 0, crop ranges that are
+    not ranges.
+
+    Raises:
+      ValueError: one line naming every bad key, its value and what it must be.
+    """
+    problems = []
+    for keys, low in ((AT_LEAST_ONE, 1), (AT_LEAST_ZERO, 0)):
+        for key in keys:
+            value = _get(config, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                problems.append(f"{key} = {value!r} is not an integer of at least {low}")
+    if not config.train.learning_rate > 0:
+        problems.append(f"train.learning_rate = {config.train.learning_rate!r} is not positive")
+    low, high = config.data.crop_scale
+    if not 0 < low <= high <= 1:
+        problems.append(f"data.crop_scale = {tuple(config.data.crop_scale)} is not a range within (0, 1]")
+    low, high = config.data.crop_ratio
+    if not 0 < low <= high:
+        problems.append(f"data.crop_ratio = {tuple(config.data.crop_ratio)} is not a range of positive ratios")
+    if problems:
+        raise ValueError("config key " + "; ".join(problems))
+
+
 def parse_config_arg(arg: str | None, defaults: dict[str, Any], config_file: str = "config") -> dict[str, Any]:
     """Parse a config file's ``k=v,k=v`` argument against its allowed keys and their defaults.
 

@@ -1,16 +1,26 @@
-"""data_prep.build on a folder of real videos with bad files mixed in: manifest, determinism, resume."""
+"""data_prep.build on a folder of real videos with bad files mixed in: manifest, determinism, resume; and the
+build on a shared machine (the synthetic set through its command): stopped by signals, killed, run twice into
+one folder, given a folder it cannot write, stopped by a file size limit."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from dferjax import jobs
 from dferjax.data import dataset as B
 from data_prep.adapters import list_clips
-from dferjax.data import records
+from dferjax.data import records, synthetic
 from dferjax.data.clips import PrepConfig
 
 PREP = PrepConfig(image_size=32, max_frames=4, min_frames=4)
@@ -150,3 +160,290 @@ def test_a_build_that_writes_nothing_exits_1_with_the_first_reasons(testdata, tm
                          "--max-frames", "4", "--min-frames", "4", "--image-size", "32"])
     err = capsys.readouterr().err
     assert code == 1 and "no clip was written" in err and "no face found" in err
+
+
+# --- the build on a shared machine: real processes of python -m data_prep.synthetic ------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# 64 clips of 16 frames of 112x112 in 32 shards: a signal sent when the first shard is complete lands
+# mid-build (the other 31 take about a second on two workers).
+LONG = ["--train", "60", "--test", "4", "--shard-size", "2", "--workers", "2"]
+LONG_SHARDS = 32
+# 5 clips of 4 frames of 32x32: test-00000 holds one clip, train-00000 and train-00001 two each.
+TINY = ["--train", "4", "--test", "1", "--shard-size", "2", "--workers", "1", "--max-frames", "4",
+        "--min-frames", "4", "--image-size", "32"]
+TINY_PREP = PrepConfig(image_size=32, max_frames=4, min_frames=4)
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory):
+    """The LONG set built without a stop."""
+    out = tmp_path_factory.mktemp("long") / "out"
+    synthetic.make_demo_set(out, num_train=60, num_test=4, prep=PrepConfig(max_frames=16), workers=2,
+                            shard_size=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+    """The TINY set built without a stop."""
+    out = tmp_path_factory.mktemp("tiny") / "out"
+    synthetic.make_demo_set(out, num_train=4, num_test=1, prep=TINY_PREP, shard_size=2, progress=False)
+    return out
+
+
+def start_build(out: Path, args: list[str], **kwargs) -> subprocess.Popen:
+    """``python -m data_prep.synthetic --out OUT ARGS`` in its own process group."""
+    return subprocess.Popen([sys.executable, "-m", "data_prep.synthetic", "--out", str(out), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+
+
+def run_build(out: Path, args: list[str], **kwargs) -> tuple[int, str]:
+    """Run the build command to its end: (exit status, stderr)."""
+    build = start_build(out, args, **kwargs)
+    _, err = build.communicate(timeout=120)
+    return build.returncode, err
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.002)
+
+
+def live_processes(group: int) -> list[int]:
+    """Processes of process group ``group`` that still run (not zombies waiting for their parent)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, _, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def first_shard_complete(out: Path) -> bool:
+    return any(out.glob("*.plan.json"))             # the plan is written last: the shard is complete
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc (Linux)")
+
+
+@needs_proc
+@pytest.mark.parametrize("how", ["SIGTERM to the build", "SIGINT to its process group (Ctrl-C)"])
+def test_a_signal_discards_the_shard_in_progress_exits_75_and_the_same_command_resumes(how, long_reference,
+                                                                                      tmp_path):
+    out = tmp_path / "out"
+    build = start_build(out, LONG)
+    wait_for(lambda: first_shard_complete(out), "the first complete shard")
+    if how.startswith("SIGTERM"):
+        name = "SIGTERM"
+        build.send_signal(signal.SIGTERM)               # while the build waits for a worker's result
+    else:
+        name = "SIGINT"
+        os.killpg(build.pid, signal.SIGINT)             # the build and its workers, as a terminal does
+    _, err = build.communicate(timeout=60)
+    assert build.returncode == jobs.EXIT_REQUEUE == 75, err
+    line = re.search(rf"^stopped by {name}: (\d+) of {LONG_SHARDS} shards in {re.escape(str(out))} are complete"
+                     r"(, the one in progress \((\S+)\) was discarded)?; run the same command to resume$", err, re.M)
+    assert line, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err     # workers ignore SIGINT
+    wait_for(lambda: not live_processes(build.pid), "the workers to end", timeout=10)
+    # Complete shards only: each with its index, manifest part and plan; nothing of the discarded one.
+    names = set(os.listdir(out))
+    shards = {n for n in names if n.endswith(".tfrecord")}
+    assert 0 < len(shards) == int(line[1]) < LONG_SHARDS
+    assert line[3] is None or line[3] not in shards
+    assert names == {jobs.LOCK_FILE} | {s + x for s in shards for x in ("", ".index", ".manifest.jsonl", ".plan.json")}
+    assert (out / jobs.LOCK_FILE).read_text() == ""      # released
+
+    code, err = run_build(out, LONG)
+    assert code == 0 and f"resuming: {len(shards)} of {LONG_SHARDS} shards already complete and checked" in err
+    assert folder_files(out) == folder_files(long_reference)
+
+
+def render_and_interrupt(entry, prep):
+    """The synthetic clip maker; at clip train_00003 it sends SIGINT to the build's main process (its parent
+    when it runs in a worker, itself otherwise), as Ctrl-C would."""
+    if entry.clip_id == "train_00003":
+        os.kill(os.getppid() if multiprocessing.parent_process() else os.getpid(), signal.SIGINT)
+    return synthetic.render_entry(entry, prep)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_signal_stops_the_build_function_with_its_workers_ended(workers, tiny_reference, tmp_path):
+    """dataset.build in this process (as the demo set is built by training): BuildInterrupted with the line
+    to show, no worker left, the signal handlers and the lock given back; the same call resumes."""
+    out = tmp_path / "out"
+    listing = synthetic.synthetic_listing(4, 1)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(B.BuildInterrupted) as stop:
+        B.build(listing, out, TINY_PREP, workers=workers, shard_size=2, make_clip=render_and_interrupt,
+                progress=False)
+    assert isinstance(stop.value, jobs.Interrupted) and stop.value.signal == "SIGINT"
+    # The shards in order: test-00000, train-00000, train-00001 (train_00002, train_00003). In this process the
+    # signal comes while train-00001 is written; from a worker, which may run ahead, while any of them is.
+    plan = ["test-00000.tfrecord", "train-00000.tfrecord", "train-00001.tfrecord"]
+    line = re.fullmatch(rf"stopped by SIGINT: (\d) of 3 shards in {re.escape(str(out))} are complete, the one in "
+                        r"progress \((\S+)\) was discarded; run the same command to resume", str(stop.value))
+    assert line and line[2] == plan[int(line[1])] and (workers == 2 or line[1] == "2"), str(stop.value)
+    assert multiprocessing.active_children() == []
+    assert signal.getsignal(signal.SIGINT) is before and (out / jobs.LOCK_FILE).read_text() == ""
+    complete = {f"{s}{x}" for s in plan[:int(line[1])] for x in ("", ".index", ".manifest.jsonl", ".plan.json")}
+    assert set(os.listdir(out)) == complete | {jobs.LOCK_FILE}
+    B.build(listing, out, TINY_PREP, workers=workers, shard_size=2, make_clip=synthetic.render_entry, progress=False)
+    assert folder_files(out) == folder_files(tiny_reference)
+
+
+def render_or_die(entry, prep):
+    """The synthetic clip maker, whose worker process is killed (as by the out-of-memory killer) at
+    train_00002."""
+    if entry.clip_id == "train_00002":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return synthetic.render_entry(entry, prep)
+
+
+def test_a_worker_that_dies_stops_the_build_naming_its_clip(tiny_reference, tmp_path):
+    out = tmp_path / "out"
+    listing = synthetic.synthetic_listing(4, 1)
+    with pytest.raises(B.WorkerError, match=r"the worker process preparing clip train_00002 \(synthetic:\S+\) "
+                                            r"ended with signal SIGKILL: out of memory"):
+        B.build(listing, out, TINY_PREP, workers=2, shard_size=2, make_clip=render_or_die, progress=False)
+    assert multiprocessing.active_children() == [] and (out / jobs.LOCK_FILE).read_text() == ""
+    assert not [n for n in os.listdir(out) if n.startswith("train-00001")]
+    B.build(listing, out, TINY_PREP, workers=2, shard_size=2, make_clip=synthetic.render_entry, progress=False)
+    assert folder_files(out) == folder_files(tiny_reference)
+
+
+@needs_proc
+def test_a_killed_build_leaves_no_worker_and_the_next_one_takes_over_its_lock(long_reference, tmp_path):
+    out = tmp_path / "out"
+    build = start_build(out, LONG)
+    wait_for(lambda: first_shard_complete(out), "the first complete shard")
+    build.kill()                                        # SIGKILL: no cleanup at all in the build
+    build.communicate(timeout=60)
+    wait_for(lambda: not live_processes(build.pid), "the workers to end with their parent", timeout=10)
+    assert json.loads((out / jobs.LOCK_FILE).read_text())["pid"] == build.pid
+    leftovers = [n for n in os.listdir(out) if ".tmp" in n]
+
+    code, err = run_build(out, LONG)
+    assert code == 0, err
+    assert f"taking over the lock left by process {build.pid}" in err
+    for name in leftovers:
+        assert f"removing {name}: a temporary file left by a build that was killed" in err
+    assert folder_files(out) == folder_files(long_reference)
+
+
+def test_a_second_build_into_the_same_folder_is_refused_naming_the_first(long_reference, tmp_path):
+    out = tmp_path / "out"
+    first = start_build(out, LONG)
+    try:
+        lock = out / jobs.LOCK_FILE
+        wait_for(lambda: lock.is_file() and str(first.pid) in lock.read_text(), "the first build's lock")
+        first.send_signal(signal.SIGSTOP)               # it cannot end while the second one tries
+        code, err = run_build(out, LONG)
+        first.send_signal(signal.SIGCONT)
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"error: --out {out} is in use by process {first.pid} on ")
+        assert f"-m data_prep.synthetic --out {out} " in err and "wait for it to end, or use another folder" in err
+        _, first_err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, first_err
+    assert folder_files(out) == folder_files(long_reference)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder this user cannot write: chmod 555, or for root (whom permissions do not stop) immutable
+    (chattr +i); skipped where neither works."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root, and chattr +i is not available to make a folder root cannot write")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file", "read-only"])
+def test_an_out_that_cannot_be_written_is_refused_in_one_line_before_the_listing(case, tmp_path, capsys, request):
+    from data_prep import build as command
+    from data_prep import synthetic as synthetic_command
+    (tmp_path / "file").write_text("not a folder")
+    out, said = {"a file": (tmp_path / "file", "is a file, not a folder: name a folder"),
+                 "under a file": (tmp_path / "file" / "shards", "cannot be created (Not a directory): name a folder"),
+                 "read-only": (None, "is not writable by this user: name a folder you can write to")}[case]
+    if out is None:
+        out = request.getfixturevalue("read_only_folder")
+    # The root does not exist: a listing before the check would fail on it.
+    code = command.main(["--dataset", "folder", "--root", str(tmp_path / "no-such-root"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: --out {out} ") and said in err and err.count("\n") == 1
+    code = synthetic_command.main(["--out", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: --out {out} ") and said in err and err.count("\n") == 1
+    assert not (tmp_path / "no-such-root").exists() and sorted(p.name for p in tmp_path.iterdir()) == \
+        sorted({"file"} | ({"read-only"} if case == "read-only" else set()))
+
+
+def test_a_file_size_limit_stops_the_build_in_one_line_and_the_same_command_resumes(tiny_reference, tmp_path):
+    """A full disk, for real: a file size limit (ulimit -f) between the one-clip shard and the two-clip ones
+    fails the write of train-00000.tfrecord with EFBIG (Python ignores SIGXFSZ)."""
+    sizes = {name: len(data) for name, data in folder_files(tiny_reference).items()}
+    limit = (sizes["test-00000.tfrecord"] + sizes["train-00000.tfrecord"]) // 2
+    assert max(n for name, n in sizes.items() if not name.startswith("train-0000")) < limit
+    assert limit < min(sizes["train-00000.tfrecord"], sizes["train-00001.tfrecord"])
+    out = tmp_path / "out"
+    code, err = run_build(out, TINY, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert code == 1 and "Traceback" not in err, err
+    last = err.splitlines()[-1]
+    assert last.startswith(f"error: writing {out / 'train-00000.tfrecord'} failed: File too large; ")
+    assert last.endswith("GiB free there (the file size limit (ulimit -f) is too low); the complete shards stay: "
+                         "run the same command to resume")
+    assert sorted(os.listdir(out)) == sorted([jobs.LOCK_FILE] + [f"test-00000.tfrecord{x}" for x in
+                                                                 ("", ".index", ".manifest.jsonl", ".plan.json")])
+    code, err = run_build(out, TINY)
+    assert code == 0 and "resuming: 1 of 3 shards already complete and checked" in err, err
+    assert folder_files(out) == folder_files(tiny_reference)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_disk_error_stops_the_build_function_naming_the_shard(workers, tiny_reference, tmp_path):
+    """dataset.build in this process under a file size limit: the OSError names the shard being written, the
+    shard is discarded, no worker is left, the lock is released; the same call resumes."""
+    sizes = {name: len(data) for name, data in folder_files(tiny_reference).items()}
+    limit = (sizes["test-00000.tfrecord"] + sizes["train-00000.tfrecord"]) // 2
+    out = tmp_path / "out"
+    listing = synthetic.synthetic_listing(4, 1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError) as error:
+            B.build(listing, out, TINY_PREP, workers=workers, shard_size=2, make_clip=synthetic.render_entry,
+                    progress=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert jobs.is_disk_error(error.value) and error.value.filename == str(out / "train-00000.tfrecord")
+    assert multiprocessing.active_children() == [] and (out / jobs.LOCK_FILE).read_text() == ""
+    assert sorted(os.listdir(out)) == sorted([jobs.LOCK_FILE] + [f"test-00000.tfrecord{x}" for x in
+                                                                 ("", ".index", ".manifest.jsonl", ".plan.json")])
+    B.build(listing, out, TINY_PREP, workers=workers, shard_size=2, make_clip=synthetic.render_entry, progress=False)
+    assert folder_files(out) == folder_files(tiny_reference)

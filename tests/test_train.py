@@ -9,6 +9,7 @@ import socket
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -407,7 +408,13 @@ def test_a_truncated_shard_stops_training_before_it_starts(shards, tmp_path, cap
 
 @pytest.mark.parametrize("extra, message", [
     (["--config.fold=3"], "config key fold = 3 does not match data.test_splits"),
-    (["--config.model.dfer.gcn=False"], "config key variant = 'E'"),
+    (["--config.train.batch_size=0"], "train.batch_size = 0 is not an integer of at least 1"),
+    (["--config.train.epochs=0"], "train.epochs = 0 is not an integer of at least 1"),
+    (["--config.data.num_segments=0"], "data.num_segments = 0 is not an integer of at least 1"),
+    (["--config.model.dfer.image_size=0"], "model.dfer.image_size = 0 is not a positive integer"),
+    (["--config.data.frames_per_segment=1"], "data.num_segments x data.frames_per_segment = 2 frames"),
+    (["--config.train.learning_rate=0.0"], "train.learning_rate = 0.0 is not positive"),
+    (["--config.variant=F"], "config key variant = 'F' is not one of"),
     (["--config.model.dfer.widths=(8,16)"], "model.dfer.widths = (8, 16) is not 4 positive integers"),
     (["--config.model.dfer.num_heads=-1"], "model.dfer.num_heads = -1 is not a positive integer"),
     (["--config.model.num_classes=0"], "model.num_classes = 0 is not an integer of at least 2"),
@@ -447,3 +454,190 @@ def test_a_flipped_byte_in_a_shard_stops_training_before_it_starts(shards, tmp_p
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"shard {shard} is damaged" in err and "CRC" in err and "data_prep" in err
     assert not (tmp_path / "run" / ckpt.LATEST_DIR).exists()
+
+
+def metrics_lines(workdir: Path) -> list[dict]:
+    """metrics.jsonl without its timings."""
+    lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in x.items() if k != "samples_per_s"} for x in lines]
+
+
+@pytest.fixture(scope="module")
+def straight_run(shards, tmp_path_factory):
+    """Two whole epochs (8 steps, evaluated after each), uninterrupted."""
+    workdir = tmp_path_factory.mktemp("straight") / "run"
+    assert train.main(tiny_args(shards, workdir)) == 0
+    return workdir
+
+
+@pytest.mark.parametrize("stop_after", [3, 4])
+def test_sigterm_saves_and_the_same_command_resumes_to_the_straight_run(shards, straight_run, tmp_path, stop_after):
+    """SIGTERM after step 3 (mid-epoch) or 4 (the epoch's last step, before its evaluation): the run
+    saves, says so in one line and exits 75; the same command then ends with the uninterrupted run's
+    parameters bit for bit, the same log lines (no step lost or repeated) and the same results."""
+    workdir = tmp_path / "run"
+    stopped = run_cli(tiny_args(shards, workdir), env={train.SIGNAL_ENV: str(stop_after)})
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    assert f"stopped at step {stop_after}" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert "run the same command to resume" in stopped.stderr
+    assert ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0] == stop_after
+    assert [x["step"] for x in metrics_lines(workdir)] == list(range(1, stop_after + 1))   # no eval yet
+    resumed = run_cli(tiny_args(shards, workdir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    step_a, state_a = latest_state(straight_run)
+    step_b, state_b = latest_state(workdir)
+    assert step_a == step_b == 8
+    assert_trees_close(state_a, state_b, atol=0.0)
+    assert metrics_lines(workdir) == metrics_lines(straight_run)
+    a, b = (json.loads((w / "results.json").read_text()) for w in (straight_run, workdir))
+    assert a["best"] == b["best"] and a["last"] == b["last"]
+
+
+def test_a_second_run_in_a_locked_workdir_is_refused_while_the_first_completes(shards, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "dferjax.train", *tiny_args(shards, workdir)], cwd=ROOT,
+                             env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    lock = workdir / ".dferjax.lock"
+    deadline = time.time() + 120
+    while not (lock.is_file() and lock.read_text().strip()) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, "the first run ended before the test could start the second"
+    code = train.main(tiny_args(shards, workdir))
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert f"--workdir {workdir} is in use by process {first.pid}" in err
+    out = first.communicate(timeout=600)[0]
+    assert first.returncode == 0, out[-3000:]
+    lines = metrics_lines(workdir)
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 4, 5, 6, 7, 8, 8]     # one run's lines, in order
+    assert train.main(tiny_args(shards, workdir)) == 0                       # the lock was released
+
+
+def test_a_failed_save_stops_the_run_in_one_line_and_leaves_it_resumable(shards, straight_run, tmp_path):
+    """After step 4's checkpoint the kernel refuses to grow a file past 1 MB (as a full disk would):
+    the next save (step 6) fails; the run stops with one line naming the file, the reason, the free
+    space and the last complete checkpoint; results.json never names a best epoch without its
+    checkpoint; the same command without the limit finishes like the uninterrupted run."""
+    workdir = tmp_path / "run"
+    args = tiny_args(shards, workdir, "--config.train.checkpoint_every=2")
+    failed = run_cli(args, env={train.FILE_SIZE_ENV: "4:1000000"})
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr[-3000:]
+    assert "File too large" in failed.stderr and "GiB free there" in failed.stderr
+    assert "the last complete checkpoint is step 4" in failed.stderr
+    results = json.loads((workdir / "results.json").read_text())
+    assert ckpt.complete_steps(workdir / ckpt.BEST_DIR)[0] == 4 * results["best"]["epoch"]
+    resumed = run_cli(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    step_a, state_a = latest_state(straight_run)
+    step_b, state_b = latest_state(workdir)
+    assert step_a == step_b == 8
+    assert_trees_close(state_a, state_b, atol=0.0)
+
+
+def test_the_checkpoint_space_is_checked_before_each_save(tmp_path):
+    state = {"w": np.zeros((1024, 1024), np.float32)}        # 4 MiB
+    assert ckpt.save_problem(tmp_path, state) is None
+    free = shutil.disk_usage(tmp_path).free
+    huge = {"w": jax.ShapeDtypeStruct((free // 4 + 2**20,), np.float32)}
+    problem = ckpt.save_problem(tmp_path / "checkpoints", huge)
+    assert problem.startswith(f"{tmp_path / 'checkpoints'} has") and "a checkpoint needs about" in problem
+
+
+def test_a_workdir_that_is_a_file_is_refused_in_one_line(shards, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.write_text("not a folder")
+    assert train.main(tiny_args(shards, workdir)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--workdir {workdir} is a file, not a folder" in err
+
+
+def test_the_variant_follows_the_switches_and_an_override_applies_them():
+    from dferjax.config import load_config
+    config = load_config("configs/dfew.py:variant=E", ["model.dfer.gcn=False"])
+    train.check_labels(config)
+    assert config.variant == "D"                      # E without the GCN is Table 9's D, not a relabelled E
+    config = load_config("configs/dfew.py:variant=E", ["variant=A"])
+    train.check_labels(config, variant_given=True)
+    assert config.variant == "A" and (config.model.dfer.gcn, config.model.dfer.temporal) == (False, "none")
+    config = load_config("configs/dfew.py", ["model.dfer.fusion=mean"])
+    train.check_labels(config)
+    assert config.variant == ""                       # an ablation of its own (Table 10), no Table 9 label
+
+
+def _relabel(shard: Path, record: int, label: int) -> None:
+    """Rewrite ``shard`` (valid CRCs, a new index) with one record's label changed."""
+    datas = list(records.iter_records(shard))
+    example = records.decode_example(datas[record])
+    example["label"] = label
+    datas[record] = records.encode_example(example)
+    with records.ShardWriter(shard) as writer:
+        for data in datas:
+            writer.write(data)
+
+
+def test_a_label_outside_the_classes_is_named_with_shard_record_and_clip(shards, tmp_path, capsys):
+    """A training record with label 9 of 7 classes (valid CRCs): met while training, the run stops in
+    one line naming the shard, the record and its clip (from the manifest); in the test split the
+    start-up check names it before any step."""
+    for split, record in (("train", 5), ("test", 2)):
+        copy = tmp_path / split
+        shutil.copytree(shards, copy)
+        shard = copy / f"{split}-00000.tfrecord"
+        _relabel(shard, record, 9)
+        clip = [json.loads(x) for x in (copy / "manifest.jsonl").read_text().splitlines()
+                if json.loads(x).get("shard") == shard.name and json.loads(x).get("record") == record][0]
+        code = train.main(tiny_args(copy, tmp_path / f"run-{split}"))
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"shard {shard}, record {record} (clip {clip['clip_id']}" in err
+        assert "label 9 is not one of the 7 classes" in err
+
+
+def test_a_record_damaged_after_the_start_up_check_is_found_and_named(shards, tmp_path):
+    """The pipeline reads ahead in threads, so its error does not say which record; the record is found
+    again, and named with its clip from the manifest."""
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    from dferjax.config import load_config
+    config = load_config(DEMO, [a[len("--config."):] for a in TINY if a.startswith("--config.")])
+    spec = example_spec(config)
+    source = records.ShardedDataSource(copy / "train-00000.tfrecord")
+    shard, offsets = source.shards[0], records.read_index(records.index_path(copy / "train-00000.tfrecord"))[0]
+    data = bytearray(Path(shard).read_bytes())
+    data[int(offsets[6][0]) + 40] ^= 0xFF                     # inside record 6's data
+    Path(shard).write_bytes(bytes(data))
+    error = train.describe_record_error(source, np.arange(len(source)), spec, str(copy))
+    assert f"shard {shard}, record 6 (clip " in str(error) and "CRC" in str(error) and "data_prep" in str(error)
+    assert train.describe_record_error(source, np.arange(6), spec, str(copy)) is None
+
+
+def test_two_processes_stop_together_on_sigterm(shards, tmp_path):
+    """Both processes get SIGTERM after their step 3 (a scheduler signals every process of a job): JAX's
+    preemption sync point makes them save the same step and both exit 75."""
+    workdir = tmp_path / "run"
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train", *tiny_args(shards, workdir),
+                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu", train.SIGNAL_ENV: "3"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 75, out[-3000:]
+    step = ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0]
+    assert step >= 3 and all(f"stopped at step {step}" in out for out in outputs)
+    # Resumed to the end, through both epochs' evaluations and best saves (the two checkpoint managers
+    # save the same steps: their barriers must not meet each other's).
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train", *tiny_args(shards, workdir),
+                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0] == 8
+    assert [x["epoch"] for x in metrics_lines(workdir) if x["kind"] == "eval"] == [1, 2]

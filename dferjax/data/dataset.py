@@ -11,7 +11,12 @@ demo set), read by :func:`read_info` and :func:`split_shards`. One module owns t
 
 Clips are prepared by worker processes; the main process writes the shards in a fixed order, so the
 same input gives byte-identical shards whatever the worker count. A shard is complete when its file,
-index and ``.manifest.jsonl`` part exist: an interrupted build run again skips complete shards.
+index, ``.manifest.jsonl`` part and ``.plan.json`` exist: an interrupted build run again skips complete
+shards.
+
+On a shared machine (``dferjax.jobs``): one build per folder (a lock, ``.dferjax.lock``); SIGTERM or
+SIGINT discards the shard in progress and stops (:class:`BuildInterrupted`); a full disk stops it the
+same way (an OSError naming the file). The complete shards stay, and the same call resumes.
 """
 
 from __future__ import annotations
@@ -19,17 +24,21 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from multiprocessing import connection, resource_tracker
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import cv2
 from tqdm import tqdm
 
-from dferjax import keypoints
+from dferjax import jobs, keypoints
 from dferjax.data import records
 from dferjax.data.clips import ClipError, PrepConfig, PreparedClip, prepare_clip
 
@@ -39,6 +48,20 @@ MANIFEST_FILE = "manifest.jsonl"
 
 class DataConfigError(ValueError):
     """The data a config points at is missing or does not fit the config."""
+
+
+class BuildInterrupted(jobs.Interrupted):
+    """A build stopped by SIGTERM or SIGINT: the shard in progress was discarded, the complete shards stay,
+    and the same call resumes. ``str()`` is the one line to show (the signal, how many shards are
+    complete, what to do); ``.signal`` is the signal's name."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(name)
+        self.args = (message,)
+
+
+class WorkerError(RuntimeError):
+    """A worker process of the build ended while it prepared a clip (the message names the clip and how)."""
 
 
 # --- what a build is given: the clips of a data set ----------------------------------------------
@@ -173,34 +196,200 @@ def _shard_problem(out: Path, shard: str, clips: list[ClipEntry], settings: dict
 
 
 def _remove_stale(out: Path, plan: list[tuple[str, list[ClipEntry]]]) -> None:
-    """Delete shards (and their index, manifest part, plan) of an earlier plan that are not in this one."""
+    """Delete shards (and their index, manifest part, plan) of an earlier plan that are not in this one,
+    and the temporary files a killed build left (the caller holds the folder's lock: nobody else writes)."""
     planned = {shard for shard, _ in plan}
-    for path in out.glob(f"*-[0-9][0-9][0-9][0-9][0-9]{records.SHARD_SUFFIX}*"):
-        shard = path.name[:path.name.index(records.SHARD_SUFFIX) + len(records.SHARD_SUFFIX)]
-        if shard not in planned:
+    for path in sorted(out.glob(f"*-[0-9][0-9][0-9][0-9][0-9]{records.SHARD_SUFFIX}*")):
+        end = path.name.index(records.SHARD_SUFFIX) + len(records.SHARD_SUFFIX)
+        if path.name[:end] not in planned:
             print(f"removing {path.name}: not part of this build's plan", file=sys.stderr)
             path.unlink()
+        elif ".tmp" in path.name[end:]:
+            print(f"removing {path.name}: a temporary file left by a build that was killed", file=sys.stderr)
+            path.unlink()
+    for name in (MANIFEST_FILE, INFO_FILE):
+        (out / f"{name}.tmp").unlink(missing_ok=True)
+
+
+def _discard(out: Path, shard: str) -> None:
+    """Remove what exists of a shard that was being written: its manifest part and plan first (so that it
+    never counts as complete), then the shard and its index."""
+    for path in (_part_path(out, shard), _plan_path(out, shard), out / shard, Path(records.index_path(out / shard))):
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in a disk error raised inside (a failed ``write`` or ``close`` names no file, and a
+    temporary file beside ``path`` means nothing to a user)."""
+    try:
+        yield
+    except OSError as error:
+        if jobs.is_disk_error(error) and (not error.filename or os.fspath(error.filename).startswith(str(path))):
+            error.filename = str(path)
+        raise
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with _writing(path):
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
-def _results(jobs: list[Any], workers: int) -> Iterator[tuple[bytes | None, list[str], str | None]]:
+def _serve(conn: Connection) -> None:
+    """A worker process: prepare the clips the main process sends (``_work``), one at a time, until the main
+    process ends it or goes away.
+
+    SIGINT is ignored: Ctrl-C reaches the whole process group, and the main process stops the build and
+    ends the workers, which must not print tracebacks of their own. The worker started with SIGINT blocked
+    (:func:`_results`), so a Ctrl-C during its start is pending: ignoring SIGINT discards it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    while True:
+        try:
+            task = conn.recv()
+            try:
+                result: Any = _work(task)
+            except Exception as error:      # noqa: BLE001 - a bug in a clip maker: raised in the main process
+                result = error
+            conn.send(result)
+        except (EOFError, OSError):         # the main process ended (a second signal, kill -9)
+            return
+
+
+def _results(tasks: list[Any], workers: int) -> Iterator[tuple[bytes | None, list[str], str | None]]:
+    """The results of ``_work`` over ``tasks``, in order, from ``workers`` spawned worker processes.
+
+    Each worker has its own pipe and the main thread reads them itself: no lock is shared with a worker
+    and no helper thread runs, so ending the workers at any moment (the build stopped, or closing this
+    generator) cannot hang, and a worker that dies (out of memory, a crash in a media library) is an
+    error instead of a result that never comes. ``multiprocessing.Pool`` has neither property: its
+    ``terminate`` can deadlock on a lock held by a worker it killed (python/cpython#96995), and it waits
+    forever for the task of a worker that died.
+
+    Raises:
+      WorkerError: a worker process ended while it prepared a clip.
+    """
     if workers <= 1:
-        yield from map(_work, jobs)
+        yield from map(_work, tasks)
         return
-    # "spawn": worker processes never inherit a parent's JAX or dlib state.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_work, jobs, chunksize=1)
+    context = multiprocessing.get_context("spawn")    # never a parent's JAX or dlib state
+    # SIGINT blocked while the workers start: they inherit the mask (see _serve), and a Ctrl-C here waits
+    # until the try below ends them. The resource tracker that spawning starts is started first: starting
+    # it unblocks SIGINT.
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    processes: list[multiprocessing.process.BaseProcess] = []
+    conns: list[Connection] = []
+    try:
+        try:
+            for _ in range(min(workers, len(tasks))):
+                conn, child = context.Pipe()
+                process = context.Process(target=_serve, args=(child,), daemon=True, name="dferjax-build-worker")
+                process.start()
+                child.close()
+                processes.append(process)
+                conns.append(conn)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        yield from _in_order(tasks, processes, conns)
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()
+        for conn in conns:
+            conn.close()
+
+
+def _in_order(tasks: list[Any], processes: list[multiprocessing.process.BaseProcess], conns: list[Connection],
+              queued: int = 2) -> Iterator[Any]:
+    """Hand ``tasks`` to the workers (``queued`` at a time each, to whichever is free, at most ``4 x`` the
+    worker count ahead of the result awaited, which bounds the results held) and yield their results in
+    task order."""
+    window = 4 * len(conns)
+    given: list[deque[int]] = [deque() for _ in conns]     # per worker: the tasks it holds, in order
+    results: dict[int, Any] = {}
+    sent = 0
+    for i in range(len(tasks)):
+        while i not in results:
+            for w, held in enumerate(given):
+                while len(held) < queued and sent < min(len(tasks), i + window):
+                    held.append(sent)
+                    sent += 1
+                    try:
+                        conns[w].send(tasks[held[-1]])
+                    except OSError:             # a worker that died (its pipe is broken)
+                        _worker_died(processes[w], tasks[held[0]])
+            ready = set(connection.wait(conns + [p.sentinel for p in processes]))
+            for w, (conn, process) in enumerate(zip(conns, processes)):
+                try:
+                    if conn in ready:
+                        results[given[w].popleft()] = conn.recv()
+                        continue
+                except (EOFError, OSError):     # the worker ended (EOF, or a reset when it left data unread)
+                    pass
+                if process.sentinel in ready or conn in ready:
+                    _worker_died(process, tasks[given[w][0]] if given[w] else None)
+        result = results.pop(i)
+        if isinstance(result, BaseException):
+            raise result
+        yield result
+
+
+def _worker_died(process: multiprocessing.process.BaseProcess, task: Any) -> None:
+    """Raise WorkerError for a worker that ended while it held ``task`` (None: none known)."""
+    process.join(5)
+    code = process.exitcode
+    how = f"exit status {code}"
+    if code is not None and code < 0:
+        try:
+            how = f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"signal {-code}"
+    what = f"clip {task[1].clip_id} ({task[1].source})" if task else "a clip"
+    raise WorkerError(f"the worker process preparing {what} ended with {how}: out of memory (the kernel "
+                      "ends a process with SIGKILL) or a crash in a media library; the complete shards stay: "
+                      "run the same command to resume (with --workers 1 a crash shows where)")
+
+
+@dataclass
+class _State:
+    """Where a build is, for the line said when it stops."""
+    total: int | None = None        # shards planned
+    complete: int = 0               # shards known complete (checked or written)
+    current: str | None = None      # the shard being written
+
+    def stopped(self, name: str, out: Path) -> str:
+        if self.total is None:
+            return f"stopped by {name} before any shard was written to {out}; run the same command to resume"
+        discarded = f", the one in progress ({self.current}) was discarded" if self.current else ""
+        return (f"stopped by {name}: {self.complete} of {self.total} shards in {out} are complete{discarded}; "
+                "run the same command to resume")
+
+
+def _check(stop: jobs.StopSignals) -> None:
+    """Raise Interrupted when a signal came but its exception was swallowed on the way (an ``except
+    Exception`` in a clip maker running in this process)."""
+    if stop.received:
+        raise jobs.Interrupted(stop.received)
 
 
 def build(listing: Listing, out: str | Path, prep: PrepConfig, *, workers: int = 1, shard_size: int = 256,
           jpeg_quality: int = 95, make_clip: Callable[[ClipEntry, PrepConfig], PreparedClip] = prepare_entry,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, option: str = "--out") -> dict[str, Any]:
     """Write the shards, manifest and dataset_info.json for ``listing`` into ``out``.
+
+    The build holds ``out``'s lock (``jobs.FolderLock``) from start to end, and stops on SIGTERM or
+    SIGINT (``jobs.StopSignals``; a second signal exits at once). However it stops (a signal, a disk
+    error), the shard in progress is discarded and the complete shards stay: the same call resumes,
+    and the result is byte-identical to a build that never stopped.
 
     Args:
       listing: the clips (and the adapter's skipped inputs) of a data set.
@@ -211,13 +400,38 @@ def build(listing: Listing, out: str | Path, prep: PrepConfig, *, workers: int =
       shard_size: clips per shard; jpeg_quality: of the stored frames.
       make_clip: entry, prep -> PreparedClip (default :func:`prepare_entry`; the synthetic set draws).
       progress: a progress bar.
+      option: what named ``out`` (``--out``, a config key), for the messages.
     Returns:
       The written ``dataset_info.json`` content.
     Raises:
+      jobs.FolderError: ``out`` is a file, not writable, or in use by another build (the message names
+        its process).
+      BuildInterrupted: SIGTERM or SIGINT (a ``jobs.Interrupted``); its text is the line to show.
+      OSError: writing failed; for a disk error (``jobs.is_disk_error``: a full disk, a quota, a file
+        size limit...) ``error.filename`` is the file being written (``jobs.disk_error`` says it in one line).
+      WorkerError: a worker process ended while it prepared a clip (out of memory, a crash).
       ValueError: ``out`` holds shards built with other settings (use a new directory).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = jobs.check_output_folder(out, option)
+    state = _State()
+    with jobs.FolderLock(out, option), \
+            jobs.StopSignals("discarding the shard in progress", raise_first=True) as stop:
+        try:
+            try:
+                return _build(listing, out, prep, state, stop, workers=workers, shard_size=shard_size,
+                              jpeg_quality=jpeg_quality, make_clip=make_clip, progress=progress)
+            except BaseException:
+                if state.current:
+                    _discard(out, state.current)
+                raise
+        except jobs.Interrupted as interrupted:
+            raise BuildInterrupted(interrupted.signal, state.stopped(interrupted.signal, out)) from None
+
+
+def _build(listing: Listing, out: Path, prep: PrepConfig, state: _State, stop: jobs.StopSignals, *, workers: int,
+           shard_size: int, jpeg_quality: int, make_clip: Callable[[ClipEntry, PrepConfig], PreparedClip],
+           progress: bool) -> dict[str, Any]:
+    """:func:`build` in its locked folder; ``state`` follows it."""
     info_path = out / INFO_FILE
     settings = {"dataset": listing.dataset, "prep": prep.to_dict(), "shard_size": shard_size,
                 "jpeg_quality": jpeg_quality}
@@ -227,6 +441,7 @@ def build(listing: Listing, out: str | Path, prep: PrepConfig, *, workers: int =
             raise ValueError(f"{out} holds shards built with other settings ({info_path}); "
                              "use a new --out directory or delete the old one")
     plan = plan_shards(listing.clips, shard_size)
+    state.total = len(plan)
     _remove_stale(out, plan)
     pending = []
     for shard, clips in plan:
@@ -235,28 +450,39 @@ def build(listing: Listing, out: str | Path, prep: PrepConfig, *, workers: int =
             pending.append((shard, clips))
             if problem != "not written yet":
                 print(f"rebuilding {shard}: {problem}", file=sys.stderr)
-    jobs = [(make_clip, clip, prep, jpeg_quality) for _, clips in pending for clip in clips]
-    done = len(plan) - len(pending)
-    if done:
-        print(f"resuming: {done} of {len(plan)} shards already complete and checked", file=sys.stderr)
-    bar = tqdm(total=len(jobs), unit="clip", desc=f"{listing.dataset} -> {out}", disable=not progress)
-    results = _results(jobs, workers)
-    for shard, clips in pending:
-        lines = []
-        with records.ShardWriter(out / shard) as writer:
-            for clip in clips:
-                data, notes, reason = next(results)
-                line = {"clip_id": clip.clip_id, "source": clip.source, "label": clip.label,
-                        "split": clip.split, "scene": clip.scene}
-                if data is None:
-                    line.update(status="skipped", reason=reason)
-                else:
-                    line.update(status="written", shard=shard, record=writer.write(data), notes=notes)
-                lines.append(json.dumps(line))
-                bar.update()
-        _write_text_atomic(_part_path(out, shard), "".join(line + "\n" for line in lines))
-        _write_text_atomic(_plan_path(out, shard), json.dumps(_plan_of(clips, settings)) + "\n")
-    bar.close()
+        else:
+            state.complete += 1
+    tasks = [(make_clip, clip, prep, jpeg_quality) for _, clips in pending for clip in clips]
+    if state.complete:
+        print(f"resuming: {state.complete} of {len(plan)} shards already complete and checked", file=sys.stderr)
+    bar = tqdm(total=len(tasks), unit="clip", desc=f"{listing.dataset} -> {out}", disable=not progress)
+    results = _results(tasks, workers)
+    try:
+        for shard, clips in pending:
+            state.current = shard
+            _part_path(out, shard).unlink(missing_ok=True)      # an older, different shard: not complete now
+            _plan_path(out, shard).unlink(missing_ok=True)
+            lines = []
+            with _writing(out / shard), records.ShardWriter(out / shard) as writer:
+                for clip in clips:
+                    data, notes, reason = next(results)
+                    _check(stop)
+                    line = {"clip_id": clip.clip_id, "source": clip.source, "label": clip.label,
+                            "split": clip.split, "scene": clip.scene}
+                    if data is None:
+                        line.update(status="skipped", reason=reason)
+                    else:
+                        line.update(status="written", shard=shard, record=writer.write(data), notes=notes)
+                    lines.append(json.dumps(line))
+                    bar.update()
+            _check(stop)
+            _write_text_atomic(_part_path(out, shard), "".join(line + "\n" for line in lines))
+            _write_text_atomic(_plan_path(out, shard), json.dumps(_plan_of(clips, settings)) + "\n")
+            state.current = None
+            state.complete += 1
+    finally:
+        results.close()                 # terminates the worker processes, however the loop ended
+        bar.close()
     return _finish(out, listing, plan, settings)
 
 

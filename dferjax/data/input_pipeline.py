@@ -33,7 +33,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import grain
@@ -62,6 +62,7 @@ class ExampleSpec:
       crop_scale: random resized crop (training): range of the crop's area, as a fraction of the frame's.
       crop_ratio: ... and range of its aspect ratio (w / h).
       flip: random horizontal flip, probability 1/2, in training.
+      num_classes: labels must lie in [0, num_classes) (checked as each record is read); 0: unchecked.
     """
 
     image_size: int                 # frames are resized to image_size x image_size
@@ -72,6 +73,7 @@ class ExampleSpec:
     crop_scale: tuple[float, float] = (0.08, 1.0)   # random resized crop: area fraction range
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # ... and aspect ratio range (w / h)
     flip: bool = True               # random horizontal flip in training
+    num_classes: int = 0            # labels must be in [0, num_classes); 0: not checked
 
     @property
     def num_frames(self) -> int:
@@ -202,6 +204,33 @@ def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec, jpeg_
     return out, kps, heatmaps, take
 
 
+class LabelError(ValueError):
+    """A record whose label is not a class of the model."""
+
+
+def find_bad_record(source: Any, indices: Sequence[int], spec: ExampleSpec) -> tuple[int, Exception] | None:
+    """The first record of ``indices`` that cannot be made into an example, and why.
+
+    Used after the input pipeline failed: it reads ahead in threads or processes, so its error does
+    not say which record; reading the same records in the same order finds it.
+
+    Args:
+      source: the records (``source[i]`` -> bytes), e.g. a ``records.ShardedDataSource``.
+      indices: record indices in the order the pipeline read them; negative ones (padding) are skipped.
+      spec: the spec the pipeline used (its ``num_classes`` checks labels).
+    Returns:
+      (index, the error), or None when all of them read well.
+    """
+    for index in indices:
+        if index < 0:
+            continue
+        try:
+            record_example(source[int(index)], spec, None)
+        except Exception as error:  # noqa: BLE001 - any failure of the record is the answer
+            return int(index), error
+    return None
+
+
 def record_example(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.random.Generator | None
                    ) -> dict[str, Any]:
     """One shard record -> one example.
@@ -222,9 +251,14 @@ def record_example(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rand
       ValueError: the record is malformed (``records.decode_example``), has no stored frame, a stored
         frame is not a decodable JPEG, or ``spec.heatmap_sigma`` <= 0.
       KeyError: the record lacks ``frames``, ``keypoints`` or ``label`` (not a clip record).
+      LabelError: the label is outside [0, spec.num_classes).
     """
     frames, _, heatmaps, header = record_inputs(data, spec, rng)
-    example = {"frames": frames, "label": np.int32(header["label"]), "valid": np.bool_(True)}
+    label = int(header["label"])
+    if spec.num_classes and not 0 <= label < spec.num_classes:
+        raise LabelError(f"label {label} is not one of the {spec.num_classes} classes (0-{spec.num_classes - 1}) "
+                         "of model.num_classes")
+    example = {"frames": frames, "label": np.int32(label), "valid": np.bool_(True)}
     if heatmaps is not None:
         example["heatmaps"] = heatmaps
     return example

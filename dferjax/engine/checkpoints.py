@@ -23,8 +23,10 @@ that differ and the model settings that changed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -306,11 +308,82 @@ def manager(directory: str | Path, max_to_keep: int, read_only: bool = False) ->
       max_to_keep: steps kept; older ones are deleted after each save.
       read_only: open without creating or deleting anything.
     """
-    options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep,
-                                           save_interval_steps=0 if read_only else 1,
-                                           create=not read_only, read_only=read_only)
+    # Two managers (latest, best) save the same step in one run: their processes' barriers need
+    # keys of their own, or with several processes one manager's barrier meets the other's and both wait.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None if read_only else max_to_keep, save_interval_steps=0 if read_only else 1,
+        create=not read_only, read_only=read_only,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=Path(directory).name))
     with _quiet_absl_warnings() if read_only else contextlib.nullcontext():
         return ocp.CheckpointManager(Path(directory).absolute(), options=options, item_names=("state", "meta"))
+
+
+class _DropFailedSaveTracebacks(logging.Filter):
+    """orbax logs a failed background save with its whole traceback from every writer thread, and
+    asyncio each failed write's future that nobody read; the run reports the failure once, in one
+    line (train.check_saves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio":        # the failed writes' futures, garbage-collected unread
+            return "exception was never retrieved" not in record.getMessage()
+        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+
+
+@contextlib.contextmanager
+def quiet_failed_saves():
+    """While saving in the background: a failed save is reported by the caller in one line, not as
+    orbax's logged tracebacks and tensorstore's "Event loop is closed" ones (its write callbacks
+    arriving after orbax closed the failed save's event loop; tensorstore prints them through
+    ``sys.unraisablehook``)."""
+    logger, log_filter = logging.getLogger("absl"), _DropFailedSaveTracebacks()
+    previous_hook, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def closed_loop(value: BaseException | None) -> bool:
+        return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+    def hook(kind: type, value: BaseException, tb: Any) -> None:
+        if not closed_loop(value):
+            previous_hook(kind, value, tb)
+
+    def unraisable(report: Any) -> None:
+        if not closed_loop(report.exc_value):
+            previous_unraisable(report)
+
+    loggers = (logger, logging.getLogger("asyncio"))
+    for each in loggers:
+        each.addFilter(log_filter)
+    sys.excepthook, sys.unraisablehook = hook, unraisable
+    try:
+        yield
+    except BaseException:
+        gc.collect()        # the failed writes' futures, while their reports are filtered
+        raise               # the filters stay: more of them may be collected as the process ends
+    for each in loggers:
+        each.removeFilter(log_filter)
+    sys.excepthook, sys.unraisablehook = previous_hook, previous_unraisable
+
+
+def save_problem(directory: str | Path, state: Any, margin: float = 1.25) -> str | None:
+    """Why a checkpoint of ``state`` would not fit on the disk of ``directory`` (None: it fits).
+
+    Checked before each save, so that a full disk stops the run cleanly, naming the space needed,
+    before orbax starts writing.
+
+    Args:
+      directory: ``RUN/checkpoints`` or ``RUN/best``.
+      state: the train state to be saved.
+      margin: room asked for on top of the arrays' bytes (metadata, the next save's temporary copy).
+    """
+    need = margin * sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state)
+                        if hasattr(x, "shape")) + 2**20
+    probe = Path(directory)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free >= need:
+        return None
+    return (f"{directory} has {free / 2**20:.1f} MiB free, a checkpoint needs about {need / 2**20:.1f} MiB: "
+            "free some space")
 
 
 def host_copy(tree: Any) -> Any:
@@ -356,6 +429,11 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tupl
     out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                                      meta=ocp.args.JsonRestore()))
     return out["state"], out["meta"]
+
+
+def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+    """Only the meta saved as ``step`` (epoch, position, best and last reports), not the state."""
+    return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
 COMMIT_MARKER = "commit_success.txt"

@@ -8,6 +8,7 @@ only numbers, so the data layer never sees a model.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ def example_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
     out = ExampleSpec(image_size=spec.image_size, num_segments=int(data.num_segments),
                       frames_per_segment=int(data.frames_per_segment), heatmap_size=spec.heatmap_size,
                       heatmap_sigma=spec.heatmap_sigma, crop_scale=tuple(data.crop_scale),
-                      crop_ratio=tuple(data.crop_ratio), flip=bool(data.flip))
+                      crop_ratio=tuple(data.crop_ratio), flip=bool(data.flip),
+                      num_classes=int(config.model.num_classes))
     if out.num_frames != spec.num_frames:
         raise DataConfigError(
             f"data.num_segments x data.frames_per_segment = {out.num_frames} frames, but "
@@ -70,11 +72,39 @@ def open_data(config: ml_collections.ConfigDict, data_dir: str | None = None,
             "dir": Path(data_dir)}
 
 
-def record_metadata(source: records.ShardedDataSource) -> dict[str, list]:
-    """clip_id, label and scene of every record of ``source``, in record order."""
+def record_metadata(source: records.ShardedDataSource, num_classes: int = 0) -> dict[str, list]:
+    """clip_id, label and scene of every record of ``source``, in record order.
+
+    Args:
+      source: the records.
+      num_classes: labels must lie in [0, num_classes) (0: unchecked).
+    Raises:
+      DataConfigError: a label outside that range (naming the shard, record and clip).
+    """
     out: dict[str, list] = {"clip_id": [], "label": [], "scene": []}
     for i in range(len(source)):
         header = records.decode_example(source[i])
+        if num_classes and not 0 <= int(header["label"]) < num_classes:
+            shard, record = source.locate(i)
+            raise DataConfigError(f"shard {shard}, record {record} (clip {header['clip_id']}): label "
+                                  f"{header['label']} is not one of the {num_classes} classes (0-{num_classes - 1}) "
+                                  "of model.num_classes: rebuild the shards with data_prep, or set model.num_classes")
         for key in out:
             out[key].append(header[key])
     return out
+
+
+def clip_of_record(data_dir: str | Path, shard: str | Path, record: int) -> str | None:
+    """The clip a shard's record holds, from the data set's manifest (``clip_id`` and its source);
+    None when the manifest does not say (it is missing, or lists no such record)."""
+    path = Path(data_dir) / dataset.MANIFEST_FILE
+    name = Path(shard).name
+    try:
+        with path.open() as f:
+            for line in f:
+                entry = json.loads(line)
+                if entry.get("shard") == name and entry.get("record") == record:
+                    return f"{entry.get('clip_id')}, from {entry.get('source')}"
+    except (OSError, ValueError):
+        return None
+    return None

@@ -22,7 +22,7 @@ import ml_collections
 from flax import nnx
 
 from dferjax.models.base import DTYPES, InputSpec, Model, Outputs
-from dferjax.models.dfer import VARIANTS, DFERModel, apply_variant
+from dferjax.models.dfer import VARIANTS, DFERModel, apply_variant, variant_of
 from dferjax.models.frame_mean import FrameMeanModel
 from dferjax.models.loss import dfer_loss
 
@@ -32,7 +32,7 @@ MODELS: dict[str, type] = {
 }
 
 __all__ = ["DTYPES", "MODELS", "VARIANTS", "ModelConfigError", "UnknownModelError", "check_config", "DFERModel", "FrameMeanModel", "InputSpec", "Model", "Outputs",
-           "abstract_model", "apply_tiny", "apply_variant", "build_model", "default_config", "dfer_loss", "input_spec",
+           "abstract_model", "apply_tiny", "apply_variant", "build_model", "variant_of", "default_config", "dfer_loss", "input_spec",
            "model_class", "model_section"]
 
 

@@ -150,6 +150,15 @@ class DFERModel(nnx.Module):
         return dfer_loss(outputs, labels, self.aux_weight)
 
 
+def variant_of(section: Any) -> str:
+    """The Table 9 model (A-E) whose switches the section ``config.model.dfer`` has; "" for none
+    (e.g. ``fusion = 'mean'`` is an ablation of its own)."""
+    for name, switches in VARIANTS.items():
+        if all(section[k] == v for k, v in switches.items()):
+            return name if section.get("fusion", "structure") == "structure" else ""
+    return ""
+
+
 def apply_variant(section: Any, variant: str) -> None:
     """Set the switches of Table 9's model ``variant`` (A-E) in the section ``config.model.dfer``."""
     if variant not in VARIANTS:
