@@ -527,7 +527,10 @@ def test_a_failed_save_stops_the_run_in_one_line_and_leaves_it_resumable(shards,
     assert "File too large" in failed.stderr and "GiB free there" in failed.stderr
     assert "the last complete checkpoint is step 4" in failed.stderr
     results = json.loads((workdir / "results.json").read_text())
-    assert ckpt.complete_steps(workdir / ckpt.BEST_DIR)[0] == 4 * results["best"]["epoch"]
+    best_step = ckpt.complete_steps(workdir / ckpt.BEST_DIR)[0]
+    assert best_step == 4 * results["best"]["epoch"]
+    best_meta = ckpt.restore_meta(ckpt.manager(workdir / ckpt.BEST_DIR, 1, read_only=True), best_step)
+    assert (best_meta["epoch"], best_meta["position"]) == (results["best"]["epoch"], 0)   # its own step's place
     resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     step_a, state_a = latest_state(straight_run)
