@@ -16,6 +16,10 @@ Checkpoints (orbax, dferjax.checkpoints): the latest ones every ``train.checkpoi
 each epoch's end, and the best by WAR; each holds the data position, so running the same command
 again resumes where the run stopped, with the same data order. A step whose loss is not finite is
 not applied; the run stops at the next check, says where, and keeps the last good checkpoint.
+
+On a shared cluster (dferjax.jobs, README "Runs on a shared cluster"): the workdir is locked for one
+run; SIGTERM/SIGINT stop after the current step with a save and exit status 75 (re-queue); a failed
+background save stops the run at the next step in one line; a record that fails is named with its clip.
 """
 
 from __future__ import annotations
