@@ -357,9 +357,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     def stop_requested() -> bool:
         """A signal asks to stop. Several processes ask JAX's preemption sync point, once per step (as
         its protocol requires), so that all of them stop after the same step."""
-        if signal_at and step == signal_at and not synced.get(-1):
-            synced[-1] = True
-            os.kill(os.getpid(), signal.SIGTERM)
         if processes > 1:
             if step not in synced:
                 synced.clear()
@@ -387,8 +384,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                 f"{where}. Lower train.learning_rate or check the shards in {config.data.dir}.")
         fetched.extend(new)
 
-    def log_train(epoch: int, tick: float, tick_step: int) -> None:
-        """One train line: the mean of every step's metrics since the last line."""
+    def log_train(epoch: int, tick: float, tick_step: int, bar: tqdm) -> None:
+        """One train line: the mean of every step's metrics since the last line (its loss on the bar)."""
         check_pending(epoch)
         if not fetched:
             return
@@ -398,6 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
         rate = (step - tick_step) * t.batch_size / max(time.perf_counter() - tick, 1e-9)
         logged.update(kind="train", epoch=epoch + 1, step=step, lr=float(schedule(step - 1)), samples_per_s=rate)
         logger.write(logged)
+        bar.set_postfix(loss=f"{logged['loss']:.3f}")
 
     def evaluate_epoch(epoch: int) -> None:
         """Evaluate on the test splits, log, and save the best checkpoint; results.json follows once
@@ -448,10 +446,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                     step += 1
                     position += 1
                     bar.update()
+                    if signal_at and step == signal_at:
+                        os.kill(os.getpid(), signal.SIGTERM)
                     check_saves()
                     stopped = stop_requested()
                     if stopped or step % r.log_every == 0 or position == steps_per_epoch or step == total_steps:
-                        log_train(epoch, tick, tick_step)
+                        log_train(epoch, tick, tick_step, bar)
                         tick, tick_step = time.perf_counter(), step
                     if stopped or step >= total_steps:
                         break
@@ -480,9 +480,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                 position = 0
         latest.wait_until_finished()
         best_mngr.wait_until_finished()
-        check_saves()
-        if results_due and main_process:
-            write_results(workdir, config, class_names, meta)
+        check_saves()               # and results.json, now that no save is in progress
     finally:
         for mngr in (latest, best_mngr):
             try:

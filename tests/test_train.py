@@ -54,6 +54,21 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: int = 6
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_two_processes(args: list[str], expected: int, env: dict[str, str] | None = None) -> list[str]:
+    """``python -m dferjax.train ARGS`` as two processes on localhost (jax.distributed); asserts that both
+    exit with ``expected`` and returns their outputs."""
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train", *args, "--coordinator", f"localhost:{port}",
+                               "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == expected, out[-3000:]
+    return outputs
+
+
 def latest_state(workdir: Path) -> tuple[int, dict]:
     """The latest checkpoint's params and batch statistics as numpy arrays (on this one device)."""
     directory = workdir / ckpt.LATEST_DIR
@@ -244,16 +259,7 @@ def test_two_processes_match_one(shards, tmp_path):
     """Two processes on localhost (jax.distributed, CPU collectives) run two steps like one process."""
     single, multi = tmp_path / "single", tmp_path / "multi"
     assert train.main(tiny_args(shards, single, "--config.train.max_steps=2")) == 0
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train",
-                               *tiny_args(shards, multi, "--config.train.max_steps=2"),
-                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    outputs = run_two_processes(tiny_args(shards, multi, "--config.train.max_steps=2"), expected=0)
     assert "2 process(es), 2 cpu device(s)" in outputs[0]
     step_a, state_a = latest_state(single)
     step_b, state_b = latest_state(multi)
@@ -620,27 +626,11 @@ def test_two_processes_stop_together_on_sigterm(shards, tmp_path):
     """Both processes get SIGTERM after their step 3 (a scheduler signals every process of a job): JAX's
     preemption sync point makes them save the same step and both exit 75."""
     workdir = tmp_path / "run"
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train", *tiny_args(shards, workdir),
-                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu", train.SIGNAL_ENV: "3"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 75, out[-3000:]
+    outputs = run_two_processes(tiny_args(shards, workdir), expected=75, env={train.SIGNAL_ENV: "3"})
     step = ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0]
     assert step >= 3 and all(f"stopped at step {step}" in out for out in outputs)
     # Resumed to the end, through both epochs' evaluations and best saves (the two checkpoint managers
     # save the same steps: their barriers must not meet each other's).
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "dferjax.train", *tiny_args(shards, workdir),
-                               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    run_two_processes(tiny_args(shards, workdir), expected=0)
     assert ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0] == 8
     assert [x["epoch"] for x in metrics_lines(workdir) if x["kind"] == "eval"] == [1, 2]
