@@ -1,11 +1,16 @@
-"""Reading clips, choosing frames, and the one clip preparation shared by data_prep and predict.
+"""Reading clips and still images, choosing frames, and the one preparation shared by data_prep and predict.
 
-``prepare_clip`` turns a video file, a folder of frame images or an array of frames into what a
-shard record stores and what the model eats: up to ``max_frames`` frames spread evenly over the clip,
+``prepare_clip`` turns a video file, a folder of frame images, a still image (a file or an array) or
+an array of frames into what a shard record stores and what the model eats: up to ``max_frames`` frames spread evenly over the clip,
 each a square face crop of ``image_size`` pixels, with its 18 key-points (keypoints.py) in crop
 pixels, its Gaussian heat-maps at the feature-map resolution, and a flag saying where its face box
 and landmarks came from (faces.FaceSource). Training (data_prep) and inference (predict) call this
 same function with the same ``PrepConfig``, so they see identical inputs.
+
+A still image is a sample of one frame (docs/DESIGN.md: "a still image is a record of one frame"): it is
+read by :func:`read_image` (EXIF orientation, 16-bit, grey and alpha handled), goes through the very
+face preparation a video frame goes through (so an image and the same frame inside a video give the
+same crop and key-points), and is never padded to ``min_frames`` (``PreparedClip.still``).
 
 ``segment_indices`` is the peers' frame sampling (Former-DFER): the stored frames are cut into 8
 segments and 2 consecutive frames are taken from each, at random offsets in training and at the
@@ -126,6 +131,7 @@ class PreparedClip:
       fps: frames per second of the source (0 where unknown, e.g. frame folders and arrays).
       notes: sentences a person should know (padding, several faces, frames without a detection).
       boxes: float32 (T, 4) crop boxes (x0, y0, x1, y1) in source frame pixels; None from ``from_crops``.
+      still: the source is a still image (T = 1, not padded to ``min_frames``).
     """
 
     frames: np.ndarray           # uint8 (T, S, S, 3) RGB face crops
@@ -136,6 +142,7 @@ class PreparedClip:
     fps: float                   # frames per second of the source (0 where unknown, e.g. frame folders)
     notes: list[str] = field(default_factory=list)   # what a person should know (padding, several faces)
     boxes: np.ndarray | None = None   # float32 (T, 4) crop boxes in source frame pixels
+    still: bool = False               # a still image: one frame, never padded to min_frames
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -158,6 +165,23 @@ def frame_files(folder: Path) -> list[Path]:
     """
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
                   key=_natural_key)
+
+
+def is_image_file(source: str | Path) -> bool:
+    """True for a path to a file (not a folder) whose suffix is in ``IMAGE_EXTENSIONS`` (any case).
+
+    Args:
+      source: a path.
+    Returns:
+      Whether the preparation reads it as a still image; the file is not opened.
+    """
+    path = Path(source)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def is_image_array(source: Any) -> bool:
+    """True for a NumPy array that is one image: (H, W) grey or (H, W, C), C in 1, 3, 4."""
+    return isinstance(source, np.ndarray) and (source.ndim == 2 or (source.ndim == 3 and source.shape[2] in (1, 3, 4)))
 
 
 def clamp_range(frame_range: tuple[int, int] | None, total: int) -> tuple[int, int]:
@@ -305,26 +329,31 @@ def _read_folder(path: Path, max_frames: int, frame_range: tuple[int, int] | Non
 
 
 def probe_clip(source: str | Path) -> tuple[int, float]:
-    """(frame count, fps) of a video (from its header; fps 0 where unknown) or frame folder (fps 0).
+    """(frame count, fps) of a video (from its header; fps 0 where unknown), frame folder (fps 0) or image (1, 0).
 
     Nothing is decoded: a video's count is what its header says, which can be wrong (``read_clip``
     counts the frames that decode).
 
     Args:
-      source: a video file (suffix in ``VIDEO_EXTENSIONS``) or a folder of frame images.
+      source: a video file (suffix in ``VIDEO_EXTENSIONS``), an image file (``IMAGE_EXTENSIONS``) or a
+        folder of frame images.
     Returns:
-      (frame count, frames per second); for a folder, the number of its image files and 0.0.
+      (frame count, frames per second); for a folder, the number of its image files and 0.0; for an
+      image, (1, 0.0).
     Raises:
-      ClipError: ``source`` does not exist, is not a folder and has no video suffix, or OpenCV
-        cannot open it as a video.
+      ClipError: ``source`` does not exist, is not a folder and has neither a video nor an image
+        suffix, or OpenCV cannot open it as a video.
     """
     path = Path(source)
     if path.is_dir():
         return len(frame_files(path)), 0.0
     if not path.exists():
         raise ClipError(str(path), "does not exist")
+    if is_image_file(path):
+        return 1, 0.0
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise ClipError(str(path), f"is not a video ({', '.join(VIDEO_EXTENSIONS)}) or a frame folder")
+        raise ClipError(str(path), f"is not a video ({', '.join(VIDEO_EXTENSIONS)}), an image "
+                                   f"({', '.join(IMAGE_EXTENSIONS)}) or a frame folder")
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -336,7 +365,7 @@ def probe_clip(source: str | Path) -> tuple[int, float]:
 
 def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] | None = None
               ) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str]]:
-    """Frames of a video file or frame folder, at most ``max_frames`` spread evenly.
+    """Frames of a video file, frame folder or still image, at most ``max_frames`` spread evenly.
 
     ``frame_range`` (start, stop): spread them over those source frames only (a window of a video).
     Returns (RGB uint8 frames, their indices in the source, source frame count, fps, notes).
@@ -346,8 +375,8 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
     fails to decode is left out with a note; images that are not uint8 (16-bit) are divided by 257.
 
     Args:
-      source: a video file (suffix in ``VIDEO_EXTENSIONS``) or a folder of frame images
-        (``frame_files`` order).
+      source: a video file (suffix in ``VIDEO_EXTENSIONS``), a folder of frame images
+        (``frame_files`` order) or an image file (``IMAGE_EXTENSIONS``: one frame, ``read_image``).
       max_frames: frames to read at most.
       frame_range: (start, stop) source frame indices, stop exclusive, or None for the whole clip.
     Returns:
@@ -356,14 +385,21 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
       files, for a folder), frames per second (0.0 for a folder or an unknown rate), and a list of
       str notes (empty for a video).
     Raises:
-      ClipError: ``source`` does not exist, is neither a folder nor a file with a video suffix,
-        cannot be opened or has no decodable frame (video), holds no image file (folder), or none
-        of the chosen frames decodes.
+      ClipError: ``source`` does not exist, is neither a folder nor a file with a video or image
+        suffix, cannot be opened or has no decodable frame (video), holds no image file (folder),
+        none of the chosen frames decodes, or an image file does not decode.
     """
     path = Path(source)
     if path.is_dir():
         frames, idx, total, notes = _read_folder(path, max_frames, frame_range)
         return frames, idx, total, 0.0, notes
+    if is_image_file(path):
+        image = read_image(path)
+        if image is None:
+            raise ClipError(str(path), "cannot be decoded as an image (damaged, or a format OpenCV cannot read)")
+        if frame_range is not None and clamp_range(frame_range, 1) == (0, 0):
+            raise ClipError(str(path), f"is a still image: it has no frames {frame_range[0]}-{frame_range[1]}")
+        return [image], np.zeros(1, np.int32), 1, 0.0, []
     header, _ = probe_clip(path)      # raises on a missing file, an unknown extension, an unreadable file
     frames, idx, total, fps = _read_video(path, max_frames, frame_range, header)
     return frames, idx, total, fps, []
@@ -371,7 +407,8 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
 
 # --- preparation -------------------------------------------------------------------------------
 
-def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>") -> PreparedClip:
+def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>",
+                   face_box: tuple[float, float, float, float] | None = None) -> PreparedClip:
     """Face crops, key-points and flags for already decoded RGB frames (the core of prepare_clip).
 
     With ``config.precropped`` the landmarks are fitted in each whole frame
@@ -384,6 +421,9 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
       config: the preparation settings (``image_size``, ``margin``, ``upsample``, ``detect_every``,
         ``precropped`` are used here).
       source: the clip's name for error messages.
+      face_box: (x0, y0, x1, y1) face box in frame pixels that the data set's annotation gives (the
+        same for every frame): the landmarks are fitted in it, nothing is detected
+        (``faces.fit_landmarks_in_box``, FaceSource.GIVEN). Takes precedence over ``precropped``.
     Returns:
       A ``PreparedClip`` of T frames with ``boxes`` and ``notes`` set; ``frame_indices`` is 0..T-1,
       ``num_source_frames`` T and ``fps`` 0.0 (``prepare_clip`` overwrites them).
@@ -408,7 +448,9 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         notes.append(f"face crops of {len(shapes)} sizes: each resized to the first's {width}x{height}")
     elif len(shapes) > 1:
         raise ClipError(source, f"frames differ in size ({sorted(shapes)[:3]}...)")
-    if config.precropped:
+    if face_box is not None:
+        track = faces.fit_landmarks_in_box(frames, face_box, margin=config.margin)
+    elif config.precropped:
         track = faces.fit_landmarks_full_frame(frames)
     else:
         track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
@@ -418,8 +460,11 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
                     if config.upsample == 0 else
                     f" (detector upsampling {config.upsample}; faces smaller than about "
                     f"{80 // 2 ** config.upsample} pixels need --upsample {config.upsample + 1})")
-            raise NoFaceError(source, f"no face found in any of its {len(frames)} sampled frames{hint}")
-        if track.multiple_faces:
+            where = "in the image" if len(frames) == 1 else f"in any of its {len(frames)} sampled frames"
+            raise NoFaceError(source, f"no face found {where}{hint}")
+        if track.multiple_faces and len(frames) == 1:
+            notes.append(f"{int(track.num_faces.max())} faces in the image: took the largest")
+        elif track.multiple_faces:
             n = int(np.sum(track.num_faces > 1))
             notes.append(f"several faces in {n} of {len(frames)} frames: took the largest, then followed it "
                          f"(up to {int(track.num_faces.max())} faces in a frame)")
@@ -496,25 +541,33 @@ def pad_to_min_frames(clip: PreparedClip, min_frames: int) -> PreparedClip:
 
 
 def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig,
-                 frame_range: tuple[int, int] | None = None) -> PreparedClip:
-    """The shared clip preparation: read, pick frames, find the face, crop, key-points.
+                 frame_range: tuple[int, int] | None = None,
+                 face_box: tuple[float, float, float, float] | None = None) -> PreparedClip:
+    """The shared preparation: read, pick frames, find the face, crop, key-points.
 
-    ``source`` is a video file, a folder of frame images, or a sequence of RGB uint8 frames;
-    ``frame_range`` (start, stop) prepares only that part of it (predict's sliding windows).
-    Raises ClipError (NoFaceError when no frame has a face) with a reason naming the source.
+    ``source`` is a video file, a folder of frame images, an image file, one image array or a
+    sequence of RGB uint8 frames; ``frame_range`` (start, stop) prepares only that part of it
+    (predict's sliding windows). Raises ClipError (NoFaceError when no frame has a face) with a
+    reason naming the source.
 
     Up to ``config.max_frames`` frames are taken evenly (``range_indices``), prepared by
-    ``prepare_frames`` and padded to ``config.min_frames`` by ``pad_to_min_frames``.
+    ``prepare_frames`` and padded to ``config.min_frames`` by ``pad_to_min_frames``. A still image
+    (an image file, or an array ``is_image_array`` accepts) is one frame and is not padded
+    (``still`` True).
 
     Args:
-      source: a video file path, a frame-folder path (str or Path), or a sequence of frames (e.g. a
-        (N, H, W, 3) uint8 array), named ``"<frames>"`` in messages.
+      source: a video file path, a frame-folder path, an image file path (str or Path), one image
+        (an (H, W) or (H, W, C) array, named ``"<image>"`` in messages) or a sequence of frames (e.g.
+        a (N, H, W, 3) uint8 array or a list of images, named ``"<frames>"``).
       config: the preparation settings.
       frame_range: (start, stop) source frame indices, stop exclusive, or None for the whole clip.
+      face_box: a face box (x0, y0, x1, y1) in source pixels that the data set gives: landmarks
+        are fitted in it, nothing detected (see ``prepare_frames``).
     Returns:
-      A ``PreparedClip`` of max(n, ``config.min_frames``) frames, n <= ``config.max_frames`` the
-      frames read, with ``frame_indices`` into the source, ``num_source_frames``, ``fps`` (0.0 for
-      folders and frame sequences) and the notes of reading and preparation.
+      A ``PreparedClip`` of max(n, ``config.min_frames``) frames (1 for a still image), n <=
+      ``config.max_frames`` the frames read, with ``frame_indices`` into the source,
+      ``num_source_frames``, ``fps`` (0.0 for folders, images and frame sequences) and the notes of
+      reading and preparation.
     Raises:
       ClipError: the source cannot be read (see ``read_clip``), or has no frame (in the range), or
         its frames differ in size.
@@ -523,17 +576,23 @@ def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: Pre
         face functions refuse (see ``prepare_frames``).
       faces.FaceModelError: dlib or its landmark model file is missing.
     """
+    still = is_image_array(source) or (isinstance(source, (str, Path)) and is_image_file(source))
     if isinstance(source, (str, Path)):
         frames, indices, total, fps, notes = read_clip(source, config.max_frames, frame_range)
         name = str(source)
+    elif still:
+        frames, indices, total, fps, notes, name = [source], np.zeros(1, np.int32), 1, 0.0, [], "<image>"
     else:
         all_frames = list(source)
         indices = range_indices(frame_range, len(all_frames), config.max_frames)
         frames = [all_frames[i] for i in indices]
         total, fps, notes, name = len(all_frames), 0.0, [], "<frames>"
-    clip = prepare_frames(frames, config, name)
+    clip = prepare_frames(frames, config, name, face_box)
     clip.frame_indices, clip.num_source_frames, clip.fps = indices.astype(np.int32), total, fps
     clip.notes = notes + clip.notes
+    if still:
+        clip.still = True
+        return clip
     return pad_to_min_frames(clip, config.min_frames)
 
 

@@ -21,6 +21,7 @@ same way (an OSError naming the file). The complete shards stay, and the same ca
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from dferjax import jobs, keypoints
@@ -68,11 +70,21 @@ class WorkerError(RuntimeError):
 
 @dataclass(frozen=True)
 class ClipEntry:
+    """One labelled sample an adapter lists: a clip (video, frame folder) or a still image.
+
+    ``image`` holds the pixels of an image that is no file (FER2013's 48x48 pixels, written as text in
+    its csv); ``source`` then says where they came from (``fer2013.csv#row=12``). ``face_box`` is a face
+    box the data set's annotation gives (AffectNet's csv): the landmarks are fitted in it and nothing is
+    detected (``clips.prepare_clip``).
+    """
+
     clip_id: str  # unique and stable within the dataset, safe as a file-name fragment
-    source: str  # absolute path: a video file or a folder of frame images
+    source: str  # absolute path: a video file, a folder of frame images or an image file (or where `image` came from)
     label: int  # 0-based index in dferjax.labels order
     split: str  # "train"/"test", or "fold1".."fold5": the fold whose TEST set holds the clip
     scene: str = ""  # FERV39k scene, "" elsewhere
+    image: Any = field(default=None, compare=False, repr=False)  # uint8 (H, W[, C]) pixels of an image that is no file
+    face_box: tuple[float, float, float, float] | None = None     # (x0, y0, x1, y1) in image pixels, from the annotation
 
 
 @dataclass(frozen=True)
@@ -103,28 +115,30 @@ def prepare_entry(entry: ClipEntry, prep: PrepConfig) -> PreparedClip:
     """The default clip maker: the shared preparation (``clips.prepare_clip``) of the entry's media.
 
     Args:
-      entry: the clip (its ``source``: a video file or a folder of frame images).
+      entry: the clip (its ``source``: a video file, a folder of frame images or an image file; or its
+        ``image`` pixels), with its ``face_box`` where the data set gives one.
       prep: how clips are prepared.
     Returns:
-      The prepared clip.
+      The prepared clip (``still`` for an image).
     Raises:
       ClipError: the media cannot be read or has no face (the build lists the clip as skipped).
     """
-    return prepare_clip(entry.source, prep)
+    source = entry.source if entry.image is None else entry.image
+    return prepare_clip(source, prep, face_box=entry.face_box)
 
 
 def _work(job: tuple[Callable[[ClipEntry, PrepConfig], PreparedClip], ClipEntry, PrepConfig, int]
-          ) -> tuple[bytes | None, list[str], str | None]:
-    """In a worker: (record bytes, notes, None) or (None, [], reason the clip was skipped)."""
+          ) -> tuple[bytes | None, list[str], str | None, bool]:
+    """In a worker: (record bytes, notes, None, still image?) or (None, [], reason the clip was skipped, False)."""
     make_clip, entry, prep, quality = job
     try:
         clip = make_clip(entry, prep)
         data = records.encode_clip(entry.clip_id, entry.label, entry.split, entry.scene, clip, quality)
-        return data, list(clip.notes), None
+        return data, list(clip.notes), None, bool(clip.still)
     except ClipError as exc:
-        return None, [], exc.reason
+        return None, [], exc.reason, False
     except (OSError, ValueError, RuntimeError, cv2.error) as exc:   # a damaged file must not end the build
-        return None, [], f"{type(exc).__name__}: {exc}"
+        return None, [], f"{type(exc).__name__}: {exc}", False
 
 
 def plan_shards(clips: list[ClipEntry], shard_size: int) -> list[tuple[str, list[ClipEntry]]]:
@@ -174,8 +188,12 @@ def _fingerprint(source: str) -> list[Any] | None:
 def _plan_of(clips: list[ClipEntry], settings: dict[str, Any]) -> dict[str, Any]:
     """What a shard is made from: the build settings and its clips, in order, with what each clip's
     source is on disk (a link fixed or a file replaced between two builds changes the plan)."""
-    return {"settings": settings,
-            "clips": [[c.clip_id, c.source, c.label, c.split, c.scene, _fingerprint(c.source)] for c in clips]}
+    def made_of(c: ClipEntry) -> list[Any]:
+        pixels = None if c.image is None else hashlib.sha256(np.ascontiguousarray(c.image).tobytes()).hexdigest()
+        box = None if c.face_box is None else [float(v) for v in c.face_box]
+        made = [c.clip_id, c.source, c.label, c.split, c.scene, _fingerprint(c.source)]
+        return made + [pixels, box] if pixels or box else made      # shards of clips keep their plan
+    return {"settings": settings, "clips": [made_of(c) for c in clips]}
 
 
 def _shard_problem(out: Path, shard: str, clips: list[ClipEntry], settings: dict[str, Any]) -> str | None:
@@ -263,7 +281,7 @@ def _serve(conn: Connection) -> None:
             return
 
 
-def _results(tasks: list[Any], workers: int) -> Iterator[tuple[bytes | None, list[str], str | None]]:
+def _results(tasks: list[Any], workers: int) -> Iterator[tuple[bytes | None, list[str], str | None, bool]]:
     """The results of ``_work`` over ``tasks``, in order, from ``workers`` spawned worker processes.
 
     Each worker has its own pipe and the main thread reads them itself: no lock is shared with a worker
@@ -465,14 +483,15 @@ def _build(listing: Listing, out: Path, prep: PrepConfig, state: _State, stop: j
             lines = []
             with _writing(out / shard), records.ShardWriter(out / shard) as writer:
                 for clip in clips:
-                    data, notes, reason = next(results)
+                    data, notes, reason, still = next(results)
                     _check(stop)
                     line = {"clip_id": clip.clip_id, "source": clip.source, "label": clip.label,
                             "split": clip.split, "scene": clip.scene}
                     if data is None:
                         line.update(status="skipped", reason=reason)
                     else:
-                        line.update(status="written", shard=shard, record=writer.write(data), notes=notes)
+                        line.update(status="written", shard=shard, record=writer.write(data), notes=notes,
+                                    media="image" if still else "clip")
                     lines.append(json.dumps(line))
                     bar.update()
             _check(stop)
@@ -509,6 +528,7 @@ def _finish(out: Path, listing: Listing, plan: list[tuple[str, list[ClipEntry]]]
         "splits": {split: {"records": sum(c.values()), "per_class": {n: c.get(n, 0) for n in listing.class_names},
                            "shards": shards.get(split, [])} for split, c in sorted(counts.items())},
         "clips_in": len(lines), "clips_written": len(lines) - skipped, "clips_skipped": skipped,
+        "media": dict(Counter(line.get("media", "clip") for line in lines if line["status"] == "written")),
         "keypoint_definition_version": keypoints.DEFINITION_VERSION,
         "clip_record_version": records.CLIP_RECORD_VERSION,
     }

@@ -52,6 +52,7 @@ class FaceSource(enum.IntEnum):
     WHOLE_FRAME = 4   # landmarks fitted with the whole frame (pre-cropped face) as the face box
     TRACKED = 5       # frame skipped by detect_every: box interpolated between detections, landmarks fitted
     DRAWN = 6         # synthetic face: landmarks known exactly from the drawing, no detector
+    GIVEN = 7         # landmarks fitted in a face box the data set's annotation gives (AffectNet), no detector
 
 
 # ----------------------------------------------------------------------------------------------
@@ -552,6 +553,44 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
         track.face_boxes[t] = box
         track.landmarks[t] = _fit(rgb, box.astype(np.float64))
         track.flags[t] = flag
+    return track
+
+
+def fit_landmarks_in_box(frames: Sequence[np.ndarray] | np.ndarray, face_box: Sequence[float] | np.ndarray, *,
+                         margin: float = DEFAULT_MARGIN) -> FaceTrack:
+    """68 landmarks fitted in a face box an annotation gives (AffectNet's ``face_x, face_y, face_width,
+    face_height``), the same box in every frame: no face search (GIVEN).
+
+    The crop box is ``square_box(face_box, margin)``, as for a detected face, so an annotated box the size
+    of dlib's gives the crop a detection would.
+
+    Args:
+      frames: T frames, any layout ``to_rgb`` accepts.
+      face_box: (4,) (x0, y0, x1, y1) in frame pixels.
+      margin: added around the box on each side, a fraction of its size (>= 0).
+    Returns:
+      A ``FaceTrack`` with every flag GIVEN, ``num_faces`` -1 (no detection run).
+    Raises:
+      ValueError: ``margin`` < 0, a box that is not 4 finite numbers with x1 > x0 and y1 > y0, or a
+        frame ``to_rgb`` refuses.
+      FaceModelError: dlib or its landmark model file is missing.
+    """
+    box = np.asarray(face_box, np.float32).reshape(-1)
+    if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+        raise ValueError(f"face box {face_box!r} is not (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    frames = list(frames) if not isinstance(frames, np.ndarray) else frames
+    track = _empty_track(len(frames), (0, 0), margin)
+    for t in range(len(frames)):
+        rgb = to_rgb(frames[t])
+        if t == 0:
+            track.frame_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        track.face_boxes[t] = box
+        track.boxes[t] = square_box(box, margin)
+        track.landmarks[t] = _fit(rgb, box.astype(np.float64))
+        track.flags[t] = FaceSource.GIVEN
+        track.identity[t] = 0
     return track
 
 
