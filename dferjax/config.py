@@ -82,6 +82,21 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def one_frame(config: ml_collections.ConfigDict) -> None:
+    """Make a config take still images: one frame per sample (``data.num_segments`` =
+    ``data.frames_per_segment`` = 1 and every model section's ``num_frames`` = 1), in place.
+
+    The still-image configs (``configs/rafdb.py``, ``affectnet.py``, ``ferplus.py``, ``demo_images.py``)
+    call it; a model without a frame count ignores it.
+    """
+    config.data.num_segments = 1
+    config.data.frames_per_segment = 1
+    for name in config.model:
+        section = config.model[name]
+        if isinstance(section, ml_collections.ConfigDict) and "num_frames" in section:
+            section.num_frames = 1
+
+
 AT_LEAST_ONE = ("train.batch_size", "train.eval_batch_size", "train.epochs", "train.eval_every",
                 "data.num_segments", "data.frames_per_segment", "runtime.log_every")
 """Integer keys that must be >= 1 (checked by :func:`check_values` before a run writes anything)."""

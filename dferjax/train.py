@@ -155,9 +155,11 @@ def build_demo_set(config: ml_collections.ConfigDict) -> None:
     from dferjax.data.synthetic import make_demo_set
     s = config.synthetic
     print(f"building the synthetic demo set in {data_dir} ...", flush=True)
+    still = bool(s.get("still", False))
     make_demo_set(data_dir, num_train=s.num_train, num_test=s.num_test, seed=s.seed,
-                  prep=PrepConfig(image_size=s.image_size, max_frames=s.max_frames, min_frames=min(s.max_frames, 16)),
-                  workers=s.workers, progress=config.runtime.progress)
+                  prep=PrepConfig(image_size=s.image_size, max_frames=1 if still else s.max_frames,
+                                  min_frames=1 if still else min(s.max_frames, 16)),
+                  workers=s.workers, progress=config.runtime.progress, still=still)
 
 
 class Stopped(Exception):
