@@ -44,13 +44,22 @@ REPORT_KINDS = ("best", "last")
 # evaluating a checkpoint on a split
 # ----------------------------------------------------------------------------------------------
 
+BALANCED_TEST_SETS = {
+    "affectnet": "AffectNet's validation set (the test set of every paper) is balanced, 500 images per class: "
+                 "WAR and UAR coincide on it up to rounding",
+}
+"""Data sets whose test set has equal class counts: the report says so (``config.dataset`` -> the note)."""
+
+
 def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
                         data_dir: str | None = None, batch_size: int | None = None,
                         progress: bool = True) -> dict[str, Any]:
-    """metrics.report (plus "epoch", "step", "splits") of a run's checkpoint on ``splits``."""
+    """metrics.report (plus "epoch", "step", "splits", and "notes" on the test set) of a run's checkpoint on
+    ``splits``."""
     out = checkpoint_outputs(checkpoint, which, splits, data_dir, batch_size, progress)
+    notes = [BALANCED_TEST_SETS[out["config"].dataset]] if out["config"].dataset in BALANCED_TEST_SETS else []
     return {**out["report"], "epoch": (out["meta"].get("last") or {}).get("epoch"), "splits": out["splits"],
-            "checkpoint": str(checkpoint), "which": which}
+            "checkpoint": str(checkpoint), "which": which, "notes": notes}
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -343,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         json_file.write_text(json.dumps(report, indent=2) + "\n")
         plot_confusion(report["confusion"], report["class_names"], png_file)
         print(format_report(report))
-        print(f"{report['num_samples']} clips of {', '.join(report['splits'])}: WAR {_pct(report['war'])}  "
+        print(f"{report['num_samples']} samples of {', '.join(report['splits'])}: WAR {_pct(report['war'])}  "
               f"UAR {_pct(report['uar'])}; wrote {json_file}")
+        for note in report["notes"]:
+            print(f"note: {note}")
         return 0
     if not args.summary:
         parser.error("nothing to do: pass --checkpoint RUN to evaluate a checkpoint or --summary RUN_DIR "

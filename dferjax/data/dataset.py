@@ -608,3 +608,31 @@ def check_classes(info: dict[str, Any], num_classes: int, data_dir: str | Path) 
             f"model.num_classes = {num_classes}, but the shards in {data_dir} have {info['num_classes']} "
             f"classes ({', '.join(info['classes'])}): set --config.model.num_classes={info['num_classes']} "
             "or point data.dir at the right shards")
+
+
+def check_media(info: dict[str, Any], num_frames: int, data_dir: str | Path, model_key: str = "model") -> None:
+    """A still-image model (``num_frames`` 1) needs shards of still images, a clip model shards of clips.
+
+    Shards of both kinds (a folder of clips and photos) suit either. Shards written before the build
+    counted them (no ``media`` in dataset_info.json) hold clips.
+
+    Args:
+      info: the shards' dataset_info.json.
+      num_frames: frames per sample the model takes.
+      data_dir: the shard directory (for the message).
+      model_key: the config key of the model's frame count (for the message).
+    Raises:
+      DataConfigError: the model and the shards differ (the message names both and what to do).
+    """
+    media = info.get("media") or {"clip": info.get("clips_written", 0)}
+    images, clips = int(media.get("image", 0)), int(media.get("clip", 0))
+    if num_frames == 1 and clips and not images:
+        raise DataConfigError(
+            f"{model_key} = 1 frame (a still-image model), but the shards in {data_dir} hold {clips} clips and no "
+            "still image: point data.dir at image shards (data_prep.build of an image data set) or train a clip "
+            "config")
+    if num_frames > 1 and images and not clips:
+        raise DataConfigError(
+            f"{model_key} = {num_frames} frames (a clip model), but the shards in {data_dir} hold {images} still "
+            "images and no clip: use a still-image config (e.g. configs/rafdb.py, one frame per sample) or point "
+            "data.dir at clip shards")

@@ -53,7 +53,8 @@ def open_data(config: ml_collections.ConfigDict, data_dir: str | None = None,
       {"info": dataset_info.json, "spec": ExampleSpec, "train": ShardedDataSource or None,
       "test": ShardedDataSource, "class_names": [...]}.
     Raises:
-      DataConfigError: no shards, another class count than model.num_classes, a missing split or shard.
+      DataConfigError: no shards, another class count than model.num_classes, a clip model on still
+        images or a still-image model on clips (``dataset.check_media``), a missing split or shard.
     """
     data_dir = data_dir or config.data.dir
     if not data_dir:
@@ -61,6 +62,7 @@ def open_data(config: ml_collections.ConfigDict, data_dir: str | None = None,
     info = dataset.read_info(data_dir)
     dataset.check_classes(info, int(config.model.num_classes), data_dir)
     spec = example_spec(config)
+    dataset.check_media(info, spec.num_frames, data_dir, f"model.{config.model.name}.num_frames")
     train = None
     if with_train:
         train = records.ShardedDataSource(dataset.split_shards(data_dir, info, config.data.train_splits,

@@ -1,0 +1,43 @@
+"""FERPlus (Barsoum et al. 2016): FER2013's images with ten crowd votes each, majority-vote labels. ``configs/ferplus.py``.
+
+classes: 8 (default, with contempt, as most FERPlus papers report) or 7 (images whose majority is
+contempt are left out at data_prep). test: ``public`` (FER2013's PublicTest, the split most
+papers report on) or ``private`` (PrivateTest, split ``test_private``). Training uses FER2013's
+Training rows.
+
+The model is the paper's per-frame network on one image (model B), as in configs/rafdb.py. FER2013's
+faces are 48x48 grey crops; our reading upsamples them to ``image_size`` (default 112: a ResNet18 at
+stride 16 then sees a 7x7 grid; 224, the ImageNet size, at 4x the cost) and augments as the FER2013
+recipes do: random crop with padding is one such (the configs' default is the random resized crop
+over 80-100% and the flip; see the README's augmentation keys).
+Shards: ``python -m data_prep.build --dataset ferplus --root /path/to/FER2013 --num-classes 8 --out data/ferplus8 --image-size 112``
+(ROOT holds fer2013.csv and fer2013new.csv).
+"""
+
+from dferjax import models
+from dferjax.config import base_config, one_frame, parse_config_arg
+
+
+def get_config(arg=None):
+    args = parse_config_arg(arg, {"classes": 8, "test": "public", "image_size": 112, "batch": 64, "epochs": 40,
+                                  "lr": 1e-3}, "configs/ferplus.py")
+    if args["classes"] not in (7, 8):
+        raise ValueError(f"configs/ferplus.py: classes must be 7 or 8, got {args['classes']}")
+    if args["test"] not in ("public", "private"):
+        raise ValueError(f"configs/ferplus.py: test must be public or private, got {args['test']!r}")
+    config = base_config(models.default_config())
+    config.dataset = "ferplus"
+    one_frame(config)
+    models.apply_variant(config.model.dfer, "B")
+    config.variant = "B"
+    config.model.num_classes = args["classes"]
+    config.model.dfer.image_size = args["image_size"]
+    config.data.dir = f"data/ferplus{args['classes']}"
+    config.data.test_splits = ("test",) if args["test"] == "public" else ("test_private",)
+    config.data.crop_scale = (0.8, 1.0)
+    config.train.batch_size = args["batch"]
+    config.train.eval_batch_size = args["batch"]
+    config.train.epochs = args["epochs"]
+    config.train.learning_rate = args["lr"]
+    config.train.lr_decay_epochs = (args["epochs"] // 2, args["epochs"] * 3 // 4)
+    return config
