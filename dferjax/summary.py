@@ -1,4 +1,4 @@
-"""Model summary: parameters per component and forward FLOPs per clip.
+"""Model summary: parameters per component and forward FLOPs per sample (a clip or a still image).
 
     python -m dferjax.summary --config configs/dfew.py [--config.model.dtype=bfloat16]
 
@@ -91,8 +91,9 @@ def format_param_table(summary: dict[str, Any]) -> str:
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
-    lines.append(f"forward FLOPs per clip ({summary['num_frames']} frames of {summary['image_size']}x"
-                 f"{summary['image_size']}, {summary['dtype']}): {summary['flops_per_sample'] / 1e9:.2f} GFLOPs")
+    size = f"{summary['image_size']}x{summary['image_size']}"
+    what = (f"image ({size}" if summary["num_frames"] == 1 else f"clip ({summary['num_frames']} frames of {size}")
+    lines.append(f"forward FLOPs per {what}, {summary['dtype']}): {summary['flops_per_sample'] / 1e9:.2f} GFLOPs")
     return "\n".join(lines)
 
 
