@@ -13,8 +13,9 @@ Shared conventions of all adapters:
   synonyms (``happiness`` -> happy, ``anger`` -> angry, ``sadness`` -> sad, ``surprised`` -> surprise,
   ``disgusted`` -> disgust, ``fearful`` -> fear, ``neutrality`` -> neutral, ``contemptuous`` -> contempt,
   ``anxious`` -> anxiety, ``helpless`` -> helplessness, ``disappointed`` -> disappointment, ...). Class
-  indices follow ``dferjax.labels.BASIC_CLASSES`` (7 classes) or ``MAFW_CLASSES`` (11, option
-  ``num_classes=11``); a class outside the first ``num_classes`` is skipped with the reason.
+  indices follow ``dferjax.labels.BASIC_CLASSES`` (7 classes), ``CONTEMPT_CLASSES`` (8, option
+  ``num_classes=8``) or ``MAFW_CLASSES`` (11, option ``num_classes=11``); a class outside the first
+  ``num_classes`` is skipped with the reason.
 * Split / label files: text, UTF-8 (a BOM is fine); a line holding a comma is read as CSV, else as
   tab- or whitespace-separated fields; blank lines and lines starting with ``#`` are ignored; the first
   row is a header (and dropped) when it has no number, no class name and a header word such as
@@ -22,8 +23,10 @@ Shared conventions of all adapters:
 * Ids: numeric clip names match whether zero-padded or not (``1`` == ``00001``); folder and file names
   match case-insensitively.
 * Media: a video is a non-empty file with an extension in ``VIDEO_EXTENSIONS``; a frame folder is a
-  directory holding at least one file with an extension in ``IMAGE_EXTENSIONS``. Names starting with
-  ``.`` (``.DS_Store``, ``._x.mp4``) are not candidates and are ignored.
+  directory holding at least one file with an extension in ``IMAGE_EXTENSIONS``; a still image (a
+  sample of one frame) is a non-empty file with an extension in ``IMAGE_EXTENSIONS``, or pixels an
+  adapter read from a table (FER2013's csv: ``ClipEntry.image``, its ``source`` then ``<csv>#row=<line>``).
+  Names starting with ``.`` (``.DS_Store``, ``._x.mp4``) are not candidates and are ignored.
 * Hash split (folder and csv adapters, when no split is given): a clip is in ``test`` iff
   ``int.from_bytes(sha256(clip_id.encode("utf-8")).digest()[:8], "big") / 2**64 < test_fraction``
   (:func:`hash_split`), so the split of a clip depends on its id only, never on what else is listed.
@@ -34,12 +37,17 @@ from __future__ import annotations
 
 import csv as _csv
 import hashlib
+import itertools
+import math
 import os
 import re
+import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 from dferjax.data.clips import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # the media prepare_clip reads
 from dferjax.data.dataset import ClipEntry, Listing, SkippedEntry  # what an adapter returns
@@ -48,7 +56,8 @@ from dferjax.labels import class_names as _class_names
 
 __all__ = [
     "ADAPTERS", "ClipEntry", "IMAGE_EXTENSIONS", "Listing", "SkippedEntry", "VIDEO_EXTENSIONS",
-    "afew", "csv_labels", "dfew", "ferv39k", "folder", "hash_split", "list_clips", "mafw", "parse_label",
+    "afew", "affectnet", "affectnet_layout", "csv_labels", "dfew", "ferplus", "ferv39k", "folder", "hash_split",
+    "list_clips", "mafw", "parse_label", "rafdb",
 ]
 
 
@@ -214,29 +223,43 @@ def _frame_count(directory: Path) -> int:
 
 
 def _media_problem(path: Path, root: Path, expect: str = "any") -> str | None:
-    """None when ``path`` is a usable clip (expect: "video", "frames" or "any"), else why not."""
+    """None when ``path`` is a usable sample, else why not.
+
+    ``expect``: "video", "frames" (a frame folder), "image" (one image file), "clip" (a video or a frame
+    folder) or "any" (a video, a frame folder or an image). Files are checked by extension and size only
+    (decoding is the build's job).
+    """
     where = _rel(path, root)
     if not path.exists():
         broken = " (a broken link)" if path.is_symlink() else ""
         return f"{where} does not exist{broken}"
     if path.is_dir():
-        if expect == "video":
-            return f"{where} is a folder where a video file was expected"
+        if expect in ("video", "image"):
+            return f"{where} is a folder where {'a video' if expect == 'video' else 'an image'} file was expected"
         if _frame_count(path) == 0:
             return f"frame folder {where} contains no frame images ({', '.join(IMAGE_EXTENSIONS)})"
         return None
     if expect == "frames":
         return f"{where} is a file where a folder of frame images was expected"
     suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
+    if suffix in IMAGE_EXTENSIONS and expect == "clip":
         return f"{where} is a single image, not a video or a folder of frames"
-    if suffix not in VIDEO_EXTENSIONS:
+    if suffix in IMAGE_EXTENSIONS and expect != "video":
+        kind = "image"
+    elif expect == "image":
+        return f"{where} is not an image file (extension {suffix or 'none'!r} not in {', '.join(IMAGE_EXTENSIONS)})"
+    elif suffix in VIDEO_EXTENSIONS:
+        kind = "video"
+    elif expect == "video":
         return f"{where} is not a video file (extension {suffix or 'none'!r} not in {', '.join(VIDEO_EXTENSIONS)})"
+    else:
+        return (f"{where} is not a video file or an image file (extension {suffix or 'none'!r} not in "
+                f"{', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})")
     try:
         if path.stat().st_size == 0:
-            return f"video {where} is empty (0 bytes)"
+            return f"{kind} {where} is empty (0 bytes)"
     except OSError as error:
-        return f"video {where} cannot be read ({error.strerror or error})"
+        return f"{kind} {where} cannot be read ({error.strerror or error})"
     return None
 
 
@@ -677,8 +700,12 @@ def ferv39k(root: str | Path, *, num_classes: int = 7) -> Listing:
 
 
 def _label_tree(dataset: str, root: Path, top: Path, split: str | None, num_classes: int,
-                test_fraction: float, clips: list[ClipEntry], skipped: list[SkippedEntry]) -> None:
-    """Read top/<label>/<clip video or frame folder>; clip id = path below root without extension."""
+                test_fraction: float, clips: list[ClipEntry], skipped: list[SkippedEntry],
+                expect: str = "any") -> None:
+    """Read top/<label>/<video, frame folder or image>; clip id = path below root without extension.
+
+    ``expect`` is the media a sample may be (see :func:`_media_problem`): "any", or "clip" (no images).
+    """
     prefix = _rel(top, root) + "/" if top != root else ""
     seen: dict[str, Path] = {}
     for label_dir in _children(top):
@@ -701,7 +728,7 @@ def _label_tree(dataset: str, root: Path, top: Path, split: str | None, num_clas
                 skipped.append(SkippedEntry(clip_id, str(entry), f"{_rel(entry, root)} is in label folder "
                                             f"{label_dir.name!r}, which names no class: {label_error}"))
                 continue
-            problem = _media_problem(entry, root)
+            problem = _media_problem(entry, root, expect)
             if problem:
                 skipped.append(SkippedEntry(clip_id, str(entry), f"{dataset} clip {clip_id}: {problem}"))
                 continue
@@ -723,8 +750,9 @@ def afew(root: str | Path, *, num_classes: int = 7) -> Listing:
     ``Validation``) -> split "test"; any video extension, and frame folders in place of videos, are
     accepted. Emotion folders Angry, Disgust, Fear, Happy, Neutral, Sad, Surprise (any case, synonyms)
     -> dferjax indices 3, 5, 6, 0, 2, 1, 4. Clip id ``<Split>/<Emotion>/<stem>`` as spelled on disk.
-    Skipped: every clip of an unknown emotion folder, non-media files, empty videos or frame folders,
-    files outside emotion folders. Other top-level folders (AFEW's unlabelled Test) are not read.
+    Skipped: every clip of an unknown emotion folder, non-media files, single images (AFEW is a video
+    set), empty videos or frame folders, files outside emotion folders. Other top-level folders (AFEW's
+    unlabelled Test) are not read.
     """
     expected = "the AFEW layout Train/<Emotion>/*.avi and Val/<Emotion>/*.avi"
     root = _check_root(root, "afew", expected)
@@ -735,7 +763,7 @@ def afew(root: str | Path, *, num_classes: int = 7) -> Listing:
         split = next((s for name, s in _AFEW_SPLITS if child.name.lower() == name.lower()), None)
         if split is not None and child.is_dir():
             found = True
-            _label_tree("afew", root, child, split, num_classes, 0.0, clips, skipped)
+            _label_tree("afew", root, child, split, num_classes, 0.0, clips, skipped, expect="clip")
     if not found:
         raise FileNotFoundError(f"afew: {root} has no Train/ or Val/ folder; expected {expected}")
     return _finish("afew", num_classes, clips, skipped)
@@ -745,19 +773,22 @@ _SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "test", "validation":
 
 
 def folder(root: str | Path, *, num_classes: int = 7, test_fraction: float = 0.2) -> Listing:
-    """A generic labelled folder tree.
+    """A generic labelled folder tree of videos, frame folders or still images.
 
-    Layout: ``ROOT/<label>/<clip>.<video ext>`` or ``ROOT/<label>/<clip>/<frame images>``; when every
+    Layout: ``ROOT/<label>/<clip>.<video ext>``, ``ROOT/<label>/<clip>/<frame images>`` (a folder of
+    images under a label folder is one clip of frames) or ``ROOT/<label>/<image>.<image ext>`` (one
+    still image, a sample of one frame); the three may be mixed. When every
     top-level folder is a split name (train, test; val / validation count as test) the layout is
     ``ROOT/<split>/<label>/...`` and the split comes from the folder. Otherwise the split is
     :func:`hash_split` of the clip id with ``test_fraction`` (default 0.2). Label folder names map to
     dferjax classes case-insensitively with synonyms (happiness -> happy, anger -> angry, sadness -> sad,
     surprised -> surprise, disgusted -> disgust, fearful -> fear, neutrality -> neutral, ...; the four
-    MAFW classes need ``num_classes=11``). Clip id = ``[<split>/]<label folder>/<clip stem>``.
-    Skipped: every clip in an unknown label folder, non-media files, empty frame folders and videos,
-    files outside label folders, a second clip with the same id (``a.mp4`` and ``a.avi``).
+    contempt needs ``num_classes=8`` or 11, the four MAFW classes ``num_classes=11``). Clip id =
+    ``[<split>/]<label folder>/<stem>`` (with the extension where two entries share a stem).
+    Skipped: every clip in an unknown label folder, files that are no video or image, empty frame
+    folders, videos and images, files outside label folders.
     """
-    expected = "ROOT/<label>/<clip video or frame folder>, optionally under ROOT/{train,test}/"
+    expected = "ROOT/<label>/<video, frame folder or image>, optionally under ROOT/{train,test}/"
     root = _check_root(root, "folder", expected)
     test_fraction = _check_fraction(test_fraction)
     top_dirs = [c for c in _children(root) if c.is_dir()]
@@ -793,7 +824,8 @@ def csv_labels(root: str | Path, *, csv: str | Path | None = None, num_classes: 
 
     Layout: option ``csv`` (default ``ROOT/labels.csv``; a relative path is taken relative to ROOT),
     rows ``path,label[,split]`` (header optional, whitespace separation accepted for paths without
-    spaces). ``path`` is a video file or a frame folder, relative to ROOT unless absolute. ``label`` is a
+    spaces). ``path`` is a video file, a frame folder or an image file (a still image, a sample of one
+    frame), relative to ROOT unless absolute. ``label`` is a
     class name (any case, synonyms as for :func:`folder`) or a 0-based dferjax index. ``split`` is
     train / test (val, validation -> test) or fold1..fold5; when absent, :func:`hash_split` of the clip
     id with ``test_fraction``. Clip id = the path relative to ROOT without its extension (an absolute
@@ -856,6 +888,545 @@ def csv_labels(root: str | Path, *, csv: str | Path | None = None, num_classes: 
 
 
 # ------------------------------------------------------------------------------------------------
+# Still-image data sets (RAF-DB, AffectNet, FERPlus): every sample is one image
+# ------------------------------------------------------------------------------------------------
+
+# Label codes of the still-image sets, in each set's own order, as dferjax class names.
+RAFDB_CODES = ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")  # RAF-DB basic 1..7
+AFFECTNET_CODES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry", "contempt")  # 0..7
+AFFECTNET_NON_CLASSES = {8: "none", 9: "uncertain", 10: "no-face"}  # AffectNet codes 8..10: no expression
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                   "unknown", "NF")  # fer2013new.csv's ten vote columns, in its order
+
+
+def _check_classes(dataset: str, num_classes: int, allowed: tuple[int, ...]) -> int:
+    if num_classes not in allowed:
+        raise ValueError(f"{dataset}: num_classes must be {' or '.join(map(str, allowed))}, got {num_classes!r}")
+    return num_classes
+
+
+def _contempt_needs_8(what: str, num_classes: int) -> None:
+    if num_classes == 7:
+        raise _Bad(f"{what} is contempt, which is a class only with num_classes=8")
+
+
+def _table(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of the non-blank rows of a csv file, streamed (AffectNet's lists and
+    fer2013.csv are hundreds of megabytes)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = _csv.reader(handle)
+        for fields in reader:
+            fields = [f.strip() for f in fields]
+            if any(fields):
+                yield reader.line_num, fields
+
+
+def _read_table(path: Path) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+    """A csv file as (header fields or None, its other rows streamed); blank rows dropped.
+
+    The first row is the header when none of its fields is a number.
+    """
+    rows = _table(path)
+    first = next(rows, None)
+    if first is None:
+        return None, iter(())
+    if not any(re.fullmatch(r"[+-]?\d+(\.\d*)?", f) for f in first[1]):
+        return first[1], rows
+    return None, itertools.chain([first], rows)
+
+
+def _columns(header: list[str] | None, wanted: tuple[str, ...], path: Path, dataset: str) -> list[int]:
+    """Indices of the ``wanted`` columns: by name (any case, spaces and underscores ignored) when the
+    file has a header, else the positions 0, 1, ... in ``wanted``'s order."""
+    if header is None:
+        return list(range(len(wanted)))
+    names = [re.sub(r"[\s_]", "", h).lower() for h in header]
+    missing = [w for w in wanted if re.sub(r"[\s_]", "", w).lower() not in names]
+    if missing:
+        raise ValueError(f"{dataset}: {path} has no column {', '.join(map(repr, missing))} "
+                         f"(its header: {','.join(header)})")
+    return [names.index(re.sub(r"[\s_]", "", w).lower()) for w in wanted]
+
+
+@dataclass
+class _ImageRow:
+    """One row of a still-image data set's label file, before duplicates are resolved."""
+    where: str  # "file line N" for messages
+    row_source: str  # "path:N"
+    clip_id: str
+    split: str
+    path: Path | None = None  # the image on disk (None: missing)
+    label: int | None = None
+    problems: list[str] = field(default_factory=list)
+    face_box: tuple[float, float, float, float] | None = None
+    image: Any = None  # pixels of an image that is no file (FER2013)
+
+
+def _image_rows(dataset: str, rows: dict[str, list[_ImageRow]], num_classes: int,
+                skipped: list[SkippedEntry]) -> list[ClipEntry]:
+    """Listed images from rows grouped by clip id: a clip named by several rows is kept once (its first
+    good row) when they agree on the label, and skipped in every row when they do not."""
+    clips: list[ClipEntry] = []
+    for mentions in rows.values():
+        labels = {m.label for m in mentions if m.label is not None}
+        kept = next((m for m in mentions if not m.problems), None)
+        for m in mentions:
+            problems = list(m.problems)
+            if len(labels) > 1:
+                problems.append("listed with different labels: " + "; ".join(
+                    f"{other.where} says {_class_desc(other.label, num_classes)}"
+                    for other in mentions if other.label is not None))
+            elif m is not kept and not problems:
+                problems.append(f"listed again (first in {kept.where}, which is kept)")
+            source = str(m.path) if m.path is not None else m.row_source
+            if problems:
+                skipped.append(SkippedEntry(m.clip_id, source, f"{dataset} {m.clip_id} ({m.where}): "
+                                            + "; ".join(problems)))
+            else:
+                clips.append(ClipEntry(m.clip_id, source, m.label, m.split, image=m.image, face_box=m.face_box))
+    return clips
+
+
+def rafdb(root: str | Path, *, images: str = "aligned") -> Listing:
+    """RAF-DB basic emotions (Li, Deng, Du 2017), 7 classes, fixed train/test split.
+
+    Layout::
+
+        ROOT/EmoLabel/list_patition_label.txt   (RAF-DB's spelling; list_partition_label.txt accepted,
+                                                 also directly in ROOT) lines "train_00001.jpg 5"
+        ROOT/Image/aligned/train_00001_aligned.jpg    (images="aligned", the default: 100x100 face crops)
+        ROOT/Image/original/train_00001.jpg           (images="original": the whole photos)
+
+    Labels 1..7 are RAF-DB's codes 1 surprise, 2 fear, 3 disgust, 4 happiness, 5 sadness, 6 anger,
+    7 neutral -> dferjax indices 4, 6, 5, 0, 1, 3, 2. Split from the name's prefix: ``train_`` -> "train",
+    ``test_`` -> "test". Clip id = the listed name without its extension (``train_00001``). File names
+    match case-insensitively. Skipped, naming the line or file: malformed lines (not two fields), names
+    without a train_/test_ prefix, unknown label codes, listed images missing or empty on disk, a name
+    listed twice (every line of it when the labels differ, else the repeats), images on disk that the
+    label file does not list, and files in the image folder that are no image.
+    """
+    expected = ("the RAF-DB basic release: EmoLabel/list_patition_label.txt and Image/aligned/<name>_aligned.jpg "
+                "(or Image/original/<name>)")
+    root = _check_root(root, "rafdb", expected)
+    if images not in ("aligned", "original"):
+        raise ValueError(f"rafdb: images must be 'aligned' or 'original', got {images!r}")
+    names = ("list_patition_label.txt", "list_partition_label.txt")
+    label_file = _ci_child(_ci_child(root, "EmoLabel"), *names) or _ci_child(root, *names)
+    if label_file is None or not label_file.is_file():
+        raise FileNotFoundError(f"rafdb: {root / 'EmoLabel/list_patition_label.txt'} does not exist; "
+                                f"expected {expected}")
+    image_dir = _ci_path(root, "Image", images)
+    if image_dir is None or not image_dir.is_dir():
+        raise FileNotFoundError(f"rafdb: {root / 'Image' / images} does not exist (images={images!r}); "
+                                f"expected {expected}")
+    skipped: list[SkippedEntry] = []
+    disk: dict[str, Path] = {}
+    for child in _children(image_dir):
+        if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS:
+            disk[child.name.lower()] = child
+        else:
+            what = "a folder" if child.is_dir() else "not an image file"
+            skipped.append(SkippedEntry(_safe_id(child.name), str(child),
+                                        f"rafdb: {_rel(child, root)} is {what}; ignored"))
+
+    claimed: set[str] = set()
+    rows: dict[str, list[_ImageRow]] = defaultdict(list)
+    for where, line, fields in _read_split_file(label_file, root, "rafdb", skipped):
+        if len(fields) != 2:
+            skipped.append(_row_skip(where, label_file, line, fields,
+                                     f"expected '<name>.jpg <label 1..7>', found {len(fields)} fields", root))
+            continue
+        name = Path(fields[0].replace("\\", "/"))
+        split = name.stem.split("_", 1)[0].lower()
+        if split not in ("train", "test") or "_" not in name.stem:
+            skipped.append(_row_skip(where, label_file, line, fields,
+                                     f"name {fields[0]!r} does not start with train_ or test_ (RAF-DB's split)", root))
+            continue
+        wanted = f"{name.stem}_aligned{name.suffix or '.jpg'}" if images == "aligned" else name.name
+        path = disk.get(wanted.lower())
+        claimed.add(wanted.lower())
+        row = _ImageRow(where, f"{label_file}:{line}", _safe_id(name.stem), split, path)
+        try:
+            row.label = _label(fields[1], 7, codes=RAFDB_CODES)
+        except _Bad as bad:
+            row.problems.append(f"unknown label code: {bad}")
+        problem = (f"its image {_rel(image_dir / wanted, root)} does not exist" if path is None
+                   else _media_problem(path, root, "image"))
+        if problem:
+            row.problems.append(problem)
+        rows[row.clip_id.lower()].append(row)
+    clips = _image_rows("rafdb", rows, 7, skipped)
+    for name, path in disk.items():
+        if name not in claimed:
+            stem = path.stem[:-len("_aligned")] if path.stem.lower().endswith("_aligned") else path.stem
+            skipped.append(SkippedEntry(_safe_id(stem), str(path), f"rafdb: image {_rel(path, root)} is not "
+                                        f"listed in {_rel(label_file, root)}; ignored"))
+    return _finish("rafdb", 7, clips, skipped)
+
+
+def _affectnet_label(text: str, num_classes: int) -> int:
+    """An AffectNet expression code (0..10, as text) -> dferjax index, or _Bad saying why it is no class."""
+    raw = text.strip()
+    if not re.fullmatch(r"[+-]?\d+(\.0*)?", raw):
+        raise _Bad(f"expression {raw!r} is not an integer code 0..10")
+    code = int(float(raw))
+    if code in AFFECTNET_NON_CLASSES:
+        raise _Bad(f"expression {code} ({AFFECTNET_NON_CLASSES[code]}) is not a class")
+    if not 0 <= code < len(AFFECTNET_CODES):
+        raise _Bad(f"expression {code} is outside AffectNet's codes 0..10")
+    if AFFECTNET_CODES[code] == "contempt":
+        _contempt_needs_8(f"expression {code}", num_classes)
+    return MAFW_CLASSES.index(AFFECTNET_CODES[code])
+
+
+def _npy_text(path: Path) -> str:
+    """The one value a numpy file holds (a string, bytes or number array of one element) as text."""
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise _Bad(f"cannot be read as a numpy file ({error})") from None
+    if not isinstance(value, np.ndarray) or value.size != 1:
+        shape = getattr(value, "shape", "?")
+        raise _Bad(f"holds an array of shape {shape}, not one expression code")
+    item = value.reshape(()).item()
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+
+
+_AFFECTNET_SETS = (("train_set", "train"), ("val_set", "test"))
+_AFFECTNET_CSVS = (("training.csv", "train"), ("validation.csv", "test"))
+_AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                      "facial_landmarks", "expression")
+
+
+def affectnet_layout(root: str | Path) -> str | None:
+    """Which AffectNet layout ROOT holds: "sets" (train_set/, val_set/), "csv" (the original file
+    lists) or None (neither)."""
+    root = Path(root).expanduser()
+    if any(_ci_child(root, name) is not None and _ci_child(root, name).is_dir() for name, _ in _AFFECTNET_SETS):
+        return "sets"
+    if _affectnet_csvs(root):
+        return "csv"
+    return None
+
+
+def _affectnet_csvs(root: Path) -> list[tuple[Path, str]]:
+    found = []
+    for name, split in _AFFECTNET_CSVS:
+        path = _ci_child(_ci_child(root, "Manually_Annotated_file_lists"), name) or _ci_child(root, name)
+        if path is not None and path.is_file():
+            found.append((path, split))
+    return found
+
+
+def affectnet(root: str | Path, *, num_classes: int = 7, layout: str | None = None) -> Listing:
+    """AffectNet, the manually annotated images (Mollahosseini, Hasani, Mahoor 2017), 7 or 8 classes.
+
+    Two public layouts, detected (``layout=None``) or chosen with ``layout="sets"`` / ``"csv"``:
+
+    ``sets`` (the 224x224 face crops)::
+
+        ROOT/train_set/images/<id>.jpg   ROOT/train_set/annotations/<id>_exp.npy   -> split "train"
+        ROOT/val_set/images/<id>.jpg     ROOT/val_set/annotations/<id>_exp.npy     -> split "test"
+
+    ``<id>_exp.npy`` holds the expression code as a one-element string or number array (read with
+    ``allow_pickle=False``); the other annotation files (``_aro``, ``_val``, ``_lnd``) are not read.
+    Clip id ``train_set/<id>`` / ``val_set/<id>`` (the ids of the two sets overlap). Skipped: an image
+    without ``_exp.npy``, an ``_exp.npy`` without image, unreadable annotation files, files in
+    ``images/`` that are no image or are empty.
+
+    ``csv`` (the original release)::
+
+        ROOT/Manually_Annotated_file_lists/training.csv   -> split "train"  (also ROOT/training.csv)
+        ROOT/Manually_Annotated_file_lists/validation.csv -> split "test"   (also ROOT/validation.csv)
+        ROOT/Manually_Annotated_Images/<subDirectory_filePath>              (also ROOT/<subDirectory_filePath>)
+
+    Columns ``subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,
+    valence,arousal`` (by header name; in this order when the file has no header). The face box
+    becomes ``ClipEntry.face_box = (x, y, x + w, y + h)``: the landmarks are fitted in it, nothing is
+    detected. Clip id = ``subDirectory_filePath`` without its extension. Skipped, naming the file and
+    line: rows with too few columns, a face box that is no box (not numbers, width or height <= 0),
+    missing or empty images, a path listed twice (see RAF-DB's rule: kept once when the labels agree).
+    Images on disk that no file list names are not looked for (the folders hold about a million).
+
+    Expression codes (both layouts): 0 neutral, 1 happy, 2 sad, 3 surprise, 4 fear, 5 disgust, 6 anger,
+    7 contempt -> dferjax indices 2, 0, 1, 4, 6, 5, 3, 7. Codes 8 none, 9 uncertain and 10 no-face are
+    no expression and are skipped ("expression 9 (uncertain) is not a class"); contempt (7) is a class
+    with ``num_classes=8`` only and is skipped, saying so, with the default 7 (AffectNet-7).
+    """
+    expected = ("the AffectNet layout train_set/{images,annotations}/ and val_set/... or "
+                "Manually_Annotated_file_lists/{training,validation}.csv with Manually_Annotated_Images/")
+    root = _check_root(root, "affectnet", expected)
+    _check_classes("affectnet", num_classes, (7, 8))
+    if layout is None:
+        layout = affectnet_layout(root)
+        if layout is None:
+            raise FileNotFoundError(f"affectnet: {root} has neither train_set/ or val_set/ folders nor "
+                                    f"training.csv / validation.csv; expected {expected}")
+    if layout not in ("sets", "csv"):
+        raise ValueError(f"affectnet: layout must be 'sets' or 'csv', got {layout!r}")
+    skipped: list[SkippedEntry] = []
+    rows: dict[str, list[_ImageRow]] = defaultdict(list)
+    if layout == "sets":
+        _affectnet_sets(root, num_classes, expected, rows, skipped)
+    else:
+        _affectnet_csv(root, num_classes, expected, rows, skipped)
+    return _finish("affectnet", num_classes, _image_rows("affectnet", rows, num_classes, skipped), skipped)
+
+
+def _affectnet_sets(root: Path, num_classes: int, expected: str, rows: dict[str, list[_ImageRow]],
+                    skipped: list[SkippedEntry]) -> None:
+    sets = [(folder_, split) for name, split in _AFFECTNET_SETS
+            if (folder_ := _ci_child(root, name)) is not None and folder_.is_dir()]
+    if not sets:
+        raise FileNotFoundError(f"affectnet: {root} has no train_set/ or val_set/ folder (layout='sets'); "
+                                f"expected {expected}")
+    for set_dir, split in sets:
+        images_dir, notes_dir = _ci_child(set_dir, "images"), _ci_child(set_dir, "annotations")
+        for what, directory in (("images", images_dir), ("annotations", notes_dir)):
+            if directory is None or not directory.is_dir():
+                raise FileNotFoundError(f"affectnet: {set_dir / what} does not exist; expected {expected}")
+        images: dict[str, Path] = {}
+        for child in _children(images_dir):
+            if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS:
+                images[_digits_key(child.stem)] = child
+            else:
+                skipped.append(SkippedEntry(_safe_id(f"{set_dir.name}/{child.name}"), str(child),
+                                            f"affectnet: {_rel(child, root)} is not an image file; ignored"))
+        labels: dict[str, Path] = {}
+        for child in _children(notes_dir):
+            if child.is_file() and child.name.lower().endswith("_exp.npy"):
+                labels[_digits_key(child.name[:-len("_exp.npy")])] = child
+        for key in sorted(set(images) | set(labels), key=lambda k: (len(k), k)):
+            image, note = images.get(key), labels.get(key)
+            stem = image.stem if image is not None else note.name[:-len("_exp.npy")]
+            row = _ImageRow(f"{set_dir.name}/{stem}", str(note or image), _safe_id(f"{set_dir.name}/{stem}"),
+                            split, image)
+            if note is None:
+                row.problems.append(f"image {_rel(image, root)} has no annotation "
+                                    f"{_rel(notes_dir, root)}/{stem}_exp.npy")
+            else:
+                try:
+                    row.label = _affectnet_label(_npy_text(note), num_classes)
+                except _Bad as bad:
+                    row.problems.append(f"{_rel(note, root)}: {bad}")
+            if image is None:
+                row.problems.append(f"annotation {_rel(note, root)} has no image {_rel(images_dir, root)}/{stem}.jpg")
+            elif problem := _media_problem(image, root, "image"):
+                row.problems.append(problem)
+            rows[row.clip_id.lower()].append(row)
+
+
+def _affectnet_csv(root: Path, num_classes: int, expected: str, rows: dict[str, list[_ImageRow]],
+                   skipped: list[SkippedEntry]) -> None:
+    files = _affectnet_csvs(root)
+    if not files:
+        raise FileNotFoundError(f"affectnet: no {root / 'Manually_Annotated_file_lists/training.csv'} or "
+                                f"validation.csv (layout='csv'); expected {expected}")
+    image_dirs = [d for d in (_ci_child(root, "Manually_Annotated_Images"), root) if d is not None]
+    for path, split in files:
+        header, table = _read_table(path)
+        columns = _columns(header, _AFFECTNET_COLUMNS, path, "affectnet")
+        where_file = _rel(path, root)
+        for line, fields in table:
+            where = f"{where_file} line {line}"
+            if len(fields) <= max(columns) or not fields[columns[0]]:
+                skipped.append(_row_skip(where, path, line, fields, f"expected the columns "
+                                         f"{','.join(_AFFECTNET_COLUMNS)},..., found {len(fields)} fields", root))
+                continue
+            name, x, y, w, h, _, expression = (fields[c] for c in columns)
+            rel = Path(name.replace("\\", "/"))
+            clip_path = rel.with_suffix("") if rel.suffix.lower() in IMAGE_EXTENSIONS else rel
+            image = next((d / rel for d in image_dirs if (d / rel).exists()), None)
+            row = _ImageRow(where, f"{path}:{line}", _safe_id(clip_path.as_posix()), split, image)
+            try:
+                row.label = _affectnet_label(expression, num_classes)
+            except _Bad as bad:
+                row.problems.append(str(bad))
+            try:
+                box = tuple(float(v) for v in (x, y, w, h))
+                if not all(map(math.isfinite, box)) or box[2] <= 0 or box[3] <= 0:
+                    raise ValueError
+                row.face_box = (box[0], box[1], box[0] + box[2], box[1] + box[3])
+            except ValueError:
+                row.problems.append(f"face box (face_x, face_y, face_width, face_height) = ({x}, {y}, {w}, {h}) "
+                                    "is not a box")
+            if image is None:
+                row.problems.append(f"image {_rel(image_dirs[0] / rel, root)} does not exist")
+            elif problem := _media_problem(image, root, "image"):
+                row.problems.append(problem)
+            rows[row.clip_id.lower()].append(row)
+
+
+_FER_SPLITS = {"training": "train", "publictest": "test", "privatetest": "test_private"}
+_FER_SIDE = 48
+
+
+def _fer_file(root: Path, name: str) -> Path | None:
+    """``name`` in ROOT, ROOT/data, ROOT/fer2013 or ROOT/FERPlus (any case)."""
+    for parts in ((), ("data",), ("fer2013",), ("FERPlus",)):
+        path = _ci_child(_ci_path(root, *parts) if parts else root, name)
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _fer_pixels(text: str) -> np.ndarray:
+    """FER2013's pixel string (48 x 48 space-separated integers 0..255, row by row) -> uint8 (48, 48)."""
+    with warnings.catch_warnings():     # numpy parses the 36k strings in C; a malformed one fails here
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            values = None
+    side = _FER_SIDE
+    if values is None or values.size != side * side:
+        tokens = text.split()
+        if len(tokens) != side * side:
+            raise _Bad(f"pixels hold {len(tokens)} values, not {side} x {side} = {side * side}")
+        bad = next((t for t in tokens if not t.lstrip("+-").isdigit()), "?")
+        raise _Bad(f"pixel value {bad!r} is not an integer 0..255")
+    outside = values[(values < 0) | (values > 255)]
+    if outside.size:
+        raise _Bad(f"pixel value {outside[0]} is outside 0..255")
+    return values.astype(np.uint8).reshape(side, side)
+
+
+def _ferplus_label(votes: list[int], vote: str, num_classes: int) -> int:
+    """FERPlus's ten votes (FERPLUS_COLUMNS order) -> dferjax index, or _Bad saying why the image has none."""
+    said = ", ".join(f"{name} {count}" for name, count in zip(FERPLUS_COLUMNS, votes) if count) or "none"
+    if vote == "majority":
+        kept = [count if count > 1 else 0 for count in votes]
+        top = max(kept)
+        if top == 0 or 2 * top <= sum(kept):
+            raise _Bad(f"no emotion has more than half of the votes once single votes are dropped "
+                       f"(votes: {said})")
+        winner = FERPLUS_COLUMNS[kept.index(top)]
+    else:
+        top = max(votes)
+        winners = [name for name, count in zip(FERPLUS_COLUMNS, votes) if count == top]
+        if top == 0:
+            raise _Bad("no votes")
+        if len(winners) > 1:
+            raise _Bad(f"no single most-voted emotion: {' and '.join(winners)} have {top} votes each "
+                       f"(votes: {said})")
+        winner = winners[0]
+    if winner == "unknown":
+        raise _Bad(f"the most votes say unknown (votes: {said})")
+    if winner == "NF":
+        raise _Bad(f"the most votes say not a face (NF) (votes: {said})")
+    if winner == "contempt":
+        _contempt_needs_8(f"the most-voted emotion (votes: {said})", num_classes)
+    return MAFW_CLASSES.index(_canonical(winner))
+
+
+def ferplus(root: str | Path, *, num_classes: int = 7, vote: str = "majority") -> Listing:
+    """FER2013's images with the FERPlus labels (Barsoum, Zhang, Canton Ferrer, Zhang 2016, "Training
+    deep networks for facial expression recognition with crowd-sourced label distribution"), 7 or 8
+    classes.
+
+    Layout (each file in ROOT, ROOT/data, ROOT/fer2013 or ROOT/FERPlus, any case)::
+
+        fer2013.csv      emotion,pixels,Usage        pixels = 48 x 48 = 2304 space-separated integers
+        fer2013new.csv   Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF
+
+    The two files are paired row by row (FERPlus's own ``generate_training_data.py`` does the same);
+    FER2013's ``emotion`` column is not used. Each sample is the 48 x 48 grey image of its pixels
+    (``ClipEntry.image``, uint8 (48, 48)), ``source`` = ``<absolute fer2013.csv>#row=<its line>``,
+    clip id = the FERPlus image name without extension (``fer0000123``).
+
+    Label, from the ten votes per image (``vote``):
+
+    * ``"majority"`` (default): the paper's majority voting as its authors' code does it (FERPlus's
+      ``src/ferplus.py``, ``_process_data``, mode ``majority``): votes of 1 are dropped as outliers, then
+      an emotion needs more than half of the remaining votes, else the image is skipped.
+    * ``"plurality"``: the emotion with the most votes (a looser reading: more images, noisier
+      labels); an image whose most votes are shared by two or more columns is skipped ("no single
+      most-voted emotion").
+
+    The vote columns neutral, happiness, surprise, sadness, anger, disgust, fear, contempt -> dferjax
+    indices 2, 0, 4, 1, 3, 5, 6, 7. An image whose label would be unknown or NF (not a face) is skipped
+    with that reason; contempt is a class with ``num_classes=8`` only (skipped, saying so, with the
+    default 7).
+
+    Splits from ``Usage``: Training -> "train"; PublicTest -> "test" (FERPlus's validation set
+    FER2013Valid, the split most papers report on); PrivateTest -> "test_private" (FERPlus's
+    FER2013Test), a split of its own so that a config chooses which to evaluate on.
+
+    Skipped, naming the files and lines: rows FERPlus dropped (empty ``Image name``), rows only one of
+    the files has, rows whose ``Usage`` differs between the files or is unknown, malformed rows, votes
+    that are no non-negative integers, pixels that are not 2304 integers 0..255, a name listed twice,
+    and the vote outcomes above.
+    """
+    expected = ("fer2013.csv (emotion,pixels,Usage) and FERPlus's fer2013new.csv in ROOT (or ROOT/data, "
+                "ROOT/fer2013, ROOT/FERPlus)")
+    root = _check_root(root, "ferplus", expected)
+    _check_classes("ferplus", num_classes, (7, 8))
+    if vote not in ("plurality", "majority"):
+        raise ValueError(f"ferplus: vote must be 'plurality' or 'majority', got {vote!r}")
+    fer_path, new_path = _fer_file(root, "fer2013.csv"), _fer_file(root, "fer2013new.csv")
+    for name, path in (("fer2013.csv", fer_path), ("fer2013new.csv", new_path)):
+        if path is None:
+            raise FileNotFoundError(f"ferplus: {root / name} does not exist; expected {expected}")
+    fer_rel, new_rel = _rel(fer_path, root), _rel(new_path, root)
+    new_header, new_rows = _read_table(new_path)
+    new_cols = _columns(new_header, ("Usage", "Image name") + FERPLUS_COLUMNS, new_path, "ferplus")
+    new_rows = list(new_rows)                       # 36k short rows; fer2013.csv (300 MB) is streamed
+    fer_header, fer_rows = _read_table(fer_path)
+    fer_cols = _columns(fer_header, ("emotion", "pixels", "Usage"), fer_path, "ferplus")
+
+    skipped: list[SkippedEntry] = []
+    rows: dict[str, list[_ImageRow]] = defaultdict(list)
+    for index, (fer, new) in enumerate(itertools.zip_longest(fer_rows, new_rows)):
+        if fer is None:
+            line, fields = new
+            skipped.append(_row_skip(f"{new_rel} line {line}", new_path, line, fields[:2],
+                                     f"{fer_rel} has no row to pair it with (data row {index + 1}; the files "
+                                     "are paired row by row)", root))
+            continue
+        fer_line, fer_fields = fer
+        source, row_id = f"{fer_path}#row={fer_line}", f"{fer_rel}:{fer_line}"
+        if new is None:
+            skipped.append(SkippedEntry(row_id, source, f"ferplus {fer_rel} line {fer_line}: {new_rel} has no "
+                                        f"row to pair it with (data row {index + 1}; the files are paired row "
+                                        "by row)"))
+            continue
+        new_line, new_fields = new
+        where = f"{fer_rel} line {fer_line} / {new_rel} line {new_line}"
+        if len(new_fields) <= max(new_cols) or len(fer_fields) <= max(fer_cols):
+            short = new_rel if len(new_fields) <= max(new_cols) else fer_rel
+            skipped.append(SkippedEntry(row_id, source, f"ferplus {where}: the row of {short} has too few "
+                                        "fields"))
+            continue
+        usage, name = new_fields[new_cols[0]], new_fields[new_cols[1]]
+        if not name:
+            skipped.append(SkippedEntry(f"{new_rel}:{new_line}", source, f"ferplus {where}: FERPlus dropped "
+                                        "this image (empty Image name)"))
+            continue
+        row = _ImageRow(where, source, _safe_id(Path(name).stem), "", None)
+        fer_usage = fer_fields[fer_cols[2]]
+        if _norm(fer_usage) != _norm(usage):
+            row.problems.append(f"Usage differs: {fer_rel} says {fer_usage!r}, {new_rel} says {usage!r}")
+        elif _norm(usage) not in _FER_SPLITS:
+            row.problems.append(f"Usage {usage!r} is not Training, PublicTest or PrivateTest")
+        else:
+            row.split = _FER_SPLITS[_norm(usage)]
+        raw_votes = [new_fields[c] for c in new_cols[2:]]
+        if all(v.isdigit() for v in raw_votes):
+            try:
+                row.label = _ferplus_label([int(v) for v in raw_votes], vote, num_classes)
+            except _Bad as bad:
+                row.problems.append(str(bad))
+        else:
+            row.problems.append(f"votes {','.join(raw_votes)!r} are not non-negative integers")
+        try:
+            row.image = _fer_pixels(fer_fields[fer_cols[1]])
+        except _Bad as bad:
+            row.problems.append(str(bad))
+        rows[row.clip_id.lower()].append(row)
+    return _finish("ferplus", num_classes, _image_rows("ferplus", rows, num_classes, skipped), skipped)
+
+
+# ------------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------------
 
@@ -866,6 +1437,9 @@ ADAPTERS: dict[str, Callable[..., Listing]] = {
     "afew": afew,
     "folder": folder,
     "csv": csv_labels,
+    "rafdb": rafdb,
+    "affectnet": affectnet,
+    "ferplus": ferplus,
 }
 
 

@@ -1,6 +1,13 @@
 """Build verified, indexed TFRecord shards from a dataset as its authors ship it.
 
-    python -m data_prep.build --dataset {dfew,ferv39k,mafw,afew,folder,csv} --root DIR --out DIR [--workers N]
+    python -m data_prep.build --dataset {dfew,ferv39k,mafw,afew,folder,csv,rafdb,affectnet,ferplus} --root DIR
+        --out DIR [--workers N] [--num-classes {7,8,11}] [--images {aligned,original}] [--layout {sets,csv}]
+        [--vote {plurality,majority}]
+
+The adapter options (``--csv``, ``--num-classes``, ``--images``, ``--layout``, ``--vote``) go to the
+adapters that take them (data_prep.adapters: each adapter's docstring); one given to an adapter that
+does not take it is a usage error. Still images (rafdb, affectnet, ferplus, images in folder / csv) are
+samples of one frame: ``--max-frames`` / ``--min-frames`` do not apply to them (never padded).
 
 Every clip the dataset adapter (data_prep.adapters) finds goes through ``dferjax.data.clips.prepare_clip``
 (the same preparation predict uses) and becomes one record (dferjax.data.records.encode_clip) of a shard
@@ -26,6 +33,7 @@ second signal N (exited at once; the same command resumes).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -34,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from data_prep.adapters import ADAPTERS, list_clips
+from data_prep.adapters import ADAPTERS, Listing, list_clips
 from dferjax import jobs
 from dferjax.data.clips import PrepConfig
 from dferjax.data.dataset import INFO_FILE, MANIFEST_FILE, WorkerError, build  # noqa: F401  (the build itself)
@@ -56,11 +64,15 @@ def prep_config_from_args(args: argparse.Namespace, **extra: Any) -> PrepConfig:
 
 
 def print_summary(info: dict[str, Any], out: Path, seconds: float) -> None:
-    print(f"{info['clips_written']} of {info['clips_in']} clips written, {info['clips_skipped']} skipped "
+    media = info.get("media") or {}
+    kind = "images" if media.get("image") and not media.get("clip") else "clips"
+    if media.get("image") and media.get("clip"):
+        kind = f"samples ({media['clip']} clips, {media['image']} images)"
+    print(f"{info['clips_written']} of {info['clips_in']} {kind} written, {info['clips_skipped']} skipped "
           f"(reasons in {out / MANIFEST_FILE}) in {seconds:.1f} s")
     for split, s in info["splits"].items():
         per_class = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
-        print(f"  {split}: {s['records']} clips in {len(s['shards'])} shards ({per_class})")
+        print(f"  {split}: {s['records']} {kind.split()[0]} in {len(s['shards'])} shards ({per_class})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,26 +81,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="the dataset's folder as its authors ship it")
     parser.add_argument("--out", required=True, help="folder for the shards, manifest and dataset_info.json")
     parser.add_argument("--precropped", choices=["auto", "yes", "no"], default="auto",
-                        help="frames are face crops already (auto: DFEW frame folders and FERV39k)")
+                        help="frames are face crops already (auto: DFEW frame folders, FERV39k, RAF-DB aligned, "
+                             "FERPlus, AffectNet train_set/val_set)")
     parser.add_argument("--upsample", type=int, default=0, help="dlib detector upsampling (small faces: 1)")
     parser.add_argument("--csv", help="label file for --dataset csv (default ROOT/labels.csv)")
+    parser.add_argument("--num-classes", type=int, choices=[7, 8, 11],
+                        help="classes: 7 (default; mafw: 11), 8 with contempt (affectnet, ferplus, folder, csv), "
+                             "11 MAFW's (mafw, folder, csv)")
+    parser.add_argument("--images", choices=["aligned", "original"],
+                        help="rafdb: Image/aligned (100x100 face crops, default) or Image/original")
+    parser.add_argument("--layout", choices=["sets", "csv"],
+                        help="affectnet: train_set/val_set folders or the original csv file lists (default: detected)")
+    parser.add_argument("--vote", choices=["plurality", "majority"],
+                        help="ferplus: FERPlus's majority rule (default: more than half of the votes once single "
+                             "votes are dropped, as its authors' code) or the emotion with the most votes")
     add_prep_arguments(parser)
     args = parser.parse_args(argv)
+    options = {name: getattr(args, name) for name in ("csv", "num_classes", "images", "layout", "vote")
+               if getattr(args, name) is not None}
+    accepted = inspect.signature(ADAPTERS[args.dataset]).parameters
+    for name in options:
+        if name not in accepted:
+            parser.error(f"--{name.replace('_', '-')} does not apply to --dataset {args.dataset}")
     try:                                # before the listing and any clip: a folder that cannot be written
         jobs.check_output_folder(args.out, "--out")
     except jobs.FolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    options = {"csv": args.csv} if args.csv else {}
-    listing = list_clips(args.dataset, args.root, **options)
+    try:
+        listing = list_clips(args.dataset, args.root, **options)
+    except (FileNotFoundError, ValueError) as error:     # a root without the layout, a value the adapter refuses
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.precropped == "auto":
-        precropped = args.dataset == "ferv39k" or (
-            args.dataset == "dfew" and bool(listing.clips) and Path(listing.clips[0].source).is_dir())
+        precropped = auto_precropped(args.dataset, listing, options)
     else:
         precropped = args.precropped == "yes"
     prep = prep_config_from_args(args, upsample=args.upsample, precropped=precropped)
     return run_build(lambda: build(listing, args.out, prep, workers=args.workers, shard_size=args.shard_size,
                                    jpeg_quality=args.jpeg_quality), Path(args.out))
+
+
+def auto_precropped(dataset: str, listing: Listing, options: dict[str, Any]) -> bool:
+    """``--precropped auto``: whether a data set's media are face crops already (landmarks fitted in the
+    whole frame, no face search).
+
+    Args:
+      dataset: the ``--dataset`` name.
+      listing: what its adapter listed.
+      options: the adapter options given.
+    Returns:
+      True for FERV39k, DFEW's frame folders (clip_224x224), FERPlus (48x48 face crops), RAF-DB's aligned
+      images (100x100 face crops; not ``--images original``) and AffectNet's train_set/val_set layout
+      (224x224 face crops: its entries carry no face box); False otherwise (AffectNet's csv layout gives
+      a face box per image, which ``prepare_clip`` uses whatever this says).
+    """
+    if dataset in ("ferv39k", "ferplus"):
+        return True
+    if dataset == "dfew":
+        return bool(listing.clips) and Path(listing.clips[0].source).is_dir()
+    if dataset == "rafdb":
+        return options.get("images", "aligned") == "aligned"
+    if dataset == "affectnet":
+        return bool(listing.clips) and all(clip.face_box is None for clip in listing.clips)
+    return False
 
 
 def run_build(start: Callable[[], dict[str, Any]], out: Path, *, require_clips: bool = True) -> int:

@@ -125,7 +125,7 @@ def test_split_file_reading_headers_separators_comments(tmp_path):
 def test_unknown_dataset_and_bad_roots(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'nope'.*dfew"):
         A.list_clips("nope", tmp_path)
-    assert set(A.ADAPTERS) == {"dfew", "ferv39k", "mafw", "afew", "folder", "csv"}
+    assert set(A.ADAPTERS) == {"dfew", "ferv39k", "mafw", "afew", "folder", "csv", "rafdb", "affectnet", "ferplus"}
     missing = tmp_path / "not_there"
     for name in A.ADAPTERS:
         with pytest.raises(FileNotFoundError, match="not_there.*does not exist; expected"):
