@@ -14,7 +14,7 @@ from dferjax.config import base_config, one_frame, parse_config_arg
 
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, {"train": 2100, "test": 350, "epochs": 12}, "configs/demo_images.py")
+    args = parse_config_arg(arg, {"train": 2100, "test": 350, "epochs": 16}, "configs/demo_images.py")
     config = base_config(models.default_config())
     models.apply_tiny(config.model)              # 64x64, narrow widths (each model's TINY)
     one_frame(config)                            # one image per sample
