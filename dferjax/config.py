@@ -54,6 +54,15 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.crop_scale = (0.08, 1.0)   # random resized crop area fraction (peers' GroupRandomSizedCrop)
     c.data.crop_ratio = (0.75, 4 / 3)  # random resized crop aspect ratio range
     c.data.flip = True                # random horizontal flip (mirrors key-points, swaps left/right)
+    # Static-FER augmentations (torchvision's, training only, one draw for all frames; 0 = off):
+    c.data.crop_padding = 0           # RandomCrop(size, padding=p): pad p stored-frame pixels, random window
+                                      # of the frame's size (before the random resized crop, within it)
+    c.data.padding_mode = "constant"  # what the padding holds: constant (zeros), edge, reflect, symmetric
+    c.data.color_jitter = (0.0, 0.0, 0.0, 0.0)  # ColorJitter(brightness, contrast, saturation, hue), random order
+    c.data.random_erasing = 0.0       # RandomErasing probability (one rectangle, after crop, flip and jitter)
+    c.data.erasing_scale = (0.02, 0.33)  # erased area fraction range
+    c.data.erasing_ratio = (0.3, 3.3)    # erased aspect ratio range (h / w)
+    c.data.erasing_value = "mean"     # mean (ImageNet mean colour = torchvision's 0 after Normalize), zero, random
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64           # global batch (section 4.2), split over all devices
@@ -100,14 +109,15 @@ def one_frame(config: ml_collections.ConfigDict) -> None:
 AT_LEAST_ONE = ("train.batch_size", "train.eval_batch_size", "train.epochs", "train.eval_every",
                 "data.num_segments", "data.frames_per_segment", "runtime.log_every")
 """Integer keys that must be >= 1 (checked by :func:`check_values` before a run writes anything)."""
-AT_LEAST_ZERO = ("train.checkpoint_every", "train.max_steps", "runtime.num_workers")
+AT_LEAST_ZERO = ("train.checkpoint_every", "train.max_steps", "runtime.num_workers", "data.crop_padding")
 """Integer keys that must be >= 0 (0 turns the feature off)."""
 
 
 def check_values(config: ml_collections.ConfigDict) -> None:
     """Refuse values of the run's sections that cannot work (the model's section is checked by
-    ``models.check_config``): counts below their minimum, a learning rate <= 0, crop ranges that are
-    not ranges.
+    ``models.check_config``): counts below their minimum, a learning rate <= 0, crop and erasing
+    ranges that are not ranges, a padding mode or erasing value not offered, colour jitter strengths
+    outside torchvision's bounds, a probability outside [0, 1].
 
     Raises:
       ValueError: one line naming every bad key, its value and what it must be.
@@ -126,6 +136,23 @@ def check_values(config: ml_collections.ConfigDict) -> None:
     low, high = config.data.crop_ratio
     if not 0 < low <= high:
         problems.append(f"data.crop_ratio = {tuple(config.data.crop_ratio)} is not a range of positive ratios")
+    data = config.data
+    for key, allowed in (("padding_mode", ("constant", "edge", "reflect", "symmetric")),
+                         ("erasing_value", ("mean", "zero", "random"))):
+        if data[key] not in allowed:
+            problems.append(f"data.{key} = {data[key]!r} is not one of {', '.join(allowed)}")
+    jitter = tuple(data.color_jitter)
+    if len(jitter) != 4 or not min(jitter) >= 0 or not jitter[3] <= 0.5:
+        problems.append(f"data.color_jitter = {jitter} is not 4 strengths (brightness, contrast, saturation, "
+                        "hue), each >= 0, hue <= 0.5")
+    if not 0 <= data.random_erasing <= 1:
+        problems.append(f"data.random_erasing = {data.random_erasing!r} is not a probability in [0, 1]")
+    low, high = data.erasing_scale
+    if not 0 < low <= high <= 1:
+        problems.append(f"data.erasing_scale = {tuple(data.erasing_scale)} is not a range within (0, 1]")
+    low, high = data.erasing_ratio
+    if not 0 < low <= high:
+        problems.append(f"data.erasing_ratio = {tuple(data.erasing_ratio)} is not a range of positive ratios")
     if problems:
         raise ValueError("config key " + "; ".join(problems))
 

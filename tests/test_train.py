@@ -342,6 +342,20 @@ def test_runtime_keys_may_change_on_resume(shards, tmp_path):
     assert latest_state(workdir)[0] == 2
 
 
+def test_a_run_made_before_keys_were_added_resumes_with_them_at_their_defaults(shards, tmp_path):
+    """A run whose config.json lacks data keys added since (the augmentations, off by default) resumes."""
+    workdir = tmp_path / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=1")) == 0
+    values = json.loads((workdir / ckpt.CONFIG_FILE).read_text())
+    for key in ("crop_padding", "padding_mode", "color_jitter", "random_erasing", "erasing_scale",
+                "erasing_ratio", "erasing_value"):
+        del values["data"][key]
+    (workdir / ckpt.CONFIG_FILE).write_text(json.dumps(values))
+    assert ckpt.load_run_config(workdir).data.crop_padding == 0
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=2")) == 0
+    assert latest_state(workdir)[0] == 2
+
+
 def test_a_run_made_before_the_registry_loads_in_todays_layout(shards, tmp_path):
     """config.json in the layout of runs made before the model registry (the paper's model's settings
     directly under ``model``) is read as ``model.dfer``; its checkpoint loads as before."""

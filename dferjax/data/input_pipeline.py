@@ -15,8 +15,14 @@ Augmentation, training only (the peers' group transforms): one random resized cr
 all frames of a clip. Key-points follow the same affine map, and the flip goes through
 ``keypoints.flip_keypoints`` (mirror x, swap left/right indices), so the heat-maps, rendered from the
 transformed key-points by ``keypoints.render_heatmaps`` at the model's feature-map resolution, stay on
-their key-points. :func:`model_inputs` is the one function that turns a prepared clip's frames and
-key-points into model inputs; predict calls it too. A model that takes no heat-maps gets none
+their key-points. The static-FER recipes add three torchvision transforms, each off by default:
+random crop with padding (``data.crop_padding``, :func:`random_padded_crop`), colour jitter
+(``data.color_jitter``, :func:`color_jitter`) and random erasing (``data.random_erasing``,
+:func:`random_erasing_params`). One draw per example serves all its frames; an example's order is
+padded crop -> random resized crop (one box, resized once) -> flip -> colour jitter -> erasing ->
+heat-maps (from the key-points: the colours and the erased rectangle do not move them).
+:func:`model_inputs` is the one function that turns a prepared clip's frames and key-points into
+model inputs; predict calls it too. A model that takes no heat-maps gets none
 (``ExampleSpec.heatmap_size`` None): nothing is rendered.
 
 Determinism: every random choice of an example comes from grain's per-index generator (``random_map``
@@ -44,6 +50,24 @@ from dferjax.data import records
 from dferjax.data.clips import segment_indices
 from dferjax.data.dataset import DataConfigError
 
+PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
+"""``data.padding_mode``: torchvision RandomCrop's ``padding_mode`` names, which are numpy.pad's
+(``constant`` pads zeros)."""
+ERASING_VALUES = ("mean", "zero", "random")
+"""``data.erasing_value``, what an erased rectangle holds. The recipes apply torchvision's
+RandomErasing after Normalize, so its default value 0 is the ImageNet mean colour in pixels: ``mean``
+(124, 116, 104); ``zero`` is black (value 0 before Normalize); ``random`` is its ``value='random'``,
+standard normal noise in normalised units, in pixels ``mean + std * N(0, 1)`` rounded and clipped."""
+JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
+"""The parts of ``data.color_jitter``, in its order."""
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R 601-2 luma, torchvision's (and PIL's) RGB -> grey."""
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+"""Per-channel mean and standard deviation in pixels, those the models normalise their input with
+(``models.resnet``; repeated here: the data layer does not import the models)."""
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExampleSpec:
     """How a prepared clip becomes one example: sampling, augmentation and the heat-maps to render.
@@ -63,6 +87,16 @@ class ExampleSpec:
       crop_ratio: ... and range of its aspect ratio (w / h).
       flip: random horizontal flip, probability 1/2, in training.
       num_classes: labels must lie in [0, num_classes) (checked as each record is read); 0: unchecked.
+      crop_padding: random crop with padding (training), in pixels of the stored frames; 0: off
+        (:func:`random_padded_crop`).
+      padding_mode: what the padding holds: one of :data:`PADDING_MODES` (``constant`` = zeros).
+      color_jitter: (brightness, contrast, saturation, hue) strengths of torchvision's ColorJitter
+        (training); 0 turns one off (:func:`color_jitter_params`).
+      random_erasing: probability of erasing one rectangle (training); 0: off
+        (:func:`random_erasing_params`).
+      erasing_scale: range of the erased area, as a fraction of the frame's.
+      erasing_ratio: range of the erased rectangle's aspect ratio (h / w, as torchvision).
+      erasing_value: what fills it: one of :data:`ERASING_VALUES`.
     """
 
     image_size: int                 # frames are resized to image_size x image_size
@@ -74,6 +108,13 @@ class ExampleSpec:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # ... and aspect ratio range (w / h)
     flip: bool = True               # random horizontal flip in training
     num_classes: int = 0            # labels must be in [0, num_classes); 0: not checked
+    crop_padding: int = 0           # random crop with padding, stored-frame pixels; 0: off
+    padding_mode: str = "constant"  # PADDING_MODES
+    color_jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # brightness, contrast, saturation, hue
+    random_erasing: float = 0.0     # probability of erasing a rectangle; 0: off
+    erasing_scale: tuple[float, float] = (0.02, 0.33)  # erased area fraction range
+    erasing_ratio: tuple[float, float] = (0.3, 3.3)    # ... and aspect ratio range (h / w)
+    erasing_value: str = "mean"     # ERASING_VALUES
 
     @property
     def num_frames(self) -> int:
@@ -123,13 +164,192 @@ def random_resized_crop(rng: np.random.Generator, height: int, width: int, scale
     return (width - w) // 2, (height - h) // 2, w, h
 
 
+def random_padded_crop(rng: np.random.Generator, height: int, width: int, padding: int
+                       ) -> tuple[int, int, int, int]:
+    """torchvision's RandomCrop((height, width), padding=padding) as a box (x0, y0, w, h) of the unpadded frame.
+
+    RandomCrop pads the frame by ``padding`` pixels on each side and takes a random window of the
+    frame's own size: the window's corner is uniform over the (2p + 1)^2 positions. In the unpadded
+    frame's pixels that window is the box (x0, y0) = (j - p, i - p), partly outside the frame;
+    :func:`model_inputs` pads where a box leaves the frame (``ExampleSpec.padding_mode``). Static-FER
+    recipes use it: DAN's (Wen et al. 2023) for RAF-DB, AffectNet and FERPlus, and repositories
+    following it on FER2013, RandomCrop(224, padding=32) (there inside RandomApply with a rotation,
+    p = 0.2; here every example, without rotation).
+
+    Args:
+      rng: the generator; draws two integers (the row, then the column, as torchvision).
+      height: frame height, pixels.
+      width: frame width, pixels.
+      padding: p, pixels on each side (>= 0).
+    Returns:
+      (x0, y0, width, height) ints, x0 and y0 in [-padding, padding].
+    """
+    i = int(rng.integers(0, 2 * padding + 1))
+    j = int(rng.integers(0, 2 * padding + 1))
+    return j - padding, i - padding, width, height
+
+
+def color_jitter_params(rng: np.random.Generator, strengths: Sequence[float]) -> tuple[tuple[str, float], ...]:
+    """The draw of torchvision's ColorJitter(brightness, contrast, saturation, hue): the parts in a
+    random order, each with its factor.
+
+    As ``ColorJitter.get_params``: a random permutation of the four, then brightness, contrast and
+    saturation factors uniform in [max(0, 1 - s), 1 + s] and a hue shift uniform in [-h, h] (a
+    fraction of the hue circle); a part of strength 0 is left out. RAF-DB and AffectNet recipes use
+    it, e.g. ColorJitter(0.2, 0.2, 0.2) before RandomErasing, or brightness and contrast 0.4.
+
+    Args:
+      rng: the generator: a permutation of 4, then one uniform per part of non-zero strength.
+      strengths: (brightness, contrast, saturation, hue), each >= 0, hue <= 0.5.
+    Returns:
+      ((name, factor), ...) in the order to apply them, names of :data:`JITTER_NAMES`; empty when
+      every strength is 0.
+    """
+    order = rng.permutation(len(JITTER_NAMES))
+    factors = {}
+    for k, (name, strength) in enumerate(zip(JITTER_NAMES, strengths)):
+        if strength > 0:
+            low, high = (-strength, strength) if name == "hue" else (max(0.0, 1 - strength), 1 + strength)
+            factors[k] = float(rng.uniform(low, high))
+    return tuple((JITTER_NAMES[k], factors[k]) for k in order if k in factors)
+
+
+def _grey(x: np.ndarray) -> np.ndarray:
+    return x @ np.asarray(GREY_WEIGHTS, np.float32)
+
+
+def color_jitter(frames: np.ndarray, params: Sequence[tuple[str, float]]) -> np.ndarray:
+    """uint8 RGB frames (..., H, W, 3) through torchvision's colour adjustments, in the order given.
+
+    torchvision's definitions: brightness scales the pixels (a blend with black); contrast blends with
+    the mean grey level of each frame; saturation blends with the frame's grey image (ITU-R 601-2
+    luma, :data:`GREY_WEIGHTS`); hue rotates the hue in HSV by the factor (a fraction of the circle).
+    The math is in float32 pixels, clipped to [0, 255] after each part (as torchvision clamps) and
+    rounded once at the end (torchvision on uint8 truncates after each part; ours keeps the precision).
+
+    Args:
+      frames: uint8 (..., H, W, 3) RGB frames; each frame (H, W) has its own contrast mean.
+      params: ((name, factor), ...) as :func:`color_jitter_params` draws them.
+    Returns:
+      uint8 frames of the same shape.
+    """
+    x = np.array(frames, np.float32)                    # a copy, changed in place below
+    for name, factor in params:
+        f = np.float32(factor)
+        if name == "brightness":
+            x *= f
+        elif name == "contrast":
+            mean = _grey(x).mean(axis=(-2, -1), keepdims=True)[..., None]
+            x *= f
+            x += (1 - f) * mean
+        elif name == "saturation":
+            grey = _grey(x)[..., None]
+            grey *= 1 - f
+            x *= f
+            x += grey
+        elif name == "hue":
+            shape = x.shape
+            x *= np.float32(1 / 255)
+            hsv = cv2.cvtColor(x.reshape(-1, shape[-2], 3), cv2.COLOR_RGB2HSV)
+            hue = hsv[..., 0]                                  # a view: H in degrees, [0, 360)
+            hue += np.float32(factor * 360 % 360)
+            np.subtract(hue, np.float32(360), out=hue, where=hue >= 360)
+            x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(shape)
+            x *= np.float32(255)
+        else:
+            raise ValueError(f"colour jitter part {name!r} is not one of {', '.join(JITTER_NAMES)}")
+        np.clip(x, 0, 255, out=x)
+    return np.rint(x, out=x).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Erasing:
+    """One erased rectangle of :func:`random_erasing_params`, the same in every frame of an example.
+
+    Attributes:
+      box: (x0, y0, w, h) in pixels of the model's frames.
+      fill: uint8 (3,) colour or (h, w, 3) noise written there.
+    """
+
+    box: tuple[int, int, int, int]
+    fill: np.ndarray
+
+
+def random_erasing_params(rng: np.random.Generator, height: int, width: int, probability: float,
+                          scale: tuple[float, float], ratio: tuple[float, float], value: str,
+                          attempts: int = 10) -> Erasing | None:
+    """The draw of torchvision's RandomErasing(p, scale, ratio, value) (Zhong et al. 2020), or None.
+
+    With ``probability``: up to ``attempts`` rectangles of area fraction uniform in ``scale`` and log
+    aspect ratio (h / w) uniform in ``ratio``, h = round(sqrt(area * ratio)), w = round(sqrt(area /
+    ratio)); the first with h < height and w < width is placed uniformly; none fits: no erasing (as
+    torchvision). Static-FER recipes erase after Normalize: DAN (Wen et al. 2023) with scale
+    (0.02, 0.25), POSTER V2 (Mao et al. 2023) with p = 1, scale (0.05, 0.05); see
+    :data:`ERASING_VALUES` for ``value``.
+
+    Args:
+      rng: the generator: one uniform (the coin), then two per attempt, the noise of ``random``, and
+        two integers (row, column) for the rectangle that fits.
+      height: frame height, pixels (of the model's frames).
+      width: frame width, pixels.
+      probability: chance of erasing, in [0, 1].
+      scale: (low, high) range of the rectangle's area as a fraction of the frame's.
+      ratio: (low, high) range of its aspect ratio h / w; both positive.
+      value: one of :data:`ERASING_VALUES`.
+      attempts: rectangles tried (torchvision: 10).
+    Returns:
+      The :class:`Erasing`, or None (not drawn, or no rectangle fitted).
+    """
+    if not rng.random() < probability:
+        return None
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(attempts):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        h = int(round(math.sqrt(target * aspect)))
+        w = int(round(math.sqrt(target / aspect)))
+        if not (h < height and w < width):
+            continue
+        if value == "random":
+            noise = np.asarray(IMAGENET_MEAN) + np.asarray(IMAGENET_STD) * rng.standard_normal((h, w, 3))
+            fill = np.clip(np.rint(noise), 0, 255).astype(np.uint8)
+        elif value == "zero":
+            fill = np.zeros(3, np.uint8)
+        elif value == "mean":
+            fill = np.rint(np.asarray(IMAGENET_MEAN)).astype(np.uint8)
+        else:
+            raise ValueError(f"erasing value {value!r} is not one of {', '.join(ERASING_VALUES)}")
+        y0 = int(rng.integers(0, height - h + 1))
+        x0 = int(rng.integers(0, width - w + 1))
+        return Erasing((x0, y0, w, h), fill)
+    return None
+
+
+def _pad_for_box(frames: np.ndarray, box: tuple[int, int, int, int], mode: str
+                 ) -> tuple[np.ndarray, int, int]:
+    """Frames padded (numpy.pad ``mode``) where ``box`` leaves them, and the box's corner in them."""
+    x0, y0, w, h = box
+    height, width = frames.shape[1:3]
+    left, top = max(0, -x0), max(0, -y0)
+    right, bottom = max(0, x0 + w - width), max(0, y0 + h - height)
+    if left or top or right or bottom:
+        if mode not in PADDING_MODES:
+            raise ValueError(f"data.padding_mode = {mode!r} is not one of {', '.join(PADDING_MODES)}")
+        frames = np.pad(frames, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=mode)
+    return frames, x0 + left, y0 + top
+
+
 def model_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec,
-                 box: tuple[int, int, int, int] | None = None, flip: bool = False
+                 box: tuple[int, int, int, int] | None = None, flip: bool = False,
+                 jitter: Sequence[tuple[str, float]] = (), erasing: Erasing | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Frames (T, S, S, 3) uint8 and key-points (T, 18, 2) -> model frames, key-points, heat-maps.
 
     ``box`` (x0, y0, w, h) crops every frame before resizing to ``spec.image_size`` (whole frame by
-    default); ``flip`` mirrors horizontally. Key-points take the same map (pixel i spans [i, i+1), so a
+    default; where it leaves the frame, the frame is padded first, ``spec.padding_mode``); ``flip``
+    mirrors horizontally; then ``jitter`` changes the colours (:func:`color_jitter`) and ``erasing``
+    fills one rectangle. Key-points take the crop and flip (pixel i spans [i, i+1), so a
     crop-and-resize is x' = (x - x0) * size / w), and the heat-maps (T, h, h, 18) float16 are rendered
     from them at ``spec.heatmap_size`` (None when the spec asks for none: nothing is rendered).
     Returns uint8 frames, float32 key-points, float16 heat-maps or None.
@@ -143,24 +363,30 @@ def model_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec,
       points: (T, 18, 2) key-points (x, y) in pixels of ``frames``; NaN ones give all-zero heat-maps.
       spec: ``image_size``, ``heatmap_size`` and ``heatmap_sigma`` are used.
       box: (x0, y0, w, h) crop in whole pixels, the same for every frame (e.g. from
-        ``random_resized_crop``); not checked against the frame size. None: the whole frame.
+        ``random_resized_crop``); it may leave the frame (``random_padded_crop``), which is then
+        padded. None: the whole frame.
       flip: mirror the frames and key-points horizontally (after the crop).
+      jitter: ((name, factor), ...) colour changes (:func:`color_jitter_params`), after the flip.
+      erasing: a rectangle to fill in every frame (:func:`random_erasing_params`), last; the
+        key-points and heat-maps do not change.
     Returns:
       A tuple (frames, key-points, heat-maps): uint8 (T, size, size, 3), float32 (T, 18, 2) in pixels
       of the output frames, and float16 (T, h, h, 18) Gaussian maps (peak 1, h = ``spec.heatmap_size``
       cells) or None; size = ``spec.image_size``.
     Raises:
-      ValueError: ``spec.heatmap_sigma`` <= 0 (with ``spec.heatmap_size`` set).
+      ValueError: ``spec.heatmap_sigma`` <= 0 (with ``spec.heatmap_size`` set); ``box`` leaves the
+        frame and ``spec.padding_mode`` is not one of :data:`PADDING_MODES`.
       cv2.error: ``box`` selects no pixel of the frames.
     """
     frames = np.asarray(frames)
     points = np.asarray(points, np.float32)
     height, width = frames.shape[1:3]
     x0, y0, w, h = box if box is not None else (0, 0, width, height)
+    frames, cx, cy = _pad_for_box(frames, (x0, y0, w, h), spec.padding_mode)
     size = spec.image_size
     out = np.empty((len(frames), size, size, 3), np.uint8)
     for i, frame in enumerate(frames):
-        crop = frame[y0:y0 + h, x0:x0 + w]
+        crop = frame[cy:cy + h, cx:cx + w]
         if crop.shape[:2] == (size, size):
             out[i] = crop
         else:
@@ -170,6 +396,11 @@ def model_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec,
     if flip:
         out = np.ascontiguousarray(out[:, :, ::-1])
         points = kp.flip_keypoints(points, size)
+    if jitter:
+        out = color_jitter(out, jitter)
+    if erasing is not None:
+        ex, ey, ew, eh = erasing.box
+        out[:, ey:ey + eh, ex:ex + ew] = erasing.fill
     if spec.heatmap_size is None:
         return out, points, None
     heatmaps = kp.render_heatmaps(points, (size, size), (spec.heatmap_size, spec.heatmap_size),
@@ -272,9 +503,13 @@ def record_inputs(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rando
     frames decoded); both give the same result.
 
     Frames are chosen by ``clips.segment_indices`` and only their JPEGs are decoded. With ``rng`` (training),
-    after the random segment offsets: one ``random_resized_crop`` box (``spec.crop_scale``,
-    ``spec.crop_ratio``) for all frames, then, when ``spec.flip``, a horizontal flip with
-    probability 1/2.
+    after the random segment offsets, one draw for all frames: with ``spec.crop_padding``, a
+    ``random_padded_crop`` window; one ``random_resized_crop`` box (``spec.crop_scale``,
+    ``spec.crop_ratio``) within that window (or the frame), the two composed into one box, so the
+    frames are resized once; when ``spec.flip``, a horizontal flip with probability 1/2; with a
+    non-zero ``spec.color_jitter``, ``color_jitter_params``; with ``spec.random_erasing`` > 0,
+    ``random_erasing_params`` on the model's frames. An augmentation that is off draws nothing, so
+    the others' draws stay those of a spec without it.
 
     Args:
       data: the record's bytes, or the decoded record dict of :class:`DecodedCache`.
@@ -298,12 +533,21 @@ def record_inputs(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rando
     else:
         frames = np.stack([records.decode_jpeg(stored[i]) for i in take])
     points = header["keypoints"][take]
-    box, flip = None, False
+    box, flip, jitter, erasing = None, False, (), None
     if rng is not None:
         height, width = frames.shape[1:3]
-        box = random_resized_crop(rng, height, width, spec.crop_scale, spec.crop_ratio)
+        wx, wy = 0, 0                               # the padded crop's window, then a box within it
+        if spec.crop_padding:
+            wx, wy, _, _ = random_padded_crop(rng, height, width, spec.crop_padding)
+        x0, y0, w, h = random_resized_crop(rng, height, width, spec.crop_scale, spec.crop_ratio)
+        box = (wx + x0, wy + y0, w, h)
         flip = bool(spec.flip and rng.random() < 0.5)
-    frames, points, heatmaps = model_inputs(frames, points, spec, box, flip)
+        if any(s > 0 for s in spec.color_jitter):
+            jitter = color_jitter_params(rng, spec.color_jitter)
+        if spec.random_erasing > 0:
+            erasing = random_erasing_params(rng, spec.image_size, spec.image_size, spec.random_erasing,
+                                            spec.erasing_scale, spec.erasing_ratio, spec.erasing_value)
+    frames, points, heatmaps = model_inputs(frames, points, spec, box, flip, jitter, erasing)
     return frames, points, heatmaps, header
 
 

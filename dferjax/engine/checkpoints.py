@@ -38,6 +38,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from dferjax import models
+from dferjax.config import base_config
 from dferjax.data.dataset import INFO_FILE
 
 CONFIG_FILE = "config.json"
@@ -89,7 +90,23 @@ def load_run_config(run_dir: str | Path) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise CheckpointError(f"{path} not found: {run_dir} is not a dferjax run directory "
                               "(python -m dferjax.train --workdir makes one)")
-    return ml_collections.ConfigDict(_tuples(upgrade_config(json.loads(path.read_text()))))
+    return ml_collections.ConfigDict(_tuples(with_new_keys(upgrade_config(json.loads(path.read_text())))))
+
+
+def with_new_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's config dict with the ``data``, ``train`` and ``runtime`` keys added since it was made, at their
+    defaults (``config.base_config``).
+
+    A key is only ever added with a default that keeps the old behaviour (e.g. ``data.crop_padding = 0``,
+    off), so the run computes what it computed, and resuming it is not refused for a key it never had.
+    """
+    values = json.loads(json.dumps(values))
+    defaults = json.loads(json.dumps(base_config(ml_collections.ConfigDict()).to_dict()))
+    for section in ("data", "train", "runtime"):
+        have = values.setdefault(section, {})
+        for key, value in defaults[section].items():
+            have.setdefault(key, value)
+    return values
 
 
 _RUNTIME_KEYS = {"train": ("progress", "log_every", "cpu_devices"), "data": ("num_workers", "cache_decoded")}

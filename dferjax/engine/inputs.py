@@ -21,7 +21,11 @@ from dferjax.data.input_pipeline import ExampleSpec
 
 
 def example_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
-    """The data layer's spec for the configured model and data settings.
+    """The data layer's spec for the configured model and data settings (the ``data`` section's
+    sampling and augmentation keys, the model's frames, image size, heat-maps and classes).
+
+    A run made before the static-FER augmentations (``data.crop_padding`` ... ``data.erasing_value``)
+    lacks their keys: they are off, ExampleSpec's defaults.
 
     Raises:
       UnknownModelError: model.name names no registered model.
@@ -29,11 +33,21 @@ def example_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
     """
     spec = models.input_spec(config.model)
     data = config.data
+
+    def added(key: str) -> Any:
+        return data.get(key, getattr(ExampleSpec, key))
+
     out = ExampleSpec(image_size=spec.image_size, num_segments=int(data.num_segments),
                       frames_per_segment=int(data.frames_per_segment), heatmap_size=spec.heatmap_size,
                       heatmap_sigma=spec.heatmap_sigma, crop_scale=tuple(data.crop_scale),
                       crop_ratio=tuple(data.crop_ratio), flip=bool(data.flip),
-                      num_classes=int(config.model.num_classes))
+                      num_classes=int(config.model.num_classes), crop_padding=int(added("crop_padding")),
+                      padding_mode=str(added("padding_mode")),
+                      color_jitter=tuple(float(v) for v in added("color_jitter")),
+                      random_erasing=float(added("random_erasing")),
+                      erasing_scale=tuple(float(v) for v in added("erasing_scale")),
+                      erasing_ratio=tuple(float(v) for v in added("erasing_ratio")),
+                      erasing_value=str(added("erasing_value")))
     if out.num_frames != spec.num_frames:
         raise DataConfigError(
             f"data.num_segments x data.frames_per_segment = {out.num_frames} frames, but "
