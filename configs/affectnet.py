@@ -31,6 +31,8 @@ def get_config(arg=None):
     config.model.dfer.image_size = args["image_size"]
     config.data.dir = f"data/affectnet{args['classes']}"
     config.data.crop_scale = (0.8, 1.0)
+    config.data.random_erasing = 0.5              # RandomErasing(scale=(0.02, 0.25)), as DAN's RAF-DB recipe
+    config.data.erasing_scale = (0.02, 0.25)
     config.train.batch_size = args["batch"]
     config.train.eval_batch_size = args["batch"]
     config.train.epochs = args["epochs"]

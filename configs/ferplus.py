@@ -8,8 +8,7 @@ Training rows.
 The model is the paper's per-frame network on one image (model B), as in configs/rafdb.py. FER2013's
 faces are 48x48 grey crops; our reading upsamples them to ``image_size`` (default 112: a ResNet18 at
 stride 16 then sees a 7x7 grid; 224, the ImageNet size, at 4x the cost) and augments as the FER2013
-recipes do: random crop with padding is one such (the configs' default is the random resized crop
-over 80-100% and the flip; see the README's augmentation keys).
+recipes do: random crop with padding (4 pixels of 48, scaled to the crops) and the horizontal flip.
 Shards: ``python -m data_prep.build --dataset ferplus --root /path/to/FER2013 --num-classes 8 --out data/ferplus8 --image-size 112``
 (ROOT holds fer2013.csv and fer2013new.csv).
 """
@@ -34,7 +33,8 @@ def get_config(arg=None):
     config.model.dfer.image_size = args["image_size"]
     config.data.dir = f"data/ferplus{args['classes']}"
     config.data.test_splits = ("test",) if args["test"] == "public" else ("test_private",)
-    config.data.crop_scale = (0.8, 1.0)
+    config.data.crop_scale = (1.0, 1.0)               # FER2013 recipes: RandomCrop(48, padding=4) and a flip
+    config.data.crop_padding = round(4 * args["image_size"] / 48)   # 4 of 48 pixels, in stored pixels
     config.train.batch_size = args["batch"]
     config.train.eval_batch_size = args["batch"]
     config.train.epochs = args["epochs"]

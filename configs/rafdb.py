@@ -11,7 +11,8 @@ as the classifier). Arguments (``configs/rafdb.py:image_size=224,batch=64,epochs
   epoch, so 40 epochs of the same schedule.
 
 Augmentation as the static field uses it (our reading of the common ResNet recipes on RAF-DB): random
-resized crop over 80-100% of the face, horizontal flip (key-points mirrored), random erasing.
+resized crop over 80-100% of the face, horizontal flip (key-points mirrored), random erasing
+(p 0.5, 2-25% of the face, as DAN's recipe).
 RAF-DB's test set is imbalanced: report WAR (accuracy) and UAR (mean class accuracy) both.
 Shards: ``python -m data_prep.build --dataset rafdb --root /path/to/RAF-DB/basic --out data/rafdb --image-size 224``.
 """
@@ -30,6 +31,8 @@ def get_config(arg=None):
     config.model.dfer.image_size = args["image_size"]
     config.data.dir = "data/rafdb"
     config.data.crop_scale = (0.8, 1.0)
+    config.data.random_erasing = 0.5              # RandomErasing(scale=(0.02, 0.25)), as DAN's RAF-DB recipe
+    config.data.erasing_scale = (0.02, 0.25)
     config.train.batch_size = args["batch"]
     config.train.eval_batch_size = args["batch"]
     config.train.epochs = args["epochs"]
