@@ -1,25 +1,44 @@
-"""Expression of the face in a video or frame folder, from a trained run.
+"""Expression of the face in a video, a frame folder or a still image, from a trained run.
 
-    python -m dferjax.predict --checkpoint RUN_OR_STEP_DIR VIDEO_OR_FRAME_FOLDER [...]
+    python -m dferjax.predict --checkpoint RUN_OR_STEP_DIR INPUT [INPUT ...] [--images]
         [--json] [--window SECONDS [--stride SECONDS]] [--annotate OUT.mp4|OUT.png] [--batch-size N]
+
+An INPUT is told apart by what it is: a file with an image suffix (.jpg, .jpeg, .png, .bmp, .webp,
+.tif, .tiff; ``clips.IMAGE_EXTENSIONS``) is a still image, one row; any other file is a video, one
+row; a folder is, by default, the frames of one clip (one row), and with ``--images`` every folder
+argument is a folder of loose still images instead: one row per image file in it (natural order,
+sub-folders not searched; its other files are listed as skipped with the reason; a folder without
+an image is an error naming it).
 
 Every input goes through the clip preparation the run's training shards were built with
 (``clips.prepare_clip`` with the run's PrepConfig, kept in ``RUN/data.json``): the same frame choice,
 face box, 18 key-points, JPEG round trip and segment sampling (``input_pipeline.clip_inputs``) as
 the test split of training (Sec. 4.2 of the paper: 16 frames, 8 segments x 2), and the inputs the
-run's model declares (heat-maps only for a model that takes them). The model (any registered one;
-Eqs. 1-13 for ``dfer``) is loaded once and run over all inputs in fixed-size batches on the default
-JAX device (an accelerator when one is present).
+run's model declares (heat-maps only for a model that takes them). A still image is one frame: a
+model trained on images (one frame per sample, ``configs/demo_images.py``) sees it once, a clip model
+sees it repeated to its N frames, exactly as the test split shows such a record. With several faces
+the largest is taken (the row's notes say so). The model (any registered one; Eqs. 1-13 for
+``dfer``) is loaded once and run over all inputs in fixed-size batches on the default JAX device (an
+accelerator when one is present).
 
 Output per input: the most probable expression and the probability of each class (softmax of the
-temporal classifier's v_class, Eq. 12), as a table or, with ``--json``, one JSON object per line.
-``--window`` adds a timeline: the video cut into windows of that many seconds (overlapping by
-``--stride``), each prepared and classified as a clip of its own, covering the whole video.
-``--annotate`` draws the face box, the 18 key-points and the probabilities into a copy of the video
-(.mp4, .avi) or a contact sheet of the model's input frames (.png, .jpg).
+classifier's logits; the temporal classifier's v_class, Eq. 12, for the full ``dfer``), as a table
+or, with ``--json``, one JSON object per input and line (``Prediction.to_dict``: "source", "kind"
+("image" or "clip"), "label", "probabilities" by class name, "box" and "keypoints" in source pixels,
+"notes"; a clip adds its frames, rate, windows). ``--window`` adds a timeline to a video or frame
+folder: the video cut into windows of that many seconds (overlapping by ``--stride``), each prepared
+and classified as a clip of its own, covering the whole video; a still image has none (a note on its
+row says the window was not applied). ``--annotate`` draws the face box, the 18 key-points and the
+probabilities into a copy of the video (.mp4, .avi) or a contact sheet of the model's input frames
+(.png, .jpg); for a still image into a copy of the image itself, at full size (.png, .jpg only: a
+video name is an error for that input).
+
+Python: ``Predictor(RUN).predict(x)`` with x a path (video, frame folder, image), an image array or a
+frames array, or a list of these (see :meth:`Predictor.predict`).
 
 Exit status: 0 when every input was classified; 2 when some input has no face in any sampled frame
-(the message names it); 1 when an input cannot be read or the checkpoint cannot be used.
+(the message names it); 1 when an input cannot be read, cannot be annotated as asked, or the
+checkpoint cannot be used.
 """
 
 from __future__ import annotations
@@ -76,7 +95,28 @@ class Window:
 
 @dataclass
 class Prediction:
-    """The result for one input: clip-level probabilities, the timeline, notes, or the error."""
+    """The result for one input: its probabilities, face, timeline and notes, or why it has none.
+
+    ``predict`` fills it; the properties below read it by class name and in source pixels.
+
+    Attributes:
+      source: the input's path as given; an array input is named ``"<image>"`` / ``"<frames>"`` (with
+        its position in the list, ``"<image 3>"``, when several inputs were given).
+      probabilities: float32 (K,) class probabilities (softmax), in ``class_names`` order; None on error.
+      clip: the prepared clip (``clips.PreparedClip``; one frame with ``still`` for an image).
+      take: int32 (N,) indices of the stored frames the model saw (N = the model's frames).
+      inputs: the model's frames uint8 (N, S, S, 3) and key-points float32 (N, 18, 2) in their pixels.
+      windows: the timeline (``--window``), empty without one or for an image.
+      detected_share: share of the frames the model saw whose face was detected in that frame.
+      notes: sentences a person should know (several faces, padding, filled frames, ignored window).
+      error: why the input has no result (a sentence naming it), else None.
+      no_face: the error is that no face was found.
+      num_frames: frames of the source (1 for an image).
+      fps: frames per second used for times (0 for an image).
+      still: the input is a still image (an image file or an image array).
+      class_names: the model's class names (set by ``predict``).
+      exception: the ``clips.ClipError`` (``NoFaceError`` when ``no_face``) behind ``error``.
+    """
 
     source: str
     probabilities: np.ndarray | None = None
@@ -90,10 +130,130 @@ class Prediction:
     no_face: bool = False
     num_frames: int = 0
     fps: float = 0.0
+    still: bool = False
+    class_names: list[str] | None = field(default=None, repr=False)
+    exception: clips.ClipError | None = field(default=None, repr=False, compare=False)
 
     @property
     def duration_s(self) -> float:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+    @property
+    def is_image(self) -> bool:
+        """True for a still image (an image file or an (H, W[, C]) array), False for a clip."""
+        return self.still
+
+    @property
+    def kind(self) -> str:
+        """``"image"`` or ``"clip"`` (a video, a frame folder or a frames array)."""
+        return "image" if self.still else "clip"
+
+    @property
+    def label(self) -> str | None:
+        """The most probable class's name; None on error."""
+        if self.probabilities is None or self.class_names is None:
+            return None
+        return self.class_names[int(np.argmax(self.probabilities))]
+
+    @property
+    def scores(self) -> dict[str, float] | None:
+        """Probability (0-1, summing to 1) by class name, in the model's class order; None on error."""
+        if self.probabilities is None or self.class_names is None:
+            return None
+        return {name: float(v) for name, v in zip(self.class_names, self.probabilities)}
+
+    @property
+    def probabilities_by_class(self) -> dict[str, float] | None:
+        """The same as :attr:`scores`."""
+        return self.scores
+
+    @property
+    def box(self) -> np.ndarray | None:
+        """The face square the model's crop was cut from, (x0, y0, x1, y1) in source pixels (float32).
+
+        (4,) for an image; (T, 4) for a clip, one per stored frame (:attr:`frame_indices` says which
+        source frame). Whole-pixel corners; it may extend past the frame (the crop is black there).
+        None on error.
+        """
+        if self.clip is None or self.clip.boxes is None:
+            return None
+        squares = faces.crop_squares(self.clip.boxes)
+        return squares[0] if self.still else squares
+
+    @property
+    def keypoints(self) -> np.ndarray | None:
+        """The 18 key-points (``keypoints.py`` order), (x, y) in source pixels (float32; NaN where unknown).
+
+        (18, 2) for an image; (T, 18, 2) for a clip, one per stored frame (:attr:`frame_indices`).
+        None on error.
+        """
+        if self.clip is None or self.clip.boxes is None:
+            return None
+        points = faces.crop_to_frame(self.clip.keypoints, self.clip.boxes, self.clip.frames.shape[1])
+        return points[0] if self.still else points
+
+    @property
+    def frame_indices(self) -> np.ndarray | None:
+        """int32 (T,) source frame of each stored frame (``[0]`` for an image); None on error."""
+        return None if self.clip is None else np.asarray(self.clip.frame_indices)
+
+    def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """What ``--json`` prints for this input: JSON-ready values, pixels to 0.01, probabilities to 1e-6.
+
+        Keys: "source", "kind" ("image" | "clip"); on error "error" and "no_face"; else "label",
+        "probabilities" ({class name: probability}), "box" and "keypoints" (source pixels: [x0, y0,
+        x1, y1] and 18 [x, y] for an image, one of each per stored frame for a clip; null for an
+        unknown point), "notes"; a clip adds "frames" (source frames), "fps", "duration_s",
+        "detected_share", "frame_indices" (of the stored frames) and, with a timeline, "windows".
+
+        Args:
+          class_names: the model's class names; default :attr:`class_names`.
+        Raises:
+          ValueError: no class names are known.
+        """
+        names = list(class_names if class_names is not None else self.class_names or [])
+        if not names and self.error is None:
+            raise ValueError(f"{self.source}: the class names are needed (Prediction.class_names is not set)")
+
+        def probs(p: np.ndarray) -> dict[str, float]:
+            return {name: round(float(v), 6) for name, v in zip(names, p)}
+
+        out: dict[str, Any] = {"source": self.source, "kind": self.kind}
+        if self.error:
+            out.update(error=self.error, no_face=self.no_face)
+            return out
+        out.update(label=names[int(np.argmax(self.probabilities))], probabilities=probs(self.probabilities))
+        box, points = self.box, self.keypoints
+        out["box"] = None if box is None else _pixels(box)
+        out["keypoints"] = None if points is None else _pixels(points)
+        if not self.still:
+            out.update(frames=self.num_frames, fps=round(self.fps, 4), duration_s=round(self.duration_s, 4),
+                       detected_share=_round(self.detected_share),
+                       frame_indices=[int(i) for i in self.frame_indices])
+        out["notes"] = list(self.notes)
+        if self.windows:
+            out["windows"] = []
+            for w in self.windows:
+                entry: dict[str, Any] = {"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
+                                         "start_frame": w.start, "end_frame": w.stop}
+                if w.probabilities is not None:
+                    entry.update(label=names[int(np.argmax(w.probabilities))], probabilities=probs(w.probabilities),
+                                 detected_share=_round(w.detected_share))
+                    warning = _rests_on_filled(w.detected_share if w.detected_share is not None else 1.0)
+                    if warning:
+                        entry["note"] = warning
+                else:
+                    entry["error"] = w.error
+                out["windows"].append(entry)
+        return out
+
+
+def _pixels(values: np.ndarray) -> list[Any]:
+    """Nested lists of pixel coordinates rounded to 0.01; NaN as None (JSON null)."""
+    a = np.asarray(values, np.float64)
+    if a.ndim == 1:
+        return [None if not np.isfinite(v) else round(float(v), 2) for v in a]
+    return [_pixels(row) for row in a]
 
 
 class Predictor:
@@ -139,10 +299,43 @@ class Predictor:
         return (f"checkpoint {self.checkpoint}{war}; {len(self.class_names)} classes; "
                 f"{jax.devices()[0].platform} device")
 
-    def prepare(self, source: str | Path, frame_range: tuple[int, int] | None = None,
+    def predict(self, x: Any, window: float | None = None, stride: float | None = None, *,
+                default_fps: float = DEFAULT_FPS) -> Prediction | list[Prediction]:
+        """Classify the expression of the face in ``x``: one input, or a list of them.
+
+        Args:
+          x: a video file path; a frame-folder path (the frames of one clip); an image file path
+            (``clips.IMAGE_EXTENSIONS``); an image array, uint8 RGB (H, W, 3) or grey (H, W) (also
+            (H, W, 1) and RGBA (H, W, 4)); a frames array, uint8 RGB (N, H, W, 3), the frames of one
+            clip; or a list (or tuple) of any of these, each one input.
+          window: seconds per window of a timeline (``Prediction.windows``) for a video, frame folder
+            or frames array (``default_fps`` frames per second where the rate is unknown); not applied
+            to an image (a note says so). None: no timeline.
+          stride: seconds between window starts (default half a window).
+          default_fps: the frame rate assumed for frame folders and frames arrays.
+        Returns:
+          A ``Prediction`` for one input (``label``, ``scores``, ``box``, ``keypoints``, ``is_image``,
+          ``to_dict()``); for a list, a list of them in its order, where an input that cannot be
+          classified has ``error`` set (and ``no_face`` when no face was found) instead of raising.
+        Raises:
+          clips.NoFaceError: (one input only) no face in the image / in any sampled frame; the message
+            names the input.
+          clips.ClipError: (one input only) the input cannot be read or prepared (missing, not an image
+            or video, undecodable, a bad array); a ValueError naming the input.
+          ValueError: ``window`` or ``stride`` is not positive.
+        """
+        if isinstance(x, (list, tuple)):
+            return predict(self, list(x), window, stride, default_fps)
+        result = predict(self, [x], window, stride, default_fps)[0]
+        if result.exception is not None:
+            raise result.exception
+        return result
+
+    def prepare(self, source: str | Path | np.ndarray, frame_range: tuple[int, int] | None = None,
                 upsample: int | None = None) -> clips.PreparedClip:
-        """The run's clip preparation of ``source`` (or its ``frame_range``), at the detector ``upsample``
-        given (default: the predictor's). Raises ClipError / NoFaceError naming the source."""
+        """The run's clip preparation (``clips.prepare_clip``) of ``source`` (a video, frame folder or
+        image path, an image array or a frames array) or its ``frame_range``, at the detector
+        ``upsample`` given (default: the predictor's). Raises ClipError / NoFaceError naming the source."""
         prep = self.prep if upsample is None else dataclasses.replace(self.prep, upsample=upsample)
         return clips.prepare_clip(source, prep, frame_range)
 
@@ -231,10 +424,32 @@ def _spans(duration_s: float, window_s: float, stride_s: float | None) -> list[t
     return window_times(duration_s, window_s, stride_s or window_s / 2)
 
 
-def _prepare_input(predictor: Predictor, source: str | Path, upsample: int | None, window_s: float | None,
-                   stride_s: float | None, default_fps: float) -> tuple[clips.PreparedClip, Any]:
+def _is_still(source: Any) -> bool:
+    """An image array, or a path with an image suffix that is not a folder (existing or not)."""
+    if isinstance(source, np.ndarray):
+        return clips.is_image_array(source)
+    path = Path(source)
+    return path.suffix.lower() in clips.IMAGE_EXTENSIONS and not path.is_dir()
+
+
+def _source_name(source: Any, index: int, count: int) -> str:
+    """A path as given; an array as ``<image>`` / ``<frames>``, with its list position among several."""
+    if not isinstance(source, np.ndarray):
+        return str(source)
+    kind = "image" if clips.is_image_array(source) else "frames"
+    return f"<{kind}>" if count == 1 else f"<{kind} {index}>"
+
+
+def _named(error: clips.ClipError, name: str) -> clips.ClipError:
+    """``error`` naming the input ``name`` (an array's list position) instead of clips' own name."""
+    return error if error.source == name else type(error)(name, error.reason)
+
+
+def _prepare_input(predictor: Predictor, source: str | Path | np.ndarray, upsample: int | None,
+                   window_s: float | None, stride_s: float | None, default_fps: float
+                   ) -> tuple[clips.PreparedClip, Any]:
     """The input's clip and, for a video with windows, its whole timeline from one decode pass."""
-    if not window_s or Path(source).is_dir():
+    if not window_s or isinstance(source, np.ndarray) or Path(source).is_dir():
         return predictor.prepare(source, upsample=upsample), None
     prep = predictor.prep if upsample is None else dataclasses.replace(predictor.prep, upsample=upsample)
     count, fps = clips.probe_clip(source)
@@ -245,41 +460,74 @@ def _prepare_input(predictor: Predictor, source: str | Path, upsample: int | Non
     return timeline.clip, timeline
 
 
-def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float | None = None,
+def _prepare_retrying(predictor: Predictor, source: str | Path | np.ndarray, window_s: float | None,
+                      stride_s: float | None, default_fps: float) -> tuple[clips.PreparedClip, Any, int | None]:
+    """``_prepare_input``, retried at detector upsampling 1 where no face was found (small faces) unless
+    the predictor's upsampling was set; returns the clip, the timeline and the upsampling used (None:
+    the predictor's)."""
+    try:
+        return (*_prepare_input(predictor, source, None, window_s, stride_s, default_fps), None)
+    except clips.NoFaceError:
+        if not predictor.retry_upsample:
+            raise
+    clip, timeline = _prepare_input(predictor, source, 1, window_s, stride_s, default_fps)
+    clip.notes.insert(0, "no face at the training shards' detector setting: found with detector upsampling 1 "
+                         "(--upsample 1)")
+    return clip, timeline, 1
+
+
+NO_WINDOW_NOTE = "a still image has no timeline: the window (--window) was not applied"
+
+
+def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], window_s: float | None = None,
             stride_s: float | None = None, default_fps: float = DEFAULT_FPS, progress: bool = False
             ) -> list[Prediction]:
-    """Prepare every input (and its windows), then classify all of them in batches."""
+    """Prepare every input (and its windows), then classify all of them in batches.
+
+    Args:
+      predictor: the loaded run.
+      sources: the inputs, each what :meth:`Predictor.predict` takes for one input (a video, frame
+        folder or image path, an image array or a frames array).
+      window_s, stride_s: a timeline's window length and stride, seconds (not for still images).
+      default_fps: the frame rate assumed where the source has none (frame folders, frames arrays).
+      progress: print a line per prepared input on stderr.
+    Returns:
+      One ``Prediction`` per source, in order; an input that fails has ``error`` (and ``exception``)
+      set instead of probabilities. Nothing is raised for a bad input.
+    Raises:
+      ValueError: ``window_s`` or ``stride_s`` is not positive.
+    """
+    if (window_s is not None and window_s <= 0) or (stride_s is not None and stride_s <= 0):
+        raise ValueError(f"window ({window_s}) and stride ({stride_s}) must be positive numbers of seconds")
     results: list[Prediction] = []
     pending: list[tuple[Prediction | Window, np.ndarray, np.ndarray | None]] = []
-    for source in sources:
-        result = Prediction(str(source))
+    for index, source in enumerate(sources):
+        name = _source_name(source, index, len(sources))
+        still = _is_still(source)
+        result = Prediction(name, still=still, class_names=list(predictor.class_names))
         results.append(result)
-        upsample, timeline = None, None
+        window_here = None if still else window_s
         try:
-            try:
-                clip, timeline = _prepare_input(predictor, source, None, window_s, stride_s, default_fps)
-            except clips.NoFaceError:
-                if not predictor.retry_upsample:
-                    raise
-                upsample = 1                       # small faces: dlib finds faces down to ~40 px at 1
-                clip, timeline = _prepare_input(predictor, source, upsample, window_s, stride_s, default_fps)
-                clip.notes.insert(0, "no face at the training shards' detector setting: found with detector "
-                                     "upsampling 1 (--upsample 1)")
-        except clips.NoFaceError as error:
-            result.error, result.no_face = str(error), True
+            clip, timeline, upsample = _prepare_retrying(predictor, source, window_here, stride_s, default_fps)
+        except (clips.ClipError, ValueError) as error:     # ValueError: an array that is no image, say
+            failure = error if isinstance(error, clips.ClipError) else clips.ClipError(name, str(error))
+            result.exception = _named(failure, name)
+            result.error, result.no_face = str(result.exception), isinstance(failure, clips.NoFaceError)
             continue
-        except clips.ClipError as error:
-            result.error = str(error)
-            continue
-        result.clip, result.notes = clip, list(clip.notes)
+        result.clip, result.notes, result.still = clip, list(clip.notes), bool(clip.still)
+        if result.still and window_s:
+            result.notes.append(NO_WINDOW_NOTE)
         if timeline is not None and timeline.variable_rate:
             rates = 1.0 / np.diff(timeline.timestamps)
             result.notes.append(f"the frame rate varies ({rates.min():.3g}-{rates.max():.3g} fps): window times come "
                                 "from the frames' timestamps, and an annotated .mp4 copy keeps them")
         result.num_frames = clip.num_source_frames
-        result.fps = clip.fps if clip.fps > 0 else default_fps
-        if clip.fps <= 0:
-            result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
+        if result.still:
+            result.fps = 0.0
+        else:
+            result.fps = clip.fps if clip.fps > 0 else default_fps
+            if clip.fps <= 0:
+                result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
         frames, points, heatmaps, take = predictor.inputs(clip)
         result.take, result.inputs = take, (frames, points)
         result.detected_share = detected_share(clip, take)
@@ -302,7 +550,7 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
             window.detected_share = detected_share(window_clip, w_take)
             pending.append((window, w_frames, w_heatmaps))
 
-        if window_s and timeline is not None:           # a video: its windows came with the one decode pass
+        if window_here and timeline is not None:           # a video: its windows came with the one decode pass
             stamps = timeline.timestamps
             end = timeline_end(stamps)
             for (start_s, end_s), window_clip in zip(timeline.windows_s, timeline.windows):
@@ -318,12 +566,13 @@ def predict(predictor: Predictor, sources: Sequence[str | Path], window_s: float
                 first = int(np.searchsorted(stamps, start_s - 1e-6))
                 add_window(Window(first, len(stamps), start_s, end),
                            lambda a=first: predictor.prepare(source, (a, len(stamps)), upsample))
-        elif window_s:
+        elif window_here:
             for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
                 add_window(Window(start, stop, start / result.fps, stop / result.fps),
                            lambda a=start, b=stop: predictor.prepare(source, (a, b), upsample))
         if progress:
-            print(f"prepared {source} ({len(result.windows)} windows)", file=sys.stderr, flush=True)
+            windows = f" ({len(result.windows)} windows)" if window_here else ""
+            print(f"prepared {name}{windows}", file=sys.stderr, flush=True)
     probs = predictor.probabilities([p[1] for p in pending], [p[2] for p in pending])
     for (item, _, _), p in zip(pending, probs):
         item.probabilities = p
@@ -337,30 +586,8 @@ def _round(value: float | None) -> float | None:
 
 
 def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
-    def probs(p: np.ndarray) -> dict[str, float]:
-        return {name: round(float(v), 6) for name, v in zip(class_names, p)}
-
-    if result.error:
-        return {"input": result.source, "error": result.error, "no_face": result.no_face}
-    out: dict[str, Any] = {"input": result.source, "label": class_names[int(np.argmax(result.probabilities))],
-                           "probabilities": probs(result.probabilities), "frames": result.num_frames,
-                           "fps": round(result.fps, 4), "duration_s": round(result.duration_s, 4),
-                           "detected_share": _round(result.detected_share), "notes": result.notes}
-    if result.windows:
-        out["windows"] = []
-        for w in result.windows:
-            entry: dict[str, Any] = {"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
-                                     "start_frame": w.start, "end_frame": w.stop}
-            if w.probabilities is not None:
-                entry.update(label=class_names[int(np.argmax(w.probabilities))], probabilities=probs(w.probabilities),
-                             detected_share=_round(w.detected_share))
-                warning = _rests_on_filled(w.detected_share if w.detected_share is not None else 1.0)
-                if warning:
-                    entry["note"] = warning
-            else:
-                entry["error"] = w.error
-            out["windows"].append(entry)
-    return out
+    """``result.to_dict(class_names)``: what ``--json`` prints for one input."""
+    return result.to_dict(class_names)
 
 
 def distinct_names(sources: Sequence[str | Path]) -> list[str]:
@@ -449,12 +676,12 @@ def _draw_corners(image: np.ndarray, box: tuple[int, int, int, int], colour: tup
         cv2.line(image, (x, y), (x, y + dy), colour, thickness, cv2.LINE_AA)
 
 
-def _draw_legend(image: np.ndarray) -> None:
-    """Bottom-left: what the two kinds of box mean."""
+def _draw_legend(image: np.ndarray, filled: bool = True) -> None:
+    """Bottom-left: what the two kinds of box mean (only the detected one without ``filled``)."""
     h = image.shape[0]
     scale = max(0.35, h / 1400)
-    for k, (colour, text) in enumerate(((DETECTED_COLOUR, "face detected"),
-                                        (FILLED_COLOUR, "no face detected: position filled"))):
+    kinds = ((DETECTED_COLOUR, "face detected"), (FILLED_COLOUR, "no face detected: position filled"))
+    for k, (colour, text) in enumerate(kinds if filled else kinds[:1]):
         y = h - 8 - int(k * 22 * scale / 0.5)
         cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
@@ -689,6 +916,80 @@ def contact_sheet(result: Prediction, out: str | Path, class_names: Sequence[str
     return out
 
 
+def annotate_image(result: Prediction, out: str | Path, class_names: Sequence[str] | None = None,
+                   image: np.ndarray | None = None) -> Path:
+    """A copy of a still image, full size, with the face square, the 18 key-points and the probability bars.
+
+    The square is the region the model's crop was cut from (``Prediction.box``), green where the face
+    was detected (red corners only where it was not); the key-points are ``Prediction.keypoints``,
+    coloured by group (brows, eyes, nose, mouth, cheeks); the bars (top-left) are the probabilities.
+
+    Args:
+      result: a still image's prediction (``result.is_image``), without error.
+      out: the image to write (.png, or .jpg with JPEG's losses); its folder is created.
+      class_names: the model's class names; default ``result.class_names``.
+      image: the input image, uint8 RGB (H, W, 3) or grey (H, W), as given to predict; default: read
+        again from ``result.source`` (``clips.read_image``: EXIF orientation applied).
+    Returns:
+      ``out`` as a Path; the image written has the input's size.
+    Raises:
+      ValueError: ``result`` is a clip or has no result, or it came from an array and ``image`` is not given.
+      OSError: the input cannot be read again, or ``out`` cannot be written.
+    """
+    if not result.still:
+        raise ValueError(f"{result.source}: is a clip, not a still image: use annotate_video or contact_sheet")
+    if result.probabilities is None or result.clip is None:
+        raise ValueError(f"{result.source}: has no result to draw ({result.error})")
+    if image is None:
+        if result.source.startswith("<"):
+            raise ValueError(f"{result.source}: an array input: pass the image (image=...) to draw on")
+        image = clips.read_image(result.source)
+        if image is None:
+            raise OSError(f"{result.source}: cannot be read again to annotate")
+    canvas = np.ascontiguousarray(faces.to_rgb(np.asarray(image))[..., ::-1])        # BGR for OpenCV
+    names = list(class_names if class_names is not None else result.class_names or [])
+    radius = max(1, round(min(canvas.shape[:2]) / 200))
+    box, points = result.box, result.keypoints
+    if box is not None and np.all(np.isfinite(box)):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        if int(result.clip.sources[0]) in [int(m) for m in MEASURED]:
+            cv2.rectangle(canvas, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
+            _draw_points(canvas, points, radius + 1)
+        else:
+            _draw_corners(canvas, (x0, y0, x1, y1), FILLED_COLOUR, max(1, radius))
+    _draw_legend(canvas, filled=False)
+    _draw_bars(canvas, result.probabilities, names)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), canvas):
+        raise OSError(f"cannot write {out}")
+    return out
+
+
+def image_folder(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The still images of a folder given with ``--images``, and its other entries with the reason.
+
+    Args:
+      folder: a folder of loose images; sub-folders are not searched.
+    Returns:
+      (images, skipped): the image files (``clips.IMAGE_EXTENSIONS``, any case) in natural order
+      (img2 before img10), and (path, reason) for every other entry, by name.
+    Raises:
+      clips.ClipError: the folder holds no image file (the message names it and what it skipped).
+    """
+    folder = Path(folder)
+    images = clips.frame_files(folder)
+    chosen = set(images)
+    skipped = [(p, "a folder: --images does not search sub-folders" if p.is_dir() else
+                f"not an image file ({', '.join(clips.IMAGE_EXTENSIONS)})")
+               for p in sorted(folder.iterdir()) if p not in chosen]
+    if not images:
+        others = f"; {len(skipped)} other entries skipped" if skipped else " (it is empty)"
+        raise clips.ClipError(str(folder), f"--images: the folder holds no image file "
+                                           f"({', '.join(clips.IMAGE_EXTENSIONS)}){others}")
+    return images, skipped
+
+
 def annotation_paths(out: str | Path, sources: Sequence[str | Path]) -> list[Path]:
     """One output path per input, never the same for two: ``out`` for a single input; for several,
     ``out``'s stem + '-' + the input's :func:`distinct_names` name (path parts joined by '_')."""
@@ -707,26 +1008,60 @@ def annotation_paths(out: str | Path, sources: Sequence[str | Path]) -> list[Pat
 
 # --- command line ------------------------------------------------------------------------------
 
+def _expand(inputs: Sequence[str], images: bool) -> tuple[list[str], dict[int, Prediction], list[tuple[Path, str]]]:
+    """The command line's inputs as sources: with ``images``, every folder argument becomes its image
+    files (``image_folder``). Returns the sources, the failed folders (by position in the sources, a
+    Prediction with the error) and the skipped entries with their reasons."""
+    sources: list[str] = []
+    failed: dict[int, Prediction] = {}
+    skipped: list[tuple[Path, str]] = []
+    for arg in inputs:
+        if images and Path(arg).is_dir():
+            try:
+                found, passed = image_folder(arg)
+            except clips.ClipError as error:
+                failed[len(sources)] = Prediction(arg, error=str(error), exception=error)
+                sources.append(arg)
+                continue
+            sources.extend(str(f) for f in found)
+            skipped.extend(passed)
+        else:
+            sources.append(arg)
+    return sources, failed, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dferjax.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dferjax.predict", description=__doc__.split("\n")[0],
+        epilog="An input with an image suffix (" + ", ".join(clips.IMAGE_EXTENSIONS) + ") is a still image; "
+               "other files are videos; a folder is the frames of one clip, or with --images a folder of "
+               "still images (one row each).")
     parser.add_argument("--checkpoint", required=True, help="run directory (its best checkpoint) or a step "
                                                             "directory (RUN/best/<step>, RUN/checkpoints/<step>)")
-    parser.add_argument("inputs", nargs="+", help="video files or folders of frame images")
+    parser.add_argument("inputs", nargs="+", help="videos, images, and folders: the frames of one clip each, "
+                                                  "or with --images folders of still images")
+    parser.add_argument("--images", action="store_true",
+                        help="every folder argument is a folder of loose still images: one row per image (natural "
+                             "order, sub-folders not searched, other files listed as skipped); without it a "
+                             "folder is the frames of one clip")
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run directory: its best checkpoint (default) or the latest")
     parser.add_argument("--config", help="PATH[:ARG] of a config the checkpoint must match (else the run's own)")
     parser.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
-    parser.add_argument("--window", type=float, help="also classify windows of this many seconds (a timeline)")
+    parser.add_argument("--window", type=float, help="also classify windows of this many seconds (a timeline); "
+                                                     "not applied to still images (a note says so)")
     parser.add_argument("--stride", type=float, help="seconds between window starts (default: half a window)")
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
                         help=f"frame rate assumed for frame folders (default {DEFAULT_FPS:g})")
-    parser.add_argument("--annotate", metavar="OUT", help="write an annotated copy: OUT.mp4/.avi (the video) or "
-                                                          "OUT.png/.jpg (contact sheet); several inputs: OUT-<input>")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per model call (default 8)")
+    parser.add_argument("--annotate", metavar="OUT",
+                        help="write an annotated copy: OUT.mp4/.avi (the video) or OUT.png/.jpg (a contact sheet "
+                             "of a clip; the image itself, full size, for a still image); several inputs: "
+                             "OUT-<input>")
+    parser.add_argument("--batch-size", type=int, default=8, help="inputs per model call (default 8)")
     parser.add_argument("--upsample", type=int, choices=(0, 1, 2), default=None,
                         help="dlib detector upsampling: 1 finds faces down to about 40 pixels (4x slower); default: "
                              "the training shards' setting, retried at 1 for an input with no face found")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)      # inputs may come before and after flags
     if args.annotate and Path(args.annotate).suffix.lower() not in VIDEO_OUT + IMAGE_OUT:
         parser.error(f"--annotate {args.annotate}: use a name ending in one of {', '.join(VIDEO_OUT + IMAGE_OUT)}")
     if args.stride and not args.window:
@@ -742,15 +1077,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if not args.json:
         print(predictor.describe(), flush=True)
-    results = predict(predictor, args.inputs, args.window, args.stride, args.fps, progress=not args.json)
+    sources, failed, skipped = _expand(args.inputs, args.images)
     names = predictor.class_names
+    done = iter(predict(predictor, [s for k, s in enumerate(sources) if k not in failed], args.window,
+                        args.stride, args.fps, progress=not args.json))
+    results = [failed[k] if k in failed else next(done) for k in range(len(sources))]
     if args.json:
         for r in results:
-            print(json.dumps(to_json(r, names)), flush=True)
+            print(json.dumps(r.to_dict(names)), flush=True)
     else:
         print(format_predictions(results, names))
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr if args.json else sys.stdout)
     status = 0
-    out_paths = annotation_paths(args.annotate, args.inputs) if args.annotate else []
+    out_paths = annotation_paths(args.annotate, [r.source for r in results]) if args.annotate else []
     for k, r in enumerate(results):
         if r.error:
             print(f"error: {r.error}", file=sys.stderr)
@@ -759,18 +1099,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.annotate:
             path = out_paths[k]
             try:
-                if path.suffix.lower() in VIDEO_OUT:
+                if r.still and path.suffix.lower() in VIDEO_OUT:
+                    raise ValueError(f"{r.source}: --annotate {path.name}: a still image is annotated as an image "
+                                     f"({', '.join(IMAGE_OUT)}), not as a video")
+                if r.still:
+                    annotate_image(r, path, names)
+                elif path.suffix.lower() in VIDEO_OUT:
                     annotate_video(r, path, names)
                 else:
                     contact_sheet(r, path, names)
-            except OSError as error:
+            except (OSError, ValueError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 status = status or EXIT_ERROR
                 continue
             print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if not args.json:
-        done = sum(r.error is None for r in results)
-        print(f"{done} of {len(results)} inputs classified in {time.perf_counter() - start:.1f} s")
+        count = sum(r.error is None for r in results)
+        print(f"{count} of {len(results)} inputs classified in {time.perf_counter() - start:.1f} s")
     return status
 
 
