@@ -44,6 +44,7 @@ checkpoint cannot be used.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import fractions
 import json
@@ -248,6 +249,12 @@ class Prediction:
         return out
 
 
+    def to_records(self, per_frame: bool = False) -> list[dict[str, Any]]:
+        """This prediction's table rows (:func:`to_records`): the input, its windows, with ``per_frame`` its
+        frames."""
+        return to_records([self], per_frame)
+
+
 def _pixels(values: np.ndarray) -> list[Any]:
     """Nested lists of pixel coordinates rounded to 0.01; NaN as None (JSON null)."""
     a = np.asarray(values, np.float64)
@@ -394,7 +401,7 @@ def window_times(duration_s: float, window_s: float, stride_s: float) -> list[tu
 
 
 MEASURED = (faces.FaceSource.DETECTED, faces.FaceSource.TRACKED, faces.FaceSource.WHOLE_FRAME,
-            faces.FaceSource.DRAWN)
+            faces.FaceSource.DRAWN, faces.FaceSource.GIVEN)
 """Face sources where the face was measured in the frame itself (not filled from other frames)."""
 
 
@@ -571,7 +578,8 @@ def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], wi
                 add_window(Window(start, stop, start / result.fps, stop / result.fps),
                            lambda a=start, b=stop: predictor.prepare(source, (a, b), upsample))
         if progress:
-            windows = f" ({len(result.windows)} windows)" if window_here else ""
+            n = len(result.windows)
+            windows = f" ({n} window{'s' if n != 1 else ''})" if window_here else ""
             print(f"prepared {name}{windows}", file=sys.stderr, flush=True)
     probs = predictor.probabilities([p[1] for p in pending], [p[2] for p in pending])
     for (item, _, _), p in zip(pending, probs):
@@ -588,6 +596,116 @@ def _round(value: float | None) -> float | None:
 def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
     """``result.to_dict(class_names)``: what ``--json`` prints for one input."""
     return result.to_dict(class_names)
+
+
+RECORD_FIELDS = ("source", "kind", "level", "start_s", "end_s", "frame", "time_s", "label")
+"""The first columns of every table row (``to_records``); the class probabilities ``p_<class>`` follow,
+then :data:`RECORD_TAIL`."""
+RECORD_TAIL = ("detected_share", "face_detected", "box_x0", "box_y0", "box_x1", "box_y1", "error", "notes")
+
+
+def to_records(results: Sequence[Prediction], per_frame: bool = False,
+               class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The predictions as table rows (dicts with the same keys, in column order), for CSV or pandas.
+
+    Per input one row of ``level`` "input" (the whole clip or image), then one "window" row per window
+    of its timeline, then, with ``per_frame``, one "frame" row per source frame (every frame of a video or
+    frame folder, the one frame of an image) holding the face box of that frame (interpolated between the
+    sampled frames, as ``--annotate`` draws it), whether a face was detected there, and the probabilities
+    shown on it (the window centred nearest to it, else the whole clip's).
+
+    Columns: ``source``, ``kind`` ("image" | "clip"), ``level``, ``start_s`` / ``end_s`` (a window's span,
+    seconds; the whole clip for an input row), ``frame`` and ``time_s`` (frame rows; seconds at the clip's
+    frame rate), ``label``, ``p_<class>`` per class (probabilities, 0-1), ``detected_share`` (of the
+    frames the model saw, those with a face detected in them), ``face_detected`` (frame rows),
+    ``box_x0..box_y1`` (the face square in source pixels: an image's, a frame's), ``error``, ``notes``
+    ("; "-joined). A value that does not apply is None.
+
+    Args:
+      results: predictions of ``predict`` / ``Predictor.predict``.
+      per_frame: add the frame rows.
+      class_names: the model's classes (default: each prediction's ``class_names``).
+    Returns:
+      A list of dicts, all with the same keys in the same order.
+    Raises:
+      ValueError: no class names are known.
+    """
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        names = list(class_names if class_names is not None else r.class_names or [])
+        if not names:
+            raise ValueError(f"{r.source}: the class names are needed (Prediction.class_names is not set)")
+        empty = dict.fromkeys(RECORD_FIELDS + tuple(f"p_{n}" for n in names) + RECORD_TAIL)
+
+        def row(level: str, probs: np.ndarray | None, **values: Any) -> dict[str, Any]:
+            out = {**empty, "source": r.source, "kind": r.kind, "level": level, **values}
+            if probs is not None:
+                out["label"] = names[int(np.argmax(probs))]
+                out.update({f"p_{n}": float(v) for n, v in zip(names, probs)})
+            return out
+
+        if r.error:
+            rows.append(row("input", None, error=r.error))
+            continue
+        box = r.box if r.still else None
+        whole = row("input", r.probabilities, detected_share=_round(r.detected_share), notes="; ".join(r.notes),
+                    start_s=None if r.still else 0.0, end_s=None if r.still else round(r.duration_s, 4))
+        if box is not None:
+            whole.update(zip(("box_x0", "box_y0", "box_x1", "box_y1"), (float(v) for v in box)))
+        rows.append(whole)
+        for w in r.windows:
+            rows.append(row("window", w.probabilities, start_s=round(w.start_s, 4), end_s=round(w.end_s, 4),
+                            detected_share=_round(w.detected_share), error=w.error))
+        if not per_frame:
+            continue
+        count = max(r.num_frames, 1)
+        boxes, _, _, measured = frame_tracks(r, count)
+        for f in range(count):
+            probs, _ = _probabilities_at(r, f)
+            values: dict[str, Any] = {"frame": f, "face_detected": bool(measured[f])}
+            if not r.still:
+                values["time_s"] = round(f / r.fps, 4) if r.fps > 0 else None
+            if np.all(np.isfinite(boxes[f])):
+                values.update(zip(("box_x0", "box_y0", "box_x1", "box_y1"), (float(v) for v in boxes[f])))
+            rows.append(row("frame", probs, **values))
+    return rows
+
+
+def write_csv(results: Sequence[Prediction], path: str | Path, per_frame: bool = False,
+              class_names: Sequence[str] | None = None) -> Path:
+    """:func:`to_records` as a CSV file (UTF-8, a header row; None written as an empty field, numbers as
+    Python writes them, so that they read back exactly).
+
+    Raises:
+      OSError: the file cannot be written.
+      ValueError: predictions with different class lists (their columns would differ).
+    """
+    rows = to_records(results, per_frame, class_names)
+    columns = list(rows[0]) if rows else list(RECORD_FIELDS + RECORD_TAIL)
+    if any(list(r) != columns for r in rows):
+        raise ValueError("the predictions have different class lists: write them to separate files")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    return path
+
+
+def to_dataframe(results: Sequence[Prediction], per_frame: bool = False,
+                 class_names: Sequence[str] | None = None) -> Any:
+    """:func:`to_records` as a ``pandas.DataFrame`` (pandas is optional: installed by the user).
+
+    Raises:
+      ImportError: pandas is not installed (the message says what to use instead).
+    """
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("to_dataframe needs pandas (pip install pandas); to_records() gives the same rows as "
+                          "dicts, write_csv() as a CSV file") from None
+    return pandas.DataFrame(to_records(results, per_frame, class_names))
 
 
 def distinct_names(sources: Sequence[str | Path]) -> list[str]:
@@ -624,9 +742,11 @@ def _clip_left(text: str, width: int) -> str:
     return text
 
 
-def format_predictions(results: Sequence[Prediction], class_names: Sequence[str]) -> str:
+def format_predictions(results: Sequence[Prediction], class_names: Sequence[str], errors_below: bool = False) -> str:
     """The human-readable table: one row per input (named by :func:`distinct_names`) and per window,
-    probabilities in columns; columns stay aligned for names in any script."""
+    probabilities in columns; columns stay aligned for names in any script. An input without a result
+    shows its error, or with ``errors_below`` (the command line, which prints each error once on
+    stderr) only that it has none."""
     widths = [max(len(n), 6) for n in class_names]
     span_w = 17 if any(r.windows for r in results) else 0          # "  ss.ss- ss.ss s"
     names = distinct_names([r.source for r in results])
@@ -643,7 +763,8 @@ def format_predictions(results: Sequence[Prediction], class_names: Sequence[str]
     for r, full_name in zip(results, names):
         name = _clip_left(full_name, name_w)
         if r.error:
-            lines.append(f"{_pad(name, name_w)}  error: {r.error}")
+            lines.append(f"{_pad(name, name_w)}  " + ("no result: see the error below" if errors_below
+                                                      else f"error: {r.error}"))
             continue
         lines.append(row(name, r.probabilities))
         for w in r.windows:
@@ -1057,6 +1178,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="write an annotated copy: OUT.mp4/.avi (the video) or OUT.png/.jpg (a contact sheet "
                              "of a clip; the image itself, full size, for a still image); several inputs: "
                              "OUT-<input>")
+    parser.add_argument("--csv", metavar="OUT.csv", help="also write the results as a table: a row per input and per "
+                                                         "window (to_records)")
+    parser.add_argument("--per-frame", action="store_true", help="with --csv: a row per source frame too (its face "
+                                                                 "box, a face detected or not, the probabilities "
+                                                                 "shown on it)")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per model call (default 8)")
     parser.add_argument("--upsample", type=int, choices=(0, 1, 2), default=None,
                         help="dlib detector upsampling: 1 finds faces down to about 40 pixels (4x slower); default: "
@@ -1066,6 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--annotate {args.annotate}: use a name ending in one of {', '.join(VIDEO_OUT + IMAGE_OUT)}")
     if args.stride and not args.window:
         parser.error("--stride needs --window")
+    if args.per_frame and not args.csv:
+        parser.error("--per-frame needs --csv OUT.csv")
     if (args.window is not None and args.window <= 0) or (args.stride is not None and args.stride <= 0):
         parser.error("--window and --stride must be positive numbers of seconds")
     start = time.perf_counter()
@@ -1086,14 +1214,21 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(json.dumps(r.to_dict(names)), flush=True)
     else:
-        print(format_predictions(results, names))
+        print(format_predictions(results, names, errors_below=True))
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr if args.json else sys.stdout)
     status = 0
     out_paths = annotation_paths(args.annotate, [r.source for r in results]) if args.annotate else []
+    if args.csv:
+        try:
+            path = write_csv(results, args.csv, args.per_frame, names)
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+        except OSError as error:
+            print(f"error: cannot write {args.csv}: {error.strerror or error}", file=sys.stderr)
+            status = EXIT_ERROR
     for k, r in enumerate(results):
         if r.error:
-            print(f"error: {r.error}", file=sys.stderr)
+            print(f"error: {r.error}", file=sys.stderr)     # once: the table's row points here
             status = EXIT_NO_FACE if r.no_face else (status or EXIT_ERROR)
             continue
         if args.annotate:
@@ -1115,7 +1250,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if not args.json:
         count = sum(r.error is None for r in results)
-        print(f"{count} of {len(results)} inputs classified in {time.perf_counter() - start:.1f} s")
+        print(f"{count} of {len(results)} input{'s' if len(results) != 1 else ''} classified in "
+              f"{time.perf_counter() - start:.1f} s")
     return status
 
 
