@@ -2,8 +2,9 @@
 
 confusion.png (rows true, columns predicted, as the paper's Figs. 5-6), curves.png (loss, lr,
 WAR/UAR per epoch), tsne.png (the test clips' embeddings, Figs. 9-10) and heatmaps.png (a few test
-clips' input frames with the 18 key-point heat-maps, for models that take heat-maps). The drawing
-is in dferjax.figures; the evaluation of the checkpoint in dferjax.engine.
+clips' input frames with the 18 key-point heat-maps, for models that take heat-maps: each map resampled
+to the crop's pixels and laid over it, with a 0-1 colour bar). The drawing is in dferjax.figures; the
+evaluation of the checkpoint in dferjax.engine.
 """
 
 from __future__ import annotations

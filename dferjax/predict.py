@@ -268,14 +268,15 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path, which: str = "best", config_spec: str | None = None,
                  batch_size: int = 8, upsample: int | None = None):
-        """Args: checkpoint (a run or step directory), which ("best"/"latest"), config_spec (PATH[:ARG] the
-        checkpoint must fit), batch_size (clips per model call), upsample (dlib detector upsampling instead
-        of the training shards': 1 finds faces down to about 40 pixels, at about 4x the detection time;
-        None: the shards', and one retry at 1 for an input where no face was found)."""
-        run_dir, directory, step = ckpt.find_checkpoint(checkpoint, which)
+        """Args: checkpoint (a run or step directory, or a model file of ``python -m dferjax.export``),
+        which ("best"/"latest", for a run), config_spec (PATH[:ARG] the checkpoint must fit), batch_size
+        (clips per model call), upsample (dlib detector upsampling instead of the training shards': 1 finds
+        faces down to about 40 pixels, at about 4x the detection time; None: the shards', and one retry at 1
+        for an input where no face was found)."""
         wanted = load_config(config_spec) if config_spec else None
-        self.model, self.config, self.meta = ckpt.load_model(directory / str(step), wanted)
-        data_info = ckpt.load_data_info(run_dir, self.config)
+        trained = ckpt.load_trained(checkpoint, which, wanted)
+        self.model, self.config, self.meta, self.card = trained.model, trained.config, trained.meta, trained.card
+        data_info = trained.data_info
         self.prep = clips.PrepConfig.from_dict(dict(data_info.get("prep") or {}))
         self.retry_upsample = upsample is None and self.prep.upsample == 0 and not self.prep.precropped
         if upsample is not None:
@@ -285,9 +286,9 @@ class Predictor:
         num_classes = int(self.config.model.num_classes)
         self.class_names = list(data_info.get("classes") or default_class_names(num_classes))
         if len(self.class_names) != num_classes:
-            raise ckpt.CheckpointError(f"{run_dir}/{ckpt.DATA_FILE} names {len(self.class_names)} classes but the "
-                                       f"model has {num_classes}")
-        self.checkpoint = f"{directory}/{step}"
+            where = trained.model_file or f"{trained.run_dir}/{ckpt.DATA_FILE}"
+            raise ckpt.CheckpointError(f"{where} names {len(self.class_names)} classes but the model has {num_classes}")
+        self.checkpoint = trained.source
         self.batch_size = max(1, int(batch_size))
         graphdef, state = nnx.split(self.model)
         self._state = nnx.as_pure(state)
@@ -303,7 +304,8 @@ class Predictor:
     def describe(self) -> str:
         best = self.meta.get("best") or {}
         war = f", WAR {100 * best['war']:.2f}% at epoch {best.get('epoch')}" if "war" in best else ""
-        return (f"checkpoint {self.checkpoint}{war}; {len(self.class_names)} classes; "
+        kind = "model file" if self.card is not None else "checkpoint"
+        return (f"{kind} {self.checkpoint}{war}; {len(self.class_names)} classes; "
                 f"{jax.devices()[0].platform} device")
 
     def predict(self, x: Any, window: float | None = None, stride: float | None = None, *,
@@ -784,25 +786,21 @@ _COLOURS = [(0, 200, 255), (255, 160, 0), (0, 255, 0), (80, 80, 255), (255, 0, 2
 
 
 DETECTED_COLOUR = (0, 255, 0)      # BGR: a face detected in the frame
-FILLED_COLOUR = (0, 0, 255)        # BGR: no face detected; box filled from the nearest frames with one
+FILLED_COLOUR = (0, 0, 255)        # BGR: no face detected in the frame (nothing drawn at the face)
 
 
-def _draw_corners(image: np.ndarray, box: tuple[int, int, int, int], colour: tuple[int, int, int],
-                  thickness: int) -> None:
-    """Only the corners of a box: a place, not a face."""
-    x0, y0, x1, y1 = box
-    d = max(4, (x1 - x0) // 6)
-    for (x, y, dx, dy) in ((x0, y0, d, d), (x1, y0, -d, d), (x0, y1, d, -d), (x1, y1, -d, -d)):
-        cv2.line(image, (x, y), (x + dx, y), colour, thickness, cv2.LINE_AA)
-        cv2.line(image, (x, y), (x, y + dy), colour, thickness, cv2.LINE_AA)
-
-
-def _draw_legend(image: np.ndarray, filled: bool = True) -> None:
-    """Bottom-left: what the two kinds of box mean (only the detected one without ``filled``)."""
+def _draw_legend(image: np.ndarray, face: bool = True, rings: bool = True) -> None:
+    """Bottom-left: what the marks mean. With ``face``, the box and the two kinds of key-point marks (dots:
+    measured on a frame the preparation sampled; rings: interpolated between sampled frames, shown only
+    with ``rings``); without, that no face was detected in this frame (no box, no key-points drawn)."""
     h = image.shape[0]
     scale = max(0.35, h / 1400)
-    kinds = ((DETECTED_COLOUR, "face detected"), (FILLED_COLOUR, "no face detected: position filled"))
-    for k, (colour, text) in enumerate(kinds if filled else kinds[:1]):
+    if face:
+        lines = [(DETECTED_COLOUR, "face detected: box; key-points as dots (sampled frame)"
+                  + (" or rings (between sampled frames)" if rings else ""))]
+    else:
+        lines = [(FILLED_COLOUR, "no face detected in this frame")]
+    for k, (colour, text) in enumerate(lines):
         y = h - 8 - int(k * 22 * scale / 0.5)
         cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
@@ -821,9 +819,10 @@ def _draw_bars(image: np.ndarray, probs: np.ndarray | None, class_names: Sequenc
     row = max(10, min(22, h // (2 * (len(class_names) + 1))))
     scale = row / 30.0
     text_w = int(max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for n in class_names)) + 6
+    number_w = int(cv2.getTextSize("0.00", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]) + 8
     bar_w = max(20, min(w // 4, 160))
     rows = len(class_names) + (1 if title else 0)
-    x1, y1 = min(w, text_w + bar_w + 12), min(h, rows * row + 8)
+    x1, y1 = min(w, text_w + bar_w + number_w + 8), min(h, rows * row + 8)
     panel = image[0:y1, 0:x1]
     panel[:] = (panel * 0.45).astype(np.uint8)
     y = 4
@@ -838,6 +837,9 @@ def _draw_bars(image: np.ndarray, probs: np.ndarray | None, class_names: Sequenc
             cv2.rectangle(image, (text_w, y + 2), (text_w + int(round(bar_w * float(probs[k]))), y + row - 2),
                           colour, -1)
         cv2.rectangle(image, (text_w, y + 2), (text_w + bar_w, y + row - 2), (120, 120, 120), 1)
+        if probs is not None:                   # the number beside its bar
+            cv2.putText(image, f"{float(probs[k]):.2f}", (text_w + bar_w + 4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX,
+                        scale, colour, 1, cv2.LINE_AA)
         y += row
 
 
@@ -984,14 +986,12 @@ def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[st
                 h, w = frame.shape[:2]
                 writer = VideoOut(out, w, h, fps if fps > 0 else result.fps)
             radius = max(1, round(min(frame.shape[:2]) / 200))
-            if i < len(boxes) and np.all(np.isfinite(boxes[i])):
+            face = i < len(boxes) and bool(measured[i]) and bool(np.all(np.isfinite(boxes[i])))
+            if face:                            # no face detected here: no box, no key-points, the legend says so
                 x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
-                if measured[i]:
-                    cv2.rectangle(frame, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
-                    _draw_points(frame, points[i], radius + 1, filled=bool(sampled[i]))
-                else:                           # no face detected here: where the preparation put one, no points
-                    _draw_corners(frame, (x0, y0, x1, y1), FILLED_COLOUR, max(1, radius))
-            _draw_legend(frame)
+                cv2.rectangle(frame, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
+                _draw_points(frame, points[i], radius + 1, filled=bool(sampled[i]))
+            _draw_legend(frame, face)
             probs, span = _probabilities_at(result, i)
             _draw_bars(frame, probs, class_names, span)
             writer.write(frame, i, stamp)
@@ -1071,14 +1071,13 @@ def annotate_image(result: Prediction, out: str | Path, class_names: Sequence[st
     names = list(class_names if class_names is not None else result.class_names or [])
     radius = max(1, round(min(canvas.shape[:2]) / 200))
     box, points = result.box, result.keypoints
-    if box is not None and np.all(np.isfinite(box)):
+    face = box is not None and bool(np.all(np.isfinite(box))) and int(result.clip.sources[0]) in [
+        int(m) for m in MEASURED]
+    if face:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
-        if int(result.clip.sources[0]) in [int(m) for m in MEASURED]:
-            cv2.rectangle(canvas, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
-            _draw_points(canvas, points, radius + 1)
-        else:
-            _draw_corners(canvas, (x0, y0, x1, y1), FILLED_COLOUR, max(1, radius))
-    _draw_legend(canvas, filled=False)
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
+        _draw_points(canvas, points, radius + 1)
+    _draw_legend(canvas, face, rings=False)
     _draw_bars(canvas, result.probabilities, names)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

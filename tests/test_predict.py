@@ -152,6 +152,16 @@ def test_annotated_video_keeps_frame_count_and_size(run, tmp_path, capsys):
         changed += np.abs(a.astype(int) - b.astype(int)).mean() > 2      # the drawing shows
     assert count == int(source.get(cv2.CAP_PROP_FRAME_COUNT)) == 72
     assert changed == count
+    import av                                                   # H.264 (browser-playable), the input's timing
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        stamps = [float(frame.time) for frame in container.decode(stream)]
+    source = cv2.VideoCapture(str(video))
+    expected = []
+    while source.grab():
+        expected.append(source.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    np.testing.assert_allclose(np.asarray(stamps) - stamps[0], np.asarray(expected) - expected[0], atol=1e-3)
 
 
 @needs_testdata
@@ -341,8 +351,8 @@ def test_windows_of_a_variable_rate_video_span_the_times_they_say(predictor, cap
 @needs_testdata
 def test_frames_without_a_face_are_shown_and_reported_as_such(predictor, run, tmp_path, capsys):
     """face_noface.mov loses its face half-way: the JSON gives each window's share of frames with a face
-    detected; windows that rest on filled frames say so; the annotated copy draws no key-points and a
-    box of another colour where no face was detected."""
+    detected; windows that rest on filled frames say so; the annotated copy draws no box and no key-points
+    where no face was detected, and its legend says so."""
     video = VIDEOS / "face_noface.mov"
     assert predict.main(["--checkpoint", str(run), "--json", "--window", "1", str(video)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -367,9 +377,11 @@ def test_frames_without_a_face_are_shown_and_reported_as_such(predictor, run, tm
         frames.append(frame)
     green = lambda f: int(np.sum((f[..., 1] > 200) & (f[..., 0] < 80) & (f[..., 2] < 80)))   # noqa: E731
     red = lambda f: int(np.sum((f[..., 2] > 200) & (f[..., 0] < 80) & (f[..., 1] < 80)))     # noqa: E731
-    legend = frames[0].shape[0] - 60                          # the legend's rows hold both colours
+    legend = frames[0].shape[0] - 60                          # the legend's rows
     first, last = frames[0][:legend], frames[-1][:legend]
-    assert green(first) > 10 * max(green(last), 1) and red(last) > 3 * max(red(first), 1)
+    assert green(first) > 100 and green(last) == 0             # a box where a face is, none where none is
+    assert red(last) == 0                                      # nothing drawn at the face (key-points have red)
+    assert red(frames[-1][legend:]) > 20 and red(frames[0][legend:]) == 0    # "no face detected in this frame"
 
 
 @pytest.mark.skipif(not (CASES / "vfr").is_dir(), reason=f"{CASES / 'vfr'} not found (shared/cases)")
