@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from dferjax import figures
 from dferjax import keypoints as kp
 from dferjax.config import load_config
 from dferjax.data import clips, faces
@@ -1110,6 +1111,26 @@ def image_folder(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]
     return images, skipped
 
 
+PLOT_OUT = (".png", ".svg", ".pdf")
+
+
+def plot_timeline(result: Prediction, out: str | Path, class_names: Sequence[str] | None = None,
+                  kind: str = "lines") -> Path:
+    """The probability of each class over the windows of ``result``'s timeline (``figures.probability_timeline``):
+    windows without a face shaded, times in seconds.
+
+    Raises:
+      ValueError: ``result`` has no timeline (predict with ``window=``), or ``out`` has another suffix than
+        .png, .svg, .pdf.
+    """
+    if not result.windows:
+        raise ValueError(f"{result.source}: no timeline to plot: predict with a window (--window SECONDS)")
+    names = list(class_names if class_names is not None else result.class_names or [])
+    spans = [(w.start_s, w.end_s) for w in result.windows]
+    probs = [w.probabilities for w in result.windows]
+    return figures.probability_timeline(spans, probs, names, out, title=Path(result.source).name, kind=kind)
+
+
 def annotation_paths(out: str | Path, sources: Sequence[str | Path]) -> list[Path]:
     """One output path per input, never the same for two: ``out`` for a single input; for several,
     ``out``'s stem + '-' + the input's :func:`distinct_names` name (path parts joined by '_')."""
@@ -1177,6 +1198,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write an annotated copy: OUT.mp4/.avi (the video) or OUT.png/.jpg (a contact sheet "
                              "of a clip; the image itself, full size, for a still image); several inputs: "
                              "OUT-<input>")
+    parser.add_argument("--plot", metavar="OUT.png", help="with --window: the probability of each class over time "
+                                                          "(.png, .svg, .pdf); several inputs: OUT-<input>")
     parser.add_argument("--csv", metavar="OUT.csv", help="also write the results as a table: a row per input and per "
                                                          "window (to_records)")
     parser.add_argument("--per-frame", action="store_true", help="with --csv: a row per source frame too (its face "
@@ -1193,6 +1216,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--stride needs --window")
     if args.per_frame and not args.csv:
         parser.error("--per-frame needs --csv OUT.csv")
+    if args.plot and not args.window:
+        parser.error("--plot needs --window (the probabilities over time are those of the windows)")
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_OUT:
+        parser.error(f"--plot {args.plot}: use a name ending in one of {', '.join(PLOT_OUT)}")
     if (args.window is not None and args.window <= 0) or (args.stride is not None and args.stride <= 0):
         parser.error("--window and --stride must be positive numbers of seconds")
     start = time.perf_counter()
@@ -1225,11 +1252,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as error:
             print(f"error: cannot write {args.csv}: {error.strerror or error}", file=sys.stderr)
             status = EXIT_ERROR
+    plot_paths = annotation_paths(args.plot, [r.source for r in results]) if args.plot else []
     for k, r in enumerate(results):
         if r.error:
             print(f"error: {r.error}", file=sys.stderr)     # once: the table's row points here
             status = EXIT_NO_FACE if r.no_face else (status or EXIT_ERROR)
             continue
+        if args.plot and r.windows:
+            path = plot_timeline(r, plot_paths[k], names)
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
         if args.annotate:
             path = out_paths[k]
             try:

@@ -128,3 +128,18 @@ def test_errors_are_printed_once(run, tmp_path, capsys):
     captured = capsys.readouterr()
     assert (captured.out + captured.err).count("nowhere.mp4: does not exist") == 1
     assert "0 of 1 input classified" in captured.out
+
+
+@needs_testdata
+def test_plot_draws_the_timeline_of_each_input(run, tmp_path, capsys):
+    out = tmp_path / "timeline.png"
+    video = str(VIDEOS / "face_noface.mov")
+    assert predict.main(["--checkpoint", str(run), video, "--window", "1.5", "--plot", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    image = cv2.imread(str(out))
+    assert image.shape[1] == 1200
+    grey = np.all(np.abs(image.astype(int) - 211) <= 3, axis=2)       # windows without a face: shaded
+    assert grey.any()
+    with pytest.raises(SystemExit):
+        predict.main(["--checkpoint", str(run), video, "--plot", str(out)])     # --plot needs --window
+    assert "--plot needs --window" in capsys.readouterr().err
