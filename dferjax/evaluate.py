@@ -1,11 +1,14 @@
 """Evaluation of trained models: a checkpoint on a split, and k-fold summaries of finished runs.
 
     python -m dferjax.evaluate --checkpoint runs/dfew-1 [--which best|latest] [--splits fold1] [--data DIR]
+    python -m dferjax.evaluate --checkpoint model.safetensors --data DIR [--splits test]
     python -m dferjax.evaluate --summary runs/dfew-E-fold* [--which best|last] [--out PATH_PREFIX]
 
 ``--checkpoint`` loads a run's best (or latest) checkpoint, evaluates it on the run's test splits (or
 ``--splits``) with the same input pipeline as training, prints WAR, UAR and per-class accuracy and
-writes ``eval-<splits>.json`` and ``eval-<splits>-confusion.png`` into the run directory.
+writes ``eval-<splits>.json`` and ``eval-<splits>-confusion.png`` into the run directory. A model file
+(``python -m dferjax.export``) is evaluated the same way on the shards ``--data`` names; its results go
+beside it (``NAME.eval-<splits>.json``, ``NAME.eval-<splits>-confusion.png``).
 
 DFEW and MAFW are reported as five-fold cross-validation: each fold's per-class accuracy, UAR and
 WAR, then their mean over the folds (the paper's Tables 3 and 7 give the mean). FERV39k is also
@@ -334,10 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", metavar="PATH_PREFIX",
                         help="write PATH_PREFIX.md and PATH_PREFIX.json (default: summary.md / "
                              "summary.json in the common parent directory of the runs)")
-    parser.add_argument("--checkpoint", metavar="RUN_OR_STEP_DIR",
-                        help="evaluate this run's checkpoint (a run directory or RUN/best/<step>)")
+    parser.add_argument("--checkpoint", metavar="RUN_OR_MODEL_FILE",
+                        help="evaluate this run's checkpoint (a run directory or RUN/best/<step>) or a model file "
+                             "(python -m dferjax.export)")
     parser.add_argument("--splits", nargs="+", help="shard splits to evaluate on (default: the run's test splits)")
-    parser.add_argument("--data", metavar="DIR", help="shard directory (default: the run's data.dir)")
+    parser.add_argument("--data", metavar="DIR", help="shard directory (default: the run's data.dir; required "
+                                                      "with a model file)")
     args = parser.parse_args(argv)
     if args.checkpoint:
         which = "latest" if args.which == "last" else "best"
@@ -347,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        run_dir = ckpt.find_checkpoint(args.checkpoint, which)[0]
-        json_file, png_file = ckpt.eval_files(run_dir, report["splits"])
+        json_file, png_file = ckpt.eval_files(ckpt.checkpoint_home(args.checkpoint, which), report["splits"])
         json_file.write_text(json.dumps(report, indent=2) + "\n")
         plot_confusion(report["confusion"], report["class_names"], png_file)
         print(format_report(report))

@@ -116,6 +116,8 @@ class Prediction:
       num_frames: frames of the source (1 for an image).
       fps: frames per second used for times (0 for an image).
       still: the input is a still image (an image file or an image array).
+      face: with ``faces="all"``, which face of the input this is (0: the largest, then by size); None
+        for the default one face (the largest, followed).
       class_names: the model's class names (set by ``predict``).
       exception: the ``clips.ClipError`` (``NoFaceError`` when ``no_face``) behind ``error``.
     """
@@ -133,6 +135,7 @@ class Prediction:
     num_frames: int = 0
     fps: float = 0.0
     still: bool = False
+    face: int | None = None                 # with faces="all": which face (0: the largest); None: the one face
     class_names: list[str] | None = field(default=None, repr=False)
     exception: clips.ClipError | None = field(default=None, repr=False, compare=False)
 
@@ -221,6 +224,8 @@ class Prediction:
             return {name: round(float(v), 6) for name, v in zip(names, p)}
 
         out: dict[str, Any] = {"source": self.source, "kind": self.kind}
+        if self.face is not None:
+            out["face"] = self.face
         if self.error:
             out.update(error=self.error, no_face=self.no_face)
             return out
@@ -310,7 +315,7 @@ class Predictor:
                 f"{jax.devices()[0].platform} device")
 
     def predict(self, x: Any, window: float | None = None, stride: float | None = None, *,
-                default_fps: float = DEFAULT_FPS) -> Prediction | list[Prediction]:
+                default_fps: float = DEFAULT_FPS, faces: str = "largest") -> Prediction | list[Prediction]:
         """Classify the expression of the face in ``x``: one input, or a list of them.
 
         Args:
@@ -323,9 +328,12 @@ class Predictor:
             to an image (a note says so). None: no timeline.
           stride: seconds between window starts (default half a window).
           default_fps: the frame rate assumed for frame folders and frames arrays.
+          faces: "largest" (default: the largest face, followed, never switching person) or "all" (every
+            face followed through the clip and classified on its own: a list of Predictions per input,
+            ``Prediction.face`` 0, 1, ... by size; see :func:`predict`).
         Returns:
           A ``Prediction`` for one input (``label``, ``scores``, ``box``, ``keypoints``, ``is_image``,
-          ``to_dict()``); for a list, a list of them in its order, where an input that cannot be
+          ``to_dict()``; with faces="all" a list, one per face); for a list, a list of them in its order, where an input that cannot be
           classified has ``error`` set (and ``no_face`` when no face was found) instead of raising.
         Raises:
           clips.NoFaceError: (one input only) no face in the image / in any sampled frame; the message
@@ -335,11 +343,11 @@ class Predictor:
           ValueError: ``window`` or ``stride`` is not positive.
         """
         if isinstance(x, (list, tuple)):
-            return predict(self, list(x), window, stride, default_fps)
-        result = predict(self, [x], window, stride, default_fps)[0]
-        if result.exception is not None:
-            raise result.exception
-        return result
+            return predict(self, list(x), window, stride, default_fps, faces=faces)
+        found = predict(self, [x], window, stride, default_fps, faces=faces)
+        if found[0].exception is not None and (faces == "largest" or len(found) == 1):
+            raise found[0].exception
+        return found[0] if faces == "largest" else found
 
     def prepare(self, source: str | Path | np.ndarray, frame_range: tuple[int, int] | None = None,
                 upsample: int | None = None) -> clips.PreparedClip:
@@ -470,28 +478,52 @@ def _prepare_input(predictor: Predictor, source: str | Path | np.ndarray, upsamp
     return timeline.clip, timeline
 
 
-def _prepare_retrying(predictor: Predictor, source: str | Path | np.ndarray, window_s: float | None,
-                      stride_s: float | None, default_fps: float) -> tuple[clips.PreparedClip, Any, int | None]:
-    """``_prepare_input``, retried at detector upsampling 1 where no face was found (small faces) unless
-    the predictor's upsampling was set; returns the clip, the timeline and the upsampling used (None:
-    the predictor's)."""
+FACES = ("largest", "all")
+"""Which faces ``predict`` classifies: the largest, followed through the clip (never switching person), or
+every face, each followed and classified on its own (``clips.prepare_tracks``)."""
+
+
+def _prepare_faces(predictor: Predictor, source: Any, window_s: float | None, stride_s: float | None,
+                   default_fps: float, faces_: str, upsample: int | None) -> list[tuple[Any, Any]]:
+    """(clip, timeline) per face of ``source`` at detector ``upsample`` (None: the predictor's); one pair for
+    faces="largest". A face whose whole clip has no detection comes as (ClipError, timeline)."""
+    if faces_ == "largest":
+        return [_prepare_input(predictor, source, upsample, window_s, stride_s, default_fps)]
+    prep = predictor.prep if upsample is None else dataclasses.replace(predictor.prep, upsample=upsample)
+    video = not isinstance(source, np.ndarray) and not Path(source).is_dir() and not _is_still(source)
+    if window_s and video:
+        count, fps = clips.probe_clip(source)
+        spans = _spans(count / (fps if fps > 0 else default_fps), window_s, stride_s)
+        return [(t.clip, t) for t in clips.read_track_timelines(source, prep, spans)]
+    return [(clip, None) for clip in clips.prepare_tracks(source, prep)]
+
+
+def _prepare_retrying(predictor: Predictor, source: Any, window_s: float | None, stride_s: float | None,
+                      default_fps: float, faces_: str = "largest") -> tuple[list[tuple[Any, Any]], int | None]:
+    """``_prepare_faces``, retried at detector upsampling 1 where no face was found (small faces) unless the
+    predictor's upsampling was set; returns the (clip, timeline) pairs and the upsampling used (None: the
+    predictor's)."""
     try:
-        return (*_prepare_input(predictor, source, None, window_s, stride_s, default_fps), None)
+        return _prepare_faces(predictor, source, window_s, stride_s, default_fps, faces_, None), None
     except clips.NoFaceError:
         if not predictor.retry_upsample:
             raise
-    clip, timeline = _prepare_input(predictor, source, 1, window_s, stride_s, default_fps)
-    clip.notes.insert(0, "no face at the training shards' detector setting: found with detector upsampling 1 "
-                         "(--upsample 1)")
-    return clip, timeline, 1
+    pairs = _prepare_faces(predictor, source, window_s, stride_s, default_fps, faces_, 1)
+    for clip, _ in pairs:
+        if isinstance(clip, clips.PreparedClip):
+            clip.notes.insert(0, "no face at the training shards' detector setting: found with detector upsampling "
+                                 "1 (--upsample 1)")
+    return pairs, 1
 
 
 NO_WINDOW_NOTE = "a still image has no timeline: the window (--window) was not applied"
+NO_FACE_WINDOWS_NOTE = ("windows per face are made for video files only: this input's faces are classified over "
+                        "the whole clip")
 
 
 def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], window_s: float | None = None,
-            stride_s: float | None = None, default_fps: float = DEFAULT_FPS, progress: bool = False
-            ) -> list[Prediction]:
+            stride_s: float | None = None, default_fps: float = DEFAULT_FPS, progress: bool = False,
+            faces: str = "largest") -> list[Prediction]:
     """Prepare every input (and its windows), then classify all of them in batches.
 
     Args:
@@ -501,93 +533,125 @@ def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], wi
       window_s, stride_s: a timeline's window length and stride, seconds (not for still images).
       default_fps: the frame rate assumed where the source has none (frame folders, frames arrays).
       progress: print a line per prepared input on stderr.
+      faces: "largest" (default): one result per input, the largest face followed through the clip (never
+        switching person); "all": one result per face of each input (``Prediction.face`` 0, 1, ... by size),
+        every face followed through the clip by ``faces.track_all_faces`` and classified on its own (with
+        windows for a video file: a timeline per face from one tracking pass).
     Returns:
-      One ``Prediction`` per source, in order; an input that fails has ``error`` (and ``exception``)
+      The ``Prediction`` of every input (with faces="all": of every face of every input, the faces of an
+      input together, largest first), in input order; an input that fails has ``error`` (and ``exception``)
       set instead of probabilities. Nothing is raised for a bad input.
     Raises:
-      ValueError: ``window_s`` or ``stride_s`` is not positive.
+      ValueError: ``window_s`` or ``stride_s`` is not positive, or ``faces`` is not one of :data:`FACES`.
     """
     if (window_s is not None and window_s <= 0) or (stride_s is not None and stride_s <= 0):
         raise ValueError(f"window ({window_s}) and stride ({stride_s}) must be positive numbers of seconds")
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {', '.join(FACES)}, got {faces!r}")
     results: list[Prediction] = []
     pending: list[tuple[Prediction | Window, np.ndarray, np.ndarray | None]] = []
     for index, source in enumerate(sources):
         name = _source_name(source, index, len(sources))
         still = _is_still(source)
-        result = Prediction(name, still=still, class_names=list(predictor.class_names))
-        results.append(result)
         window_here = None if still else window_s
         try:
-            clip, timeline, upsample = _prepare_retrying(predictor, source, window_here, stride_s, default_fps)
+            pairs, upsample = _prepare_retrying(predictor, source, window_here, stride_s, default_fps, faces)
         except (clips.ClipError, ValueError) as error:     # ValueError: an array that is no image, say
+            result = Prediction(name, still=still, class_names=list(predictor.class_names))
+            results.append(result)
             failure = error if isinstance(error, clips.ClipError) else clips.ClipError(name, str(error))
             result.exception = _named(failure, name)
             result.error, result.no_face = str(result.exception), isinstance(failure, clips.NoFaceError)
             continue
-        result.clip, result.notes, result.still = clip, list(clip.notes), bool(clip.still)
-        if result.still and window_s:
-            result.notes.append(NO_WINDOW_NOTE)
-        if timeline is not None and timeline.variable_rate:
-            rates = 1.0 / np.diff(timeline.timestamps)
-            result.notes.append(f"the frame rate varies ({rates.min():.3g}-{rates.max():.3g} fps): window times come "
-                                "from the frames' timestamps, and an annotated .mp4 copy keeps them")
-        result.num_frames = clip.num_source_frames
-        if result.still:
-            result.fps = 0.0
-        else:
-            result.fps = clip.fps if clip.fps > 0 else default_fps
-            if clip.fps <= 0:
-                result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
-        frames, points, heatmaps, take = predictor.inputs(clip)
-        result.take, result.inputs = take, (frames, points)
-        result.detected_share = detected_share(clip, take)
-        warning = _rests_on_filled(result.detected_share)
-        if warning:
-            result.notes.append(warning)
-        pending.append((result, frames, heatmaps))
-        def add_window(window: Window, prepare: Any) -> None:
-            """Append ``window`` with its clip (``prepare()``: a PreparedClip, or raises/returns ClipError)."""
-            result.windows.append(window)
-            try:
-                window_clip = prepare()
-                if isinstance(window_clip, clips.ClipError):
-                    raise window_clip
-            except clips.ClipError as error:
-                window.error = error.reason
-                return
-            window.clip = window_clip
-            w_frames, _, w_heatmaps, w_take = predictor.inputs(window_clip)
-            window.detected_share = detected_share(window_clip, w_take)
-            pending.append((window, w_frames, w_heatmaps))
-
-        if window_here and timeline is not None:           # a video: its windows came with the one decode pass
-            stamps = timeline.timestamps
-            end = timeline_end(stamps)
-            for (start_s, end_s), window_clip in zip(timeline.windows_s, timeline.windows):
-                # The frames presented in [start_s, end_s): the window's span of the source.
-                first = int(np.searchsorted(stamps, start_s - 1e-6))
-                stop = max(int(np.searchsorted(stamps, end_s - 1e-6)), first + 1)
-                if end_s >= end - 1e-6:
-                    stop = len(stamps)
-                add_window(Window(first, stop, start_s, end_s), lambda c=window_clip: c)
-            if result.windows and result.windows[-1].stop < len(stamps):
-                # Frames presented after the duration the header states: one more window ends at the last.
-                start_s = max(0.0, end - window_s)
-                first = int(np.searchsorted(stamps, start_s - 1e-6))
-                add_window(Window(first, len(stamps), start_s, end),
-                           lambda a=first: predictor.prepare(source, (a, len(stamps)), upsample))
-        elif window_here:
-            for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
-                add_window(Window(start, stop, start / result.fps, stop / result.fps),
-                           lambda a=start, b=stop: predictor.prepare(source, (a, b), upsample))
+        for clip, timeline in pairs:
+            result = Prediction(name, still=still, class_names=list(predictor.class_names),
+                                face=None if faces == "largest" else len([r for r in results if r.source == name
+                                                                          and r.face is not None]))
+            results.append(result)
+            if isinstance(clip, clips.ClipError):          # a face with no detection in the whole clip
+                result.exception = _named(clip, name)
+                result.error, result.no_face = str(result.exception), isinstance(clip, clips.NoFaceError)
+                continue
+            if faces == "all" and window_here and timeline is None and not clip.still:
+                result.notes.append(NO_FACE_WINDOWS_NOTE)
+            _add_result(predictor, result, source, clip, timeline, window_here if (faces == "largest" or timeline)
+                        else None, window_s, stride_s, default_fps, upsample, pending, extra_window=faces == "largest")
         if progress:
-            n = len(result.windows)
+            mine = [r for r in results if r.source == name]
+            n = sum(len(r.windows) for r in mine)
             windows = f" ({n} window{'s' if n != 1 else ''})" if window_here else ""
-            print(f"prepared {name}{windows}", file=sys.stderr, flush=True)
+            who = f", {len(mine)} face{'s' if len(mine) != 1 else ''}" if faces == "all" else ""
+            print(f"prepared {name}{who}{windows}", file=sys.stderr, flush=True)
     probs = predictor.probabilities([p[1] for p in pending], [p[2] for p in pending])
     for (item, _, _), p in zip(pending, probs):
         item.probabilities = p
     return results
+
+
+def _add_result(predictor: Predictor, result: Prediction, source: Any, clip: clips.PreparedClip, timeline: Any,
+                window_here: float | None, window_s: float | None, stride_s: float | None, default_fps: float,
+                upsample: int | None, pending: list, extra_window: bool = True) -> None:
+    """Fill ``result`` from its prepared clip (and timeline), and queue its model inputs (and its windows')
+    in ``pending``. ``extra_window``: add a window over frames presented past the duration the header states
+    (prepared on its own: not for faces="all", whose face numbers come from one tracking pass)."""
+    result.clip, result.still = clip, bool(clip.still)
+    result.notes = list(clip.notes) + result.notes
+    if result.still and window_s:
+        result.notes.append(NO_WINDOW_NOTE)
+    if timeline is not None and timeline.variable_rate:
+        rates = 1.0 / np.diff(timeline.timestamps)
+        result.notes.append(f"the frame rate varies ({rates.min():.3g}-{rates.max():.3g} fps): window times come "
+                            "from the frames' timestamps, and an annotated .mp4 copy keeps them")
+    result.num_frames = clip.num_source_frames
+    if result.still:
+        result.fps = 0.0
+    else:
+        result.fps = clip.fps if clip.fps > 0 else default_fps
+        if clip.fps <= 0:
+            result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
+    frames, points, heatmaps, take = predictor.inputs(clip)
+    result.take, result.inputs = take, (frames, points)
+    result.detected_share = detected_share(clip, take)
+    warning = _rests_on_filled(result.detected_share)
+    if warning:
+        result.notes.append(warning)
+    pending.append((result, frames, heatmaps))
+
+    def add_window(window: Window, prepare: Any) -> None:
+        """Append ``window`` with its clip (``prepare()``: a PreparedClip, or raises/returns ClipError)."""
+        result.windows.append(window)
+        try:
+            window_clip = prepare()
+            if isinstance(window_clip, clips.ClipError):
+                raise window_clip
+        except clips.ClipError as error:
+            window.error = error.reason
+            return
+        window.clip = window_clip
+        w_frames, _, w_heatmaps, w_take = predictor.inputs(window_clip)
+        window.detected_share = detected_share(window_clip, w_take)
+        pending.append((window, w_frames, w_heatmaps))
+
+    if window_here and timeline is not None:           # a video: its windows came with the one decode pass
+        stamps = timeline.timestamps
+        end = timeline_end(stamps)
+        for (start_s, end_s), window_clip in zip(timeline.windows_s, timeline.windows):
+            # The frames presented in [start_s, end_s): the window's span of the source.
+            first = int(np.searchsorted(stamps, start_s - 1e-6))
+            stop = max(int(np.searchsorted(stamps, end_s - 1e-6)), first + 1)
+            if end_s >= end - 1e-6:
+                stop = len(stamps)
+            add_window(Window(first, stop, start_s, end_s), lambda c=window_clip: c)
+        if extra_window and result.windows and result.windows[-1].stop < len(stamps):
+            # Frames presented after the duration the header states: one more window ends at the last.
+            start_s = max(0.0, end - window_s)
+            first = int(np.searchsorted(stamps, start_s - 1e-6))
+            add_window(Window(first, len(stamps), start_s, end),
+                       lambda a=first: predictor.prepare(source, (a, len(stamps)), upsample))
+    elif window_here:
+        for start, stop in window_ranges(result.num_frames, result.fps, window_s, stride_s or window_s / 2):
+            add_window(Window(start, stop, start / result.fps, stop / result.fps),
+                       lambda a=start, b=stop: predictor.prepare(source, (a, b), upsample))
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -601,7 +665,7 @@ def to_json(result: Prediction, class_names: Sequence[str]) -> dict[str, Any]:
     return result.to_dict(class_names)
 
 
-RECORD_FIELDS = ("source", "kind", "level", "start_s", "end_s", "frame", "time_s", "label")
+RECORD_FIELDS = ("source", "kind", "face", "level", "start_s", "end_s", "frame", "time_s", "label")
 """The first columns of every table row (``to_records``); the class probabilities ``p_<class>`` follow,
 then :data:`RECORD_TAIL`."""
 RECORD_TAIL = ("detected_share", "face_detected", "box_x0", "box_y0", "box_x1", "box_y1", "error", "notes")
@@ -617,7 +681,8 @@ def to_records(results: Sequence[Prediction], per_frame: bool = False,
     sampled frames, as ``--annotate`` draws it), whether a face was detected there, and the probabilities
     shown on it (the window centred nearest to it, else the whole clip's).
 
-    Columns: ``source``, ``kind`` ("image" | "clip"), ``level``, ``start_s`` / ``end_s`` (a window's span,
+    Columns: ``source``, ``kind`` ("image" | "clip"), ``face`` (with faces="all": 0, 1, ... by size),
+    ``level``, ``start_s`` / ``end_s`` (a window's span,
     seconds; the whole clip for an input row), ``frame`` and ``time_s`` (frame rows; seconds at the clip's
     frame rate), ``label``, ``p_<class>`` per class (probabilities, 0-1), ``detected_share`` (of the
     frames the model saw, those with a face detected in them), ``face_detected`` (frame rows),
@@ -641,7 +706,7 @@ def to_records(results: Sequence[Prediction], per_frame: bool = False,
         empty = dict.fromkeys(RECORD_FIELDS + tuple(f"p_{n}" for n in names) + RECORD_TAIL)
 
         def row(level: str, probs: np.ndarray | None, **values: Any) -> dict[str, Any]:
-            out = {**empty, "source": r.source, "kind": r.kind, "level": level, **values}
+            out = {**empty, "source": r.source, "kind": r.kind, "face": r.face, "level": level, **values}
             if probs is not None:
                 out["label"] = names[int(np.argmax(probs))]
                 out.update({f"p_{n}": float(v) for n, v in zip(names, probs)})
@@ -711,6 +776,19 @@ def to_dataframe(results: Sequence[Prediction], per_frame: bool = False,
     return pandas.DataFrame(to_records(results, per_frame, class_names))
 
 
+def input_names(results: Sequence[Prediction]) -> list[str]:
+    """A short name per result (:func:`distinct_names` of the inputs), the faces of one input
+    (faces="all": consecutive results of one source) sharing its name, with `` [face k]`` added."""
+    first = [k for k, r in enumerate(results)
+             if r.face in (None, 0) or k == 0 or results[k - 1].source != r.source]
+    short = dict(zip(first, distinct_names([results[k].source for k in first])))
+    names: list[str] = []
+    for k, r in enumerate(results):
+        base = short[k] if k in short else names[-1].rsplit(" [face ", 1)[0]
+        names.append(base if r.face is None else f"{base} [face {r.face}]")
+    return names
+
+
 def distinct_names(sources: Sequence[str | Path]) -> list[str]:
     """A short name per input that tells it from every other: its file name, or as many of its last
     path parts as it takes (``a/clip.mp4``, ``b/clip.mp4``); the same path given twice gets ``#2``."""
@@ -752,7 +830,7 @@ def format_predictions(results: Sequence[Prediction], class_names: Sequence[str]
     stderr) only that it has none."""
     widths = [max(len(n), 6) for n in class_names]
     span_w = 17 if any(r.windows for r in results) else 0          # "  ss.ss- ss.ss s"
-    names = distinct_names([r.source for r in results])
+    names = input_names(results)
     name_w = max(min(max([_width(n) for n in names] + [5]), 40), span_w)
     label_w = max([len(n) for n in class_names] + [len("expression")])
     header = f"{'input':<{name_w}}  {'expression':<{label_w}}  " + "  ".join(
@@ -968,39 +1046,68 @@ class VideoOut:
             self.writer.release()
 
 
-def annotate_video(result: Prediction, out: str | Path, class_names: Sequence[str]) -> Path:
+def _faces_of(result: Prediction | Sequence[Prediction]) -> list[Prediction]:
+    """One prediction, or the faces of one input (faces="all") that have a result."""
+    return [result] if isinstance(result, Prediction) else [r for r in result if r.error is None]
+
+
+def _face_label(image: np.ndarray, box: np.ndarray, text: str, thickness: int) -> None:
+    """``text`` above a face box (the face's number and label, when several faces are drawn)."""
+    x0, y0 = int(round(box[0])), int(round(box[1]))
+    scale = max(0.4, (box[2] - box[0]) / 300)
+    y = max(y0 - 6, 14)
+    cv2.putText(image, text, (x0, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(image, text, (x0, y), cv2.FONT_HERSHEY_SIMPLEX, scale, DETECTED_COLOUR, thickness, cv2.LINE_AA)
+
+
+def annotate_video(result: Prediction | Sequence[Prediction], out: str | Path, class_names: Sequence[str]) -> Path:
     """A copy of the input video with the face square, the 18 key-points and the probability bars.
 
-    Same frame count and size as the input; an .mp4 copy keeps every frame's presentation time (a
-    variable-frame-rate input stays so), an .avi copy plays at the average rate. Key-points are drawn filled on the frames the
-    preparation sampled, as rings on frames in between (interpolated). The bars show the window
-    centred nearest to the frame (with --window), else the clip-level result.
+    Same frame count and size as the input; an .mp4 copy (H.264 where FFmpeg has it) keeps every frame's
+    presentation time (a variable-frame-rate input stays so), an .avi copy plays at the average rate.
+    Key-points are drawn filled on the frames the preparation sampled, as rings on frames in between
+    (interpolated); a frame where no face was detected gets no box and no key-points (the legend says
+    so). The bars show the window centred nearest to the frame (with --window), else the clip-level
+    result, with their numbers. ``result`` may be the faces of one input (faces="all"): each face is drawn
+    with its number and label above its box; the bars are the first (largest) face's.
     """
+    faces_ = _faces_of(result)
+    if not faces_:
+        raise ValueError("no face of this input has a result to draw")
+    first = faces_[0]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frames, fps = _frames_of(result.source)
-    boxes, points, sampled, measured = frame_tracks(result, result.num_frames)
+    frames, fps = _frames_of(first.source)
+    tracks = [frame_tracks(r, first.num_frames) for r in faces_]
+    several = len(faces_) > 1 or first.face is not None
     writer = None
     try:
         for i, (frame, stamp) in enumerate(frames):
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = VideoOut(out, w, h, fps if fps > 0 else result.fps)
+                writer = VideoOut(out, w, h, fps if fps > 0 else first.fps)
             radius = max(1, round(min(frame.shape[:2]) / 200))
-            face = i < len(boxes) and bool(measured[i]) and bool(np.all(np.isfinite(boxes[i])))
-            if face:                            # no face detected here: no box, no key-points, the legend says so
+            drawn = False
+            for r, (boxes, points, sampled, measured) in zip(faces_, tracks):
+                if not (i < len(boxes) and bool(measured[i]) and bool(np.all(np.isfinite(boxes[i])))):
+                    continue                    # no face detected here: no box, no key-points
+                drawn = True
                 x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
                 cv2.rectangle(frame, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
                 _draw_points(frame, points[i], radius + 1, filled=bool(sampled[i]))
-            _draw_legend(frame, face)
-            probs, span = _probabilities_at(result, i)
-            _draw_bars(frame, probs, class_names, span)
+                if several:
+                    probs, _ = _probabilities_at(r, i)
+                    label = class_names[int(np.argmax(probs))] if probs is not None else "?"
+                    _face_label(frame, boxes[i], f"face {r.face}: {label}", max(1, radius))
+            _draw_legend(frame, drawn)
+            probs, span = _probabilities_at(first, i)
+            _draw_bars(frame, probs, class_names, f"face {first.face}, {span}" if several else span)
             writer.write(frame, i, stamp)
     finally:
         if writer is not None:
             writer.close()
     if writer is None:
-        raise OSError(f"{result.source}: no frame could be read to annotate")
+        raise OSError(f"{first.source}: no frame could be read to annotate")
     return out
 
 
@@ -1038,16 +1145,18 @@ def contact_sheet(result: Prediction, out: str | Path, class_names: Sequence[str
     return out
 
 
-def annotate_image(result: Prediction, out: str | Path, class_names: Sequence[str] | None = None,
-                   image: np.ndarray | None = None) -> Path:
+def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
+                   class_names: Sequence[str] | None = None, image: np.ndarray | None = None) -> Path:
     """A copy of a still image, full size, with the face square, the 18 key-points and the probability bars.
 
-    The square is the region the model's crop was cut from (``Prediction.box``), green where the face
-    was detected (red corners only where it was not); the key-points are ``Prediction.keypoints``,
-    coloured by group (brows, eyes, nose, mouth, cheeks); the bars (top-left) are the probabilities.
+    The square is the region the model's crop was cut from (``Prediction.box``), green, where a face was
+    found; the key-points are ``Prediction.keypoints``, coloured by group (brows, eyes, nose, mouth,
+    cheeks); the bars (top-left) are the probabilities, with their numbers. ``result`` may be the faces
+    of one image (faces="all"): each is drawn with its number and label above its box; the bars are the
+    first (largest) face's.
 
     Args:
-      result: a still image's prediction (``result.is_image``), without error.
+      result: a still image's prediction (``result.is_image``), without error, or the faces of one image.
       out: the image to write (.png, or .jpg with JPEG's losses); its folder is created.
       class_names: the model's class names; default ``result.class_names``.
       image: the input image, uint8 RGB (H, W, 3) or grey (H, W), as given to predict; default: read
@@ -1058,28 +1167,36 @@ def annotate_image(result: Prediction, out: str | Path, class_names: Sequence[st
       ValueError: ``result`` is a clip or has no result, or it came from an array and ``image`` is not given.
       OSError: the input cannot be read again, or ``out`` cannot be written.
     """
-    if not result.still:
-        raise ValueError(f"{result.source}: is a clip, not a still image: use annotate_video or contact_sheet")
-    if result.probabilities is None or result.clip is None:
-        raise ValueError(f"{result.source}: has no result to draw ({result.error})")
+    faces_ = _faces_of(result)
+    if not faces_:
+        raise ValueError("no face of this input has a result to draw")
+    first = faces_[0]
+    if not first.still:
+        raise ValueError(f"{first.source}: is a clip, not a still image: use annotate_video or contact_sheet")
+    if first.probabilities is None or first.clip is None:
+        raise ValueError(f"{first.source}: has no result to draw ({first.error})")
     if image is None:
-        if result.source.startswith("<"):
-            raise ValueError(f"{result.source}: an array input: pass the image (image=...) to draw on")
-        image = clips.read_image(result.source)
+        if first.source.startswith("<"):
+            raise ValueError(f"{first.source}: an array input: pass the image (image=...) to draw on")
+        image = clips.read_image(first.source)
         if image is None:
-            raise OSError(f"{result.source}: cannot be read again to annotate")
+            raise OSError(f"{first.source}: cannot be read again to annotate")
     canvas = np.ascontiguousarray(faces.to_rgb(np.asarray(image))[..., ::-1])        # BGR for OpenCV
-    names = list(class_names if class_names is not None else result.class_names or [])
+    names = list(class_names if class_names is not None else first.class_names or [])
     radius = max(1, round(min(canvas.shape[:2]) / 200))
-    box, points = result.box, result.keypoints
-    face = box is not None and bool(np.all(np.isfinite(box))) and int(result.clip.sources[0]) in [
-        int(m) for m in MEASURED]
-    if face:
+    drawn = False
+    for r in faces_:
+        box, points = r.box, r.keypoints
+        if box is None or not np.all(np.isfinite(box)) or int(r.clip.sources[0]) not in [int(m) for m in MEASURED]:
+            continue
+        drawn = True
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
         _draw_points(canvas, points, radius + 1)
-    _draw_legend(canvas, face, rings=False)
-    _draw_bars(canvas, result.probabilities, names)
+        if r.face is not None:
+            _face_label(canvas, box, f"face {r.face}: {r.label}", max(1, radius))
+    _draw_legend(canvas, drawn, rings=False)
+    _draw_bars(canvas, first.probabilities, names, f"face {first.face}" if first.face is not None else "")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), canvas):
@@ -1114,21 +1231,28 @@ def image_folder(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]
 PLOT_OUT = (".png", ".svg", ".pdf")
 
 
-def plot_timeline(result: Prediction, out: str | Path, class_names: Sequence[str] | None = None,
-                  kind: str = "lines") -> Path:
+def plot_timeline(result: Prediction | Sequence[Prediction], out: str | Path,
+                  class_names: Sequence[str] | None = None, kind: str = "lines") -> Path:
     """The probability of each class over the windows of ``result``'s timeline (``figures.probability_timeline``):
-    windows without a face shaded, times in seconds.
+    windows without a face shaded, times in seconds; the faces of one input (faces="all") in one panel each.
 
     Raises:
-      ValueError: ``result`` has no timeline (predict with ``window=``), or ``out`` has another suffix than
-        .png, .svg, .pdf.
+      ValueError: no timeline (predict with ``window=``), or ``out`` has another suffix than .png, .svg, .pdf.
     """
-    if not result.windows:
-        raise ValueError(f"{result.source}: no timeline to plot: predict with a window (--window SECONDS)")
-    names = list(class_names if class_names is not None else result.class_names or [])
-    spans = [(w.start_s, w.end_s) for w in result.windows]
-    probs = [w.probabilities for w in result.windows]
-    return figures.probability_timeline(spans, probs, names, out, title=Path(result.source).name, kind=kind)
+    faces_ = [r for r in _faces_of(result) if r.windows]
+    if not faces_:
+        first = _faces_of(result)[0] if _faces_of(result) else None
+        where = first.source if first is not None else "this input"
+        raise ValueError(f"{where}: no timeline to plot: predict with a window (--window SECONDS)")
+    first = faces_[0]
+    names = list(class_names if class_names is not None else first.class_names or [])
+    spans = [[(w.start_s, w.end_s) for w in r.windows] for r in faces_]
+    probs = [[w.probabilities for w in r.windows] for r in faces_]
+    title = Path(first.source).name
+    if first.face is None:
+        return figures.probability_timeline(spans[0], probs[0], names, out, title=title, kind=kind)
+    return figures.probability_timeline(spans, probs, names, out, title=title, kind=kind,
+                                        track_labels=[f"face {r.face}" for r in faces_])
 
 
 def annotation_paths(out: str | Path, sources: Sequence[str | Path]) -> list[Path]:
@@ -1198,6 +1322,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write an annotated copy: OUT.mp4/.avi (the video) or OUT.png/.jpg (a contact sheet "
                              "of a clip; the image itself, full size, for a still image); several inputs: "
                              "OUT-<input>")
+    parser.add_argument("--faces", choices=FACES, default="largest",
+                        help="largest (default): the largest face, followed through the clip, never switching "
+                             "person; all: every face followed and classified on its own (a row per face)")
     parser.add_argument("--plot", metavar="OUT.png", help="with --window: the probability of each class over time "
                                                           "(.png, .svg, .pdf); several inputs: OUT-<input>")
     parser.add_argument("--csv", metavar="OUT.csv", help="also write the results as a table: a row per input and per "
@@ -1233,9 +1360,20 @@ def main(argv: list[str] | None = None) -> int:
         print(predictor.describe(), flush=True)
     sources, failed, skipped = _expand(args.inputs, args.images)
     names = predictor.class_names
-    done = iter(predict(predictor, [s for k, s in enumerate(sources) if k not in failed], args.window,
-                        args.stride, args.fps, progress=not args.json))
-    results = [failed[k] if k in failed else next(done) for k in range(len(sources))]
+    found = predict(predictor, [s for k, s in enumerate(sources) if k not in failed], args.window, args.stride,
+                    args.fps, progress=not args.json, faces=args.faces)
+    groups, at = [], 0                      # the results of each source (with --faces all: one per face)
+    for k, source in enumerate(sources):
+        if k in failed:
+            groups.append([failed[k]])
+            continue
+        group = [found[at]]
+        at += 1
+        while at < len(found) and found[at].source == group[0].source and (found[at].face or 0) > 0:
+            group.append(found[at])
+            at += 1
+        groups.append(group)
+    results = [r for group in groups for r in group]
     if args.json:
         for r in results:
             print(json.dumps(r.to_dict(names)), flush=True)
@@ -1244,7 +1382,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr if args.json else sys.stdout)
     status = 0
-    out_paths = annotation_paths(args.annotate, [r.source for r in results]) if args.annotate else []
+    out_paths = annotation_paths(args.annotate, [g[0].source for g in groups]) if args.annotate else []
     if args.csv:
         try:
             path = write_csv(results, args.csv, args.per_frame, names)
@@ -1252,35 +1390,48 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as error:
             print(f"error: cannot write {args.csv}: {error.strerror or error}", file=sys.stderr)
             status = EXIT_ERROR
-    plot_paths = annotation_paths(args.plot, [r.source for r in results]) if args.plot else []
-    for k, r in enumerate(results):
-        if r.error:
-            print(f"error: {r.error}", file=sys.stderr)     # once: the table's row points here
-            status = EXIT_NO_FACE if r.no_face else (status or EXIT_ERROR)
+    plot_paths = annotation_paths(args.plot, [g[0].source for g in groups]) if args.plot else []
+    for k, group in enumerate(groups):
+        good = [r for r in group if r.error is None]
+        for r in group:
+            if r.error and good:                # one face of several without a result: the input has results
+                print(f"note: face {r.face}: {r.error}", file=sys.stderr)
+            elif r.error:
+                print(f"error: {r.error}", file=sys.stderr)     # once: the table's row points here
+                status = EXIT_NO_FACE if r.no_face else (status or EXIT_ERROR)
+        if not good:
             continue
-        if args.plot and r.windows:
-            path = plot_timeline(r, plot_paths[k], names)
+        if args.plot and any(r.windows for r in good):
+            path = plot_timeline(good, plot_paths[k], names)
             print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
         if args.annotate:
-            path = out_paths[k]
+            path, first = out_paths[k], good[0]
             try:
-                if r.still and path.suffix.lower() in VIDEO_OUT:
-                    raise ValueError(f"{r.source}: --annotate {path.name}: a still image is annotated as an image "
-                                     f"({', '.join(IMAGE_OUT)}), not as a video")
-                if r.still:
-                    annotate_image(r, path, names)
+                if first.still and path.suffix.lower() in VIDEO_OUT:
+                    raise ValueError(f"{first.source}: --annotate {path.name}: a still image is annotated as an "
+                                     f"image ({', '.join(IMAGE_OUT)}), not as a video")
+                if first.still:
+                    annotate_image(good, path, names)
                 elif path.suffix.lower() in VIDEO_OUT:
-                    annotate_video(r, path, names)
+                    annotate_video(good, path, names)
                 else:
-                    contact_sheet(r, path, names)
+                    for r in good:              # a contact sheet of each face's input frames
+                        sheet = path if r.face is None else path.with_name(f"{path.stem}-face{r.face}{path.suffix}")
+                        contact_sheet(r, sheet, names)
+                        if sheet != path:
+                            print(f"wrote {sheet}", file=sys.stderr if args.json else sys.stdout)
+                    if first.face is not None:
+                        continue
             except (OSError, ValueError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 status = status or EXIT_ERROR
                 continue
             print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if not args.json:
-        count = sum(r.error is None for r in results)
-        print(f"{count} of {len(results)} input{'s' if len(results) != 1 else ''} classified in "
+        count = sum(any(r.error is None for r in g) for g in groups)
+        faces_found = sum(r.error is None for r in results)
+        found_faces = f" ({faces_found} face{'s' if faces_found != 1 else ''})" if args.faces == "all" else ""
+        print(f"{count} of {len(groups)} input{'s' if len(groups) != 1 else ''} classified{found_faces} in "
               f"{time.perf_counter() - start:.1f} s")
     return status
 

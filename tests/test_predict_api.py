@@ -143,3 +143,49 @@ def test_plot_draws_the_timeline_of_each_input(run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         predict.main(["--checkpoint", str(run), video, "--plot", str(out)])     # --plot needs --window
     assert "--plot needs --window" in capsys.readouterr().err
+
+
+def side_by_side(path, count=24):
+    """A clip of two test videos side by side (single_face.mp4 left, woman2.mp4 right) written to ``path``;
+    returns the x of the seam."""
+    def frames(name):
+        cap, out = cv2.VideoCapture(str(VIDEOS / name)), []
+        while len(out) < count:
+            ok, frame = cap.read()
+            assert ok
+            out.append(frame)
+        return out
+    left, right = frames("single_face.mp4"), frames("woman2.mp4")
+    h = min(left[0].shape[0], right[0].shape[0])
+    fit = lambda f: cv2.resize(f, (int(round(f.shape[1] * h / f.shape[0])), h))    # noqa: E731
+    seam = fit(left[0]).shape[1]
+    joined = [np.concatenate([fit(a), fit(b)], axis=1) for a, b in zip(left, right)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (joined[0].shape[1], h))
+    for frame in joined:
+        writer.write(frame)
+    writer.release()
+    return seam
+
+
+@needs_testdata
+def test_every_face_is_followed_on_its_own_side(run, predictor, tmp_path, capsys):
+    video = tmp_path / "two.avi"
+    seam = side_by_side(video)
+    found = predictor.predict(str(video), window=1.0, faces="all")
+    assert [r.face for r in found] == [0, 1] and all(r.error is None for r in found)
+    sides = []
+    for r in found:
+        centres = (r.box[:, 0] + r.box[:, 2]) / 2                 # every stored frame's face square
+        assert np.all(centres < seam) or np.all(centres > seam), centres
+        sides.append(bool(np.all(centres < seam)))
+        assert r.windows and all(w.clip is None or w.clip.track_id == r.face for w in r.windows)
+    assert sorted(sides) == [False, True]                         # one face on each side
+    rows = predict.to_records(found)
+    assert {row["face"] for row in rows} == {0, 1}
+    out = tmp_path / "annotated.mp4"
+    assert predict.main(["--checkpoint", str(run), str(video), "--faces", "all", "--window", "1",
+                         "--annotate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "two.avi [face 0]" in printed and "two.avi [face 1]" in printed
+    assert "1 of 1 input classified (2 faces)" in printed
+    assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 24

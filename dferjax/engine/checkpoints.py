@@ -18,12 +18,19 @@ norm statistics) are the two ``nnx.State`` halves of the model, so a model is re
 and ``nnx.merge``. Whether a checkpoint fits a configured model is decided by comparing the parameter
 trees (paths and shapes) stored in the checkpoint with the model's; the error names the parameters
 that differ and the model settings that changed.
+
+A model file (``python -m dferjax.export RUN model.safetensors``) holds one checkpoint's model halves
+and what using it needs (config, preparation, classes, scores) in one safetensors file, with a sha256
+that loading checks (:func:`save_model_file`, :func:`load_model_file`). :func:`load_trained` takes a
+run directory, a step directory or a model file: wherever a run is accepted, a model file is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import shutil
@@ -35,11 +42,19 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+import safetensors
+import safetensors.numpy
 from flax import nnx
 
 from dferjax import models
 from dferjax.config import base_config
+from dferjax.data import clips
 from dferjax.data.dataset import INFO_FILE
+
+DFERJAX_VERSION: str = sys.modules["dferjax"].__version__
+"""dferjax's version (``dferjax.__version__``), as model files record it. Read from the package already
+imported, not imported by name: the package's lazy ``Predictor`` attribute would make the import linter
+see the engine importing the predict application."""
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
@@ -54,8 +69,12 @@ TENSORBOARD_DIR = "tb"
 
 
 def eval_files(run_dir: str | Path, splits: list[str] | tuple[str, ...]) -> tuple[Path, Path]:
-    """``RUN/eval-<splits>.json`` and ``RUN/eval-<splits>-confusion.png`` of a checkpoint evaluation."""
+    """``RUN/eval-<splits>.json`` and ``RUN/eval-<splits>-confusion.png`` of a checkpoint evaluation; for a
+    model file ``DIR/NAME.safetensors``, ``DIR/NAME.eval-<splits>.json`` and ``...-confusion.png`` beside it."""
     name = "eval-" + "+".join(splits)
+    if is_model_file(run_dir):
+        file = Path(run_dir)
+        return file.with_name(f"{file.stem}.{name}.json"), file.with_name(f"{file.stem}.{name}-confusion.png")
     return Path(run_dir) / f"{name}.json", Path(run_dir) / f"{name}-confusion.png"
 
 
@@ -207,13 +226,18 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return out
 
 
+def _leaf_name(path: tuple[Any, ...]) -> str:
+    """``params/backbone/conv1/kernel``: a state leaf's tree path as one name (checkpoint messages, model files)."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     """{"params/backbone/conv1/kernel": shape, ...} of a state tree (arrays, ShapeDtypeStructs or metadata)."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         shape = getattr(leaf, "shape", None)
         if shape is not None:
-            out["/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)] = tuple(shape)
+            out[_leaf_name(path)] = tuple(shape)
     return out
 
 
@@ -268,7 +292,8 @@ def check_same_model(directory: str | Path, step: int, saved: ml_collections.Con
 def model_differences(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:
     """``key: a != b`` lines for the model settings that differ: ``model.name``, ``model.num_classes``,
     ``model.dtype`` and the selected model's own section (other models' sections do not count)."""
-    return config_differences(_selected_model(config_to_dict(a)), _selected_model(config_to_dict(b)))
+    return config_differences({"model": _selected_model(config_to_dict(a))["model"]},
+                              {"model": _selected_model(config_to_dict(b))["model"]})
 
 
 def run_differences(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
@@ -614,3 +639,350 @@ def load_model_state(directory: Path, step: int, config: ml_collections.ConfigDi
 def _to_abstract(tree: Any) -> Any:
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+# ----------------------------------------------------------------------------------------------
+# model files: one checkpoint as one shareable file (python -m dferjax.export)
+# ----------------------------------------------------------------------------------------------
+
+MODEL_FORMAT = "dferjax-model"
+"""The ``format`` metadata entry of a model file: what tells it from other safetensors files."""
+MODEL_FORMAT_VERSION = "1"
+MODEL_SUFFIX = ".safetensors"
+"""The suggested suffix: a model file is a safetensors file, which tools and model hubs open as such (and
+know to run no code); dferjax tells its files by their ``format`` entry, not by their name."""
+MODEL_JSON_KEYS = ("config", "data", "checkpoint", "card")
+"""The metadata entries holding JSON (besides format, format_version, dferjax_version and sha256)."""
+_HASH_DOMAIN = b"dferjax-model sha256 v1"
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A trained model and what using it needs, from a run directory or a model file (:func:`load_trained`).
+
+    Attributes:
+      model: the eval-ready model, parameters on the default device.
+      config: the config it was trained with (or the one asked for, which fits it).
+      meta: the checkpoint's meta: epoch, position, best and last evaluation reports.
+      data_info: the training shards' preparation (``data.json``): dataset, classes, prep, jpeg_quality;
+        None when not asked for.
+      source: the checkpoint (``RUN/best/<step>``) or the model file, as messages name it.
+      step: the checkpoint's step.
+      run_dir: the run directory; None for a model file.
+      model_file: the model file; None for a run.
+      card: a model file's card (JSON: model, classes, data set, scores...); None for a run.
+    """
+
+    model: nnx.Module
+    config: ml_collections.ConfigDict
+    meta: dict[str, Any]
+    data_info: dict[str, Any] | None
+    source: str
+    step: int | None
+    run_dir: Path | None = None
+    model_file: Path | None = None
+    card: dict[str, Any] | None = None
+
+
+def is_model_file(path: str | Path) -> bool:
+    """A file where a run is expected: it is read as a model file (or refused as none, naming it)."""
+    return Path(path).is_file()
+
+
+def load_trained(path: str | Path, which: str = "best", config: ml_collections.ConfigDict | None = None,
+                 with_data: bool = True) -> TrainedModel:
+    """A trained model from wherever a run is accepted: a run directory, a step directory or a model file.
+
+    Args:
+      path: a run directory (its ``which`` checkpoint), ``RUN/best/<step>``, or a model file (``which``
+        does not apply: the file holds one checkpoint).
+      which: "best" or "latest".
+      config: the config the caller wants (its model must fit the parameters); default: the model's own.
+      with_data: also read the training shards' preparation (a run's ``data.json``; in a model file always).
+    Raises:
+      CheckpointError: no run, checkpoint or model file there, a checkpoint of another model, or a model
+        file that is damaged, changed (its sha256 does not match) or of another format (each named).
+    """
+    if is_model_file(path):
+        return load_model_file(path, config)
+    run_dir, directory, step = find_checkpoint(path, which)
+    model, config, meta = load_model(directory / str(step), config)
+    data_info = load_data_info(run_dir, config) if with_data else None
+    return TrainedModel(model, config, meta, data_info, f"{directory}/{step}", step, run_dir=run_dir)
+
+
+def checkpoint_home(path: str | Path, which: str = "best") -> Path:
+    """Where the results of evaluating ``path`` go: its run directory, or the model file itself
+    (``eval_files`` then names files beside it)."""
+    return Path(path) if is_model_file(path) else find_checkpoint(path, which)[0]
+
+
+def checkpoint_report(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation of the checkpoint whose meta this is, or None when it was saved between evaluations.
+
+    A checkpoint saved after its epoch's evaluation (every best checkpoint; a latest one at an epoch's
+    end) starts the next epoch (``position`` 0) and its last report is of the epoch it finished.
+    """
+    last = meta.get("last")
+    if isinstance(last, dict) and meta.get("position") == 0 and last.get("epoch") == meta.get("epoch"):
+        return last
+    return None
+
+
+def model_tensors(params: Any, rest: Any) -> dict[str, np.ndarray]:
+    """The model halves as named host arrays: ``params/<path>`` and ``rest/<path>`` (batch-norm statistics)."""
+    flat = jax.tree_util.tree_flatten_with_path({"params": params, "rest": rest})[0]
+    return {_leaf_name(path): np.ascontiguousarray(np.asarray(leaf)) for path, leaf in flat}
+
+
+def shareable_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as a model file keeps it: the keys of ``config.base_config`` (a config file's extra
+    sections, e.g. the demo's ``synthetic``, describe how its data were made and are left out), the
+    selected model's section only, and the paths of the training machine (``data.dir``,
+    ``train.init_checkpoint``, ``model.<name>.backbone_weights``) reduced to their last part: where the
+    model came from, not the machine's folders (none is read when a model file is used)."""
+    values = _selected_model(config_to_dict(config))
+    known = base_config(ml_collections.ConfigDict()).to_dict()
+    out = {k: v for k, v in values.items() if k in known}
+    name = out["model"]["name"]
+    for section, key in ((out.get("data", {}), "dir"), (out.get("train", {}), "init_checkpoint"),
+                         (out["model"].get(name, {}), "backbone_weights")):
+        if isinstance(section.get(key), str) and section[key]:
+            section[key] = Path(section[key]).name
+    return out
+
+
+def shareable_data_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The preparation a model file keeps (``data.json``'s keys), its PrepConfig in today's fields
+    (settings of record version 1 that no longer exist dropped, as ``PrepConfig.from_dict`` does)."""
+    keep = {k: info.get(k) for k in ("dataset", "classes", "prep", "jpeg_quality", "clip_record_version",
+                                     "keypoint_definition_version")}
+    keep["prep"] = clips.PrepConfig.from_dict(dict(keep["prep"] or {})).to_dict()
+    return keep
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def model_file_hash(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
+    """The sha256 a model file carries, over its contents in canonical order.
+
+    After the domain string ``dferjax-model sha256 v1``: each tensor by name (sorted): its name, dtype
+    (numpy's, e.g. ``<f4``), shape (JSON) and C-order bytes; then each metadata entry but ``sha256`` by
+    key (sorted): its key and value. Every part is preceded by its length (8 bytes, little-endian).
+    Independent of how safetensors lays out the file.
+
+    Returns:
+      The hex digest.
+    """
+    digest = hashlib.sha256(_HASH_DOMAIN)
+
+    def part(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        part(name.encode())
+        part(array.dtype.newbyteorder("<").str.encode())
+        part(json.dumps(list(array.shape)).encode())
+        part(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+    for key in sorted(metadata):
+        if key != "sha256":
+            part(key.encode())
+            part(metadata[key].encode())
+    return digest.hexdigest()
+
+
+def save_model_file(path: str | Path, tensors: dict[str, np.ndarray], *, config: dict[str, Any],
+                    data: dict[str, Any], checkpoint: dict[str, Any], card: dict[str, Any]) -> str:
+    """Write a model file: a safetensors file of ``tensors`` whose metadata (str -> str) holds::
+
+        format            "dferjax-model"
+        format_version    "1"
+        dferjax_version   the writing dferjax's version
+        config            JSON: shareable_config (applied onto today's defaults when loaded)
+        data              JSON: the training shards' preparation (shareable_data_info)
+        checkpoint        JSON: step, which, run, epoch, position, best, last (the checkpoint's meta)
+        card              JSON: the model card's facts (model, classes, data set, scores, preparation...)
+        sha256            model_file_hash of the tensors and the other entries
+
+    Written to ``PATH.tmp`` first, then renamed: a reader never sees half a file.
+
+    Args:
+      path: the file to write (its folder is created).
+      tensors: ``model_tensors`` of the model's params and rest.
+    Returns:
+      The sha256 written.
+    """
+    metadata = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "dferjax_version": DFERJAX_VERSION,
+                "config": _canonical_json(config), "data": _canonical_json(data),
+                "checkpoint": _canonical_json(checkpoint), "card": _canonical_json(card)}
+    metadata["sha256"] = model_file_hash(tensors, metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))     # the umask's permissions, unlike save_file
+    tmp.replace(path)
+    return metadata["sha256"]
+
+
+def read_model_file(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The tensors and metadata of a model file, its format, version and sha256 checked.
+
+    Only safetensors and JSON are read: nothing in the file is executed.
+
+    Returns:
+      (tensors by name, metadata with the MODEL_JSON_KEYS entries decoded).
+    Raises:
+      CheckpointError: (one line naming the file) not a safetensors file, a safetensors file of another
+        format, a newer format version, a missing entry, or a sha256 that does not match the contents.
+    """
+    path = Path(path)
+    try:
+        with safetensors.safe_open(str(path), framework="numpy") as f:
+            metadata = dict(f.metadata() or {})
+            if metadata.get("format") != MODEL_FORMAT:
+                found = f" (its format entry is {metadata['format']!r})" if "format" in metadata else ""
+                raise _NotModelFile(f"{path} is not a dferjax model file: a safetensors file without "
+                                    f"format {MODEL_FORMAT!r}{found}; python -m dferjax.export RUN FILE makes one")
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except _NotModelFile as error:
+        raise CheckpointError(str(error)) from None
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a dferjax model file: not a readable safetensors file ({first}); "
+                              "name a run directory or a file written by python -m dferjax.export") from None
+    version = metadata.get("format_version")
+    if version != MODEL_FORMAT_VERSION:
+        raise CheckpointError(f"{path} is a dferjax model file of format version {version!r}, written by dferjax "
+                              f"{metadata.get('dferjax_version')}; this dferjax ({DFERJAX_VERSION}) reads version "
+                              f"{MODEL_FORMAT_VERSION}")
+    missing = [k for k in (*MODEL_JSON_KEYS, "sha256") if k not in metadata]
+    if missing:
+        raise CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}: the file is damaged or was not "
+                              "written by python -m dferjax.export; refused")
+    if model_file_hash(tensors, metadata) != metadata["sha256"]:
+        raise CheckpointError(f"{path}: its sha256 does not match its contents (a tensor or metadata entry was "
+                              "changed after export, or the file is damaged); refused")
+    values: dict[str, Any] = dict(metadata)
+    for key in MODEL_JSON_KEYS:
+        try:
+            values[key] = json.loads(metadata[key])
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{path}: its {key!r} entry is not JSON ({error}); refused") from None
+        if not isinstance(values[key], dict):
+            raise CheckpointError(f"{path}: its {key!r} entry is not a JSON object; refused")
+    return tensors, values
+
+
+class _NotModelFile(Exception):
+    pass
+
+
+def config_from_values(values: dict[str, Any], where: str) -> ml_collections.ConfigDict:
+    """A model file's config, applied onto today's defaults (``config.base_config`` with every registered
+    model's section).
+
+    A key the file lacks keeps today's default (keys are added with a default that keeps the old
+    behaviour, as for resumed runs); a key this dferjax does not know is refused, as it may change what
+    the model computes.
+
+    Raises:
+      CheckpointError: an unregistered model, an unknown key or a value of the wrong type, named.
+    """
+    name = (values.get("model") or {}).get("name") if isinstance(values.get("model"), dict) else None
+    if name not in models.MODELS:
+        raise CheckpointError(f"{where}: its model {name!r} (config key model.name) is not registered in dferjax "
+                              f"{DFERJAX_VERSION} (known: {', '.join(sorted(models.MODELS))})")
+    config = base_config(models.default_config())
+    _apply_values(config, values, where, "")
+    return config
+
+
+def _apply_values(node: ml_collections.ConfigDict, values: dict[str, Any], where: str, prefix: str) -> None:
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in node:
+            raise CheckpointError(f"{where}: its config key {name!r} is unknown to dferjax {DFERJAX_VERSION} (a file "
+                                  "of a newer version?); refused, as it may change what the model computes")
+        if isinstance(node[key], ml_collections.ConfigDict):
+            if not isinstance(value, dict):
+                raise CheckpointError(f"{where}: its config key {name!r} must be a section, not {value!r}")
+            _apply_values(node[key], value, where, name + ".")
+            continue
+        if isinstance(value, dict):
+            raise CheckpointError(f"{where}: its config key {name!r} must be a value, not a section")
+        try:
+            node[key] = _tuples(value)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{where}: its config key {name!r} = {value!r} does not fit today's "
+                                  f"{node[key]!r}: {str(error).splitlines()[0]}") from None
+
+
+def _check_data_info(info: dict[str, Any], where: str, num_classes: int) -> None:
+    known = {f.name for f in dataclasses.fields(clips.PrepConfig)}
+    prep = info.get("prep")
+    if not isinstance(prep, dict):
+        raise CheckpointError(f"{where}: its data entry has no preparation (prep); refused")
+    unknown = sorted(set(prep) - known)
+    if unknown:
+        raise CheckpointError(f"{where}: its preparation setting(s) {', '.join(unknown)} are unknown to dferjax "
+                              f"{DFERJAX_VERSION}; refused, as new clips could not be prepared as in training")
+    classes = info.get("classes")
+    if not (isinstance(classes, list) and len(classes) == num_classes and all(isinstance(c, str) for c in classes)):
+        raise CheckpointError(f"{where}: its data entry names classes {classes!r}, the model has {num_classes}")
+
+
+def _fill(tensors: dict[str, np.ndarray], abstract: dict[str, Any], where: str, what: str) -> dict[str, Any]:
+    """``abstract`` (ShapeDtypeStruct leaves) with the file's arrays on the default device, after checking
+    that names, shapes and dtypes are the model's (CheckpointError naming the parameters otherwise)."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    names = [_leaf_name(path) for path, _ in flat]
+    problems = []
+    for name, (_, leaf) in zip(names, flat):
+        have = tensors.get(name)
+        if have is None:
+            problems.append(f"{name}: not in the file (the model's is {tuple(leaf.shape)})")
+        elif tuple(have.shape) != tuple(leaf.shape) or have.dtype != leaf.dtype:
+            problems.append(f"{name}: {tuple(have.shape)} {have.dtype} in the file != {tuple(leaf.shape)} "
+                            f"{np.dtype(leaf.dtype)} in the model")
+    problems += [f"{name}: in the file, not in the model" for name in sorted(set(tensors) - set(names))]
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CheckpointError(f"{where}: its parameters do not fit {what}: {'; '.join(problems[:3])}{more}")
+    device = jax.devices()[0]
+    return jax.tree_util.tree_unflatten(treedef, [jax.device_put(tensors[name], device) for name in names])
+
+
+def load_model_file(path: str | Path, config: ml_collections.ConfigDict | None = None) -> TrainedModel:
+    """A trained model from a model file (``python -m dferjax.export``): checked, then restored into the
+    configured model (``models.abstract_model`` + ``nnx.merge``).
+
+    Args:
+      path: the model file.
+      config: the config the caller wants (its model must fit the file's parameters); default: the file's.
+    Returns:
+      A TrainedModel: meta is the checkpoint's (epoch, position, best, last), data_info the file's
+      preparation, card its model card.
+    Raises:
+      CheckpointError: see read_model_file and config_from_values; parameters whose names, shapes or
+        dtypes are not the model's (named); a preparation or class list that cannot be used.
+    """
+    path = Path(path)
+    tensors, values = read_model_file(path)
+    saved = config_from_values(values["config"], str(path))
+    wanted = config or saved
+    graphdef, params, rest = split_model(models.abstract_model(wanted.model))
+    what = f"its config's model {saved.model.name!r}"
+    if config is not None:
+        changed = model_differences(saved, config)
+        what = "the requested config's model" + (f" (settings that differ, file != requested: {'; '.join(changed)})"
+                                                 if changed else "")
+    state = _fill(tensors, {"params": params, "rest": rest}, str(path), what)
+    _check_data_info(values["data"], str(path), int(wanted.model.num_classes))
+    checkpoint = values["checkpoint"]
+    meta = {k: checkpoint.get(k) for k in ("epoch", "position", "best", "last")}
+    return TrainedModel(nnx.merge(graphdef, state["params"], state["rest"]), wanted, meta, values["data"],
+                        str(path), checkpoint.get("step"), model_file=path, card=values["card"])

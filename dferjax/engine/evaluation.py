@@ -58,19 +58,25 @@ def evaluate_split(eval_step: Any, state: Any, data: ip.EvalData, mesh: Mesh, me
 def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequence[str] | None = None,
                        data_dir: str | None = None, batch_size: int | None = None,
                        progress: bool = True) -> dict[str, Any]:
-    """A run's checkpoint evaluated over ``splits`` with the training input pipeline.
+    """A run's checkpoint, or a model file, evaluated over ``splits`` with the training input pipeline.
 
     Args:
-      checkpoint: a run directory or ``RUN/best/<step>``; which: "best" or "latest".
-      splits: shard splits (default: the run's test splits); data_dir: shards (default: the run's).
+      checkpoint: a run directory, ``RUN/best/<step>`` or a model file (``python -m dferjax.export``);
+        which: "best" or "latest" (for a run).
+      splits: shard splits (default: the run's test splits); data_dir: shards (default: the run's;
+        required for a model file, which names no shards).
       batch_size: global eval batch (default: train.eval_batch_size, rounded to the device count).
     Returns:
       {"report", "embeddings" (N, d), "logits" (N, K), "labels" (N,), "clip_ids", "class_names",
       "source", "spec", "config", "meta", "splits"}, arrays in record order.
     Raises:
-      CheckpointError, DataConfigError: a run, checkpoint or shards that cannot be used (named).
+      CheckpointError, DataConfigError: a run, checkpoint, model file or shards that cannot be used (named);
+        a model file without ``data_dir``.
     """
-    model, config, meta = ckpt.load_model(checkpoint, which=which)
+    if ckpt.is_model_file(checkpoint) and not data_dir:
+        raise ckpt.CheckpointError(f"{checkpoint} is a model file: name the shards to evaluate it on (--data DIR)")
+    trained = ckpt.load_trained(checkpoint, which, with_data=False)
+    model, config, meta = trained.model, trained.config, trained.meta
     splits = tuple(splits or config.data.test_splits)
     data = open_data(config, data_dir, splits, with_train=False)
     source, spec = data["test"], data["spec"]
