@@ -1,6 +1,6 @@
 """Expression of the face in a video, a frame folder or a still image, from a trained run.
 
-    python -m dferjax.predict --checkpoint RUN_OR_STEP_DIR INPUT [INPUT ...] [--images]
+    python -m dferjax.predict --checkpoint RUN_OR_STEP_DIR_OR_MODEL_FILE INPUT [INPUT ...] [--images] [--faces all]
         [--json] [--window SECONDS [--stride SECONDS]] [--annotate OUT.mp4|OUT.png] [--batch-size N]
 
 An INPUT is told apart by what it is: a file with an image suffix (.jpg, .jpeg, .png, .bmp, .webp,
@@ -1301,8 +1301,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="An input with an image suffix (" + ", ".join(clips.IMAGE_EXTENSIONS) + ") is a still image; "
                "other files are videos; a folder is the frames of one clip, or with --images a folder of "
                "still images (one row each).")
-    parser.add_argument("--checkpoint", required=True, help="run directory (its best checkpoint) or a step "
-                                                            "directory (RUN/best/<step>, RUN/checkpoints/<step>)")
+    parser.add_argument("--checkpoint", required=True, help="run directory (its best checkpoint), a step directory "
+                                                            "(RUN/best/<step>, RUN/checkpoints/<step>) or a model "
+                                                            "file (python -m dferjax.export)")
     parser.add_argument("inputs", nargs="+", help="videos, images, and folders: the frames of one clip each, "
                                                   "or with --images folders of still images")
     parser.add_argument("--images", action="store_true",
