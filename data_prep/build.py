@@ -72,7 +72,8 @@ def print_summary(info: dict[str, Any], out: Path, seconds: float) -> None:
           f"(reasons in {out / MANIFEST_FILE}) in {seconds:.1f} s")
     for split, s in info["splits"].items():
         per_class = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
-        print(f"  {split}: {s['records']} {kind.split()[0]} in {len(s['shards'])} shards ({per_class})")
+        n = len(s["shards"])
+        print(f"  {split}: {s['records']} {kind.split()[0]} in {n} shard{'s' if n != 1 else ''} ({per_class})")
 
 
 def main(argv: list[str] | None = None) -> int:

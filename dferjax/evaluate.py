@@ -62,7 +62,7 @@ def evaluate_checkpoint(checkpoint: str | Path, which: str = "best", splits: Seq
     out = checkpoint_outputs(checkpoint, which, splits, data_dir, batch_size, progress)
     notes = [BALANCED_TEST_SETS[out["config"].dataset]] if out["config"].dataset in BALANCED_TEST_SETS else []
     return {**out["report"], "epoch": (out["meta"].get("last") or {}).get("epoch"), "splits": out["splits"],
-            "checkpoint": str(checkpoint), "which": which, "notes": notes}
+            "checkpoint": str(checkpoint), "which": which, "notes": notes, "used": out["used"], "step": out["step"]}
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         json_file, png_file = ckpt.eval_files(ckpt.checkpoint_home(args.checkpoint, which), report["splits"])
         json_file.write_text(json.dumps(report, indent=2) + "\n")
         plot_confusion(report["confusion"], report["class_names"], png_file)
+        epoch = f" (epoch {report['epoch']})" if report.get("epoch") is not None else ""
+        print(f"checkpoint {report['used']}{epoch}")
         print(format_report(report))
         print(f"{report['num_samples']} samples of {', '.join(report['splits'])}: WAR {_pct(report['war'])}  "
               f"UAR {_pct(report['uar'])}; wrote {json_file}")

@@ -68,7 +68,8 @@ def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequ
       batch_size: global eval batch (default: train.eval_batch_size, rounded to the device count).
     Returns:
       {"report", "embeddings" (N, d), "logits" (N, K), "labels" (N,), "clip_ids", "class_names",
-      "source", "spec", "config", "meta", "splits"}, arrays in record order.
+      "source", "spec", "config", "meta", "splits", "used" (the checkpoint, ``RUN/best/<step>``, or the model
+      file), "step"}, arrays in record order.
     Raises:
       CheckpointError, DataConfigError: a run, checkpoint, model file or shards that cannot be used (named);
         a model file without ``data_dir``.
@@ -94,4 +95,5 @@ def checkpoint_outputs(checkpoint: str | Path, which: str = "best", splits: Sequ
                                                 progress)
     return {"report": report, "embeddings": embeddings, "logits": logits, "labels": np.asarray(test_meta["label"]),
             "clip_ids": test_meta["clip_id"], "class_names": data["class_names"], "source": source,
-            "spec": spec, "config": config, "meta": meta, "splits": list(splits)}
+            "spec": spec, "config": config, "meta": meta, "splits": list(splits), "used": trained.source,
+            "step": trained.step}
