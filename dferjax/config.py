@@ -71,7 +71,9 @@ def base_config(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-3      # Adam (section 4.2)
     c.train.b1 = 0.9
     c.train.b2 = 0.99
+    c.train.optimizer = "adam"        # adam (L2 decay added to the gradient) | adamw (decoupled decay)
     c.train.weight_decay = 0.0
+    c.train.lr_schedule = "step"      # step: x lr_decay_factor at lr_decay_epochs | exponential: x it every epoch
     c.train.lr_decay_epochs = (40, 60)  # lr x lr_decay_factor at each (section 4.2)
     c.train.lr_decay_factor = 0.1
     c.train.seed = 0                  # parameters, data order and augmentation
@@ -130,6 +132,11 @@ def check_values(config: ml_collections.ConfigDict) -> None:
                 problems.append(f"{key} = {value!r} is not an integer of at least {low}")
     if not config.train.learning_rate > 0:
         problems.append(f"train.learning_rate = {config.train.learning_rate!r} is not positive")
+    for key, allowed in (("optimizer", ("adam", "adamw")), ("lr_schedule", ("step", "exponential"))):
+        if config.train[key] not in allowed:
+            problems.append(f"train.{key} = {config.train[key]!r} is not one of {', '.join(allowed)}")
+    if not 0 < config.train.lr_decay_factor <= 1:
+        problems.append(f"train.lr_decay_factor = {config.train.lr_decay_factor!r} is not in (0, 1]")
     low, high = config.data.crop_scale
     if not 0 < low <= high <= 1:
         problems.append(f"data.crop_scale = {tuple(config.data.crop_scale)} is not a range within (0, 1]")

@@ -32,7 +32,7 @@ MODELS: dict[str, type] = {
 }
 
 __all__ = ["DTYPES", "MODELS", "VARIANTS", "ModelConfigError", "UnknownModelError", "check_config", "DFERModel", "FrameMeanModel", "InputSpec", "Model", "Outputs",
-           "abstract_model", "apply_tiny", "apply_variant", "build_model", "variant_of", "default_config", "dfer_loss", "input_spec",
+           "abstract_model", "apply_tiny", "select", "apply_variant", "build_model", "variant_of", "default_config", "dfer_loss", "input_spec",
            "model_class", "model_section"]
 
 
@@ -53,6 +53,27 @@ def default_config() -> ml_collections.ConfigDict:
     for name, cls in MODELS.items():
         c[name] = cls.default_config()
     return c
+
+
+def select(config: ml_collections.ConfigDict, name: str) -> None:
+    """Select model ``name`` in a full config, in place, with its recipe: ``config.model.name = name`` and
+    the class's ``RECIPE`` ({"section.key": value}, e.g. ``{"train.optimizer": "adamw"}``: the settings its
+    authors trained it with, where they differ from the paper's model's defaults) applied.
+
+    Config files call it for their ``model=`` argument (``configs/dfew.py:model=tdrag``); a plain
+    ``--config.model.name=X`` override changes the model only.
+
+    Raises:
+      UnknownModelError: no registered model is called ``name`` (the known ones are listed).
+    """
+    cls = model_class({"name": name})
+    config.model.name = name
+    for key, value in (getattr(cls, "RECIPE", {}) or {}).items():
+        section, _, leaf = key.rpartition(".")
+        target = config
+        for part in section.split("."):
+            target = target[part]
+        target[leaf] = value
 
 
 def apply_tiny(model_config: ml_collections.ConfigDict) -> None:

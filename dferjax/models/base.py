@@ -15,6 +15,9 @@ nothing else than :class:`Model`:
   ``"frames"`` (B, N, S, S, 3) RGB in [0, 255] (uint8), and ``"heatmaps"`` (B, N, h, h, 18) where
   the spec asks for them.
 * **Its loss**: ``model.loss(outputs, labels) -> (scalar loss, {name: scalar})``.
+* **Its recipe** (optional): ``Model.RECIPE``, {"section.key": value} of the training settings its
+  authors used where they differ from the base config's (e.g. ``{"train.optimizer": "adamw"}``),
+  applied by ``models.select(config, name)`` (a config file's ``model=`` argument).
 * **A tiny setting**: ``Model.TINY``, overrides of its section that shrink it for CPU tests and the
   demo (the one "tiny" setting, as big_vision's ``runlocal``).
 * **Allowed values** (optional): ``Model.CHOICES``, {key: allowed values} of its section, and
