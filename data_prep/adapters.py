@@ -370,7 +370,7 @@ def _read_split_file(path: Path, root: Path, dataset: str,
 
 def _row_skip(where: str, path: Path, line: int, fields: list[str], problem: str, root: Path) -> SkippedEntry:
     """A split-file row that names no clip: its id is "<file relative to root>:<line>"."""
-    return SkippedEntry(f"{_rel(path, root)}:{line}", f"{path}:{line}", f"{where} ({','.join(fields)!r}): {problem}")
+    return SkippedEntry(f"{_rel(path, root)}:{line}", f"{path}:{line}", f"{where} (fields {fields!r}): {problem}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -880,7 +880,7 @@ def csv_labels(root: str | Path, *, csv: str | Path | None = None, num_classes: 
             problems.append(f"clip id {clip_id!r} already listed in {seen[clip_id]}")
         if problems:
             skipped.append(SkippedEntry(clip_id or f"{_rel(label_file, root)}:{line}", f"{label_file}:{line}",
-                                        f"{where} ({','.join(fields)!r}): " + "; ".join(problems)))
+                                        f"{where} (fields {fields!r}): " + "; ".join(problems)))
             continue
         seen[clip_id] = where
         clips.append(ClipEntry(clip_id, str(path), label, split or hash_split(clip_id, test_fraction)))

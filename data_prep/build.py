@@ -45,18 +45,32 @@ from typing import Any
 from data_prep.adapters import ADAPTERS, Listing, list_clips
 from dferjax import jobs
 from dferjax.data.clips import PrepConfig
-from dferjax.data.dataset import INFO_FILE, MANIFEST_FILE, WorkerError, build  # noqa: F401  (the build itself)
+from dferjax.data.dataset import INFO_FILE, MANIFEST_FILE, BuildSettingsError, WorkerError, build  # noqa: F401
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (high None: no upper bound), else a usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is not {bound}")
+        return value
+    return parse
 
 
 def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
-    """The PrepConfig options, shared by build and synthetic."""
+    """The PrepConfig options, shared by build and synthetic (values that cannot work are usage errors)."""
     d = PrepConfig()
-    parser.add_argument("--image-size", type=int, default=d.image_size, help="face crop side in pixels")
-    parser.add_argument("--max-frames", type=int, default=d.max_frames, help="frames stored per clip at most")
-    parser.add_argument("--min-frames", type=int, default=d.min_frames, help="shorter clips repeat frames")
-    parser.add_argument("--shard-size", type=int, default=256, help="clips per shard")
-    parser.add_argument("--jpeg-quality", type=int, default=95)
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="worker processes")
+    parser.add_argument("--image-size", type=_int_in(8), default=d.image_size, help="face crop side in pixels")
+    parser.add_argument("--max-frames", type=_int_in(1), default=d.max_frames, help="frames stored per clip at most")
+    parser.add_argument("--min-frames", type=_int_in(1), default=d.min_frames, help="shorter clips repeat frames")
+    parser.add_argument("--shard-size", type=_int_in(1), default=256, help="samples per shard")
+    parser.add_argument("--jpeg-quality", type=_int_in(0, 100), default=95, help="JPEG quality of the stored frames")
+    parser.add_argument("--workers", type=_int_in(1), default=max(1, (os.cpu_count() or 1)), help="worker processes")
 
 
 def prep_config_from_args(args: argparse.Namespace, **extra: Any) -> PrepConfig:
@@ -84,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precropped", choices=["auto", "yes", "no"], default="auto",
                         help="frames are face crops already (auto: DFEW frame folders, FERV39k, RAF-DB aligned, "
                              "FERPlus, AffectNet train_set/val_set)")
-    parser.add_argument("--upsample", type=int, default=0, help="dlib detector upsampling (small faces: 1)")
+    parser.add_argument("--upsample", type=_int_in(0, 2), default=0, help="dlib detector upsampling (small faces: 1)")
     parser.add_argument("--csv", help="label file for --dataset csv (default ROOT/labels.csv)")
     parser.add_argument("--num-classes", type=int, choices=[7, 8, 11],
                         help="classes: 7 (default; mafw: 11), 8 with contempt (affectnet, ferplus, folder, csv), "
@@ -165,7 +179,7 @@ def run_build(start: Callable[[], dict[str, Any]], out: Path, *, require_clips: 
     begin = time.perf_counter()
     try:
         info = start()
-    except (jobs.FolderError, WorkerError) as error:
+    except (jobs.FolderError, WorkerError, BuildSettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except jobs.Interrupted as stop:

@@ -153,7 +153,7 @@ def model_card(card: dict[str, Any], file_name: str, sha256: str) -> str:
     else:
         lines += ["## Scores", "", "This checkpoint was saved between evaluations: no scores.", ""]
     lines += ["## Use", "", "```",
-              f"pip install dferjax=={card['dferjax_version']}",
+              f"# dferjax {card['dferjax_version']} or later: pip install -e . in its repository",
               f"python -m dferjax.predict --checkpoint {file_name} video.mp4 photo.jpg",
               f"python -m dferjax.evaluate --checkpoint {file_name} --data SHARDS",
               "```", "", "```python", "from dferjax import Predictor",
@@ -169,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                                                    "(RUN/best/<step>, RUN/checkpoints/<step>)")
     parser.add_argument("out", metavar="FILE", help=f"model file to write (suggested suffix {ckpt.MODEL_SUFFIX}); "
                                                     "its card is written beside it as FILE's name with .md")
-    parser.add_argument("--which", choices=("best", "latest"), default="best",
-                        help="for a run directory: its best checkpoint (default) or the latest")
+    parser.add_argument("--which", choices=("best", "latest", "last"), default="best",
+                        help="for a run directory: its best checkpoint (default) or the latest (last: the same, as "
+                             "evaluate spells it)")
     args = parser.parse_args(argv)
+    args.which = "latest" if args.which == "last" else args.which
     try:
         done = export(args.run, args.out, args.which)
     except (ckpt.CheckpointError, DataConfigError, ModelConfigError, OSError) as error:

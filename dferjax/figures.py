@@ -173,8 +173,11 @@ def plot_curves(metrics_jsonl_path: str | Path, path: str | Path, title: str | N
     fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(12, 4.5))
 
     drew = False
+    parts = _series(train, "step", "loss_s")[0]          # without an auxiliary head loss_t is the loss itself
     for key, label, style in (("loss", "loss", "-"), ("loss_t", "loss_t (temporal)", "--"),
                               ("loss_s", "loss_s (spatial, auxiliary)", ":")):
+        if key == "loss_t" and not parts:
+            continue
         xs, ys = _series(train, "step", key)
         if xs:
             ax_loss.plot(xs, ys, style, label=label, linewidth=1.2)

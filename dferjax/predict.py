@@ -273,22 +273,38 @@ class Predictor:
     """A trained model, loaded once, with the run's clip preparation and input spec."""
 
     def __init__(self, checkpoint: str | Path, which: str = "best", config_spec: str | None = None,
-                 batch_size: int = 8, upsample: int | None = None):
+                 batch_size: int = 8, upsample: int | None = None, precropped: bool | None = None):
         """Args: checkpoint (a run or step directory, or a model file of ``python -m dferjax.export``),
         which ("best"/"latest", for a run), config_spec (PATH[:ARG] the checkpoint must fit), batch_size
         (clips per model call), upsample (dlib detector upsampling instead of the training shards': 1 finds
         faces down to about 40 pixels, at about 4x the detection time; None: the shards', and one retry at 1
-        for an input where no face was found)."""
+        for an input where no face was found), precropped (the inputs are face crops like pre-cropped
+        training shards: no face search; None: faces are searched for in every input, also for a run trained
+        on pre-cropped faces such as RAF-DB's aligned images or DFEW's crops, and each result says so)."""
         wanted = load_config(config_spec) if config_spec else None
         trained = ckpt.load_trained(checkpoint, which, wanted)
         self.model, self.config, self.meta, self.card = trained.model, trained.config, trained.meta, trained.card
         data_info = trained.data_info
         self.prep = clips.PrepConfig.from_dict(dict(data_info.get("prep") or {}))
+        self.notes: list[str] = []
+        """Sentences every result of this predictor carries (how its preparation differs from training's)."""
+        if self.prep.precropped and precropped is None:
+            self.notes.append("the run was trained on face crops (pre-cropped shards): the face was detected in this "
+                              f"input and cropped with a {self.prep.margin:.0%} margin; for inputs that are face "
+                              "crops like the training data, pass --precropped yes")
+        if precropped is not None or self.prep.precropped:
+            self.prep = dataclasses.replace(self.prep, precropped=bool(precropped))
         self.retry_upsample = upsample is None and self.prep.upsample == 0 and not self.prep.precropped
         if upsample is not None:
             self.prep = dataclasses.replace(self.prep, upsample=int(upsample))
         self.jpeg_quality = int(data_info.get("jpeg_quality") or 95)
         self.spec = example_spec(self.config)
+        self.clip_prep = self.prep
+        """The preparation of videos and frame folders: a still-image model (one frame per sample) is given
+        ``STILL_MODEL_FRAMES`` frames spread over the clip, each classified, the probabilities averaged."""
+        if self.spec.num_frames == 1:
+            self.clip_prep = dataclasses.replace(self.prep, max_frames=max(self.prep.max_frames, STILL_MODEL_FRAMES),
+                                                 min_frames=1)
         num_classes = int(self.config.model.num_classes)
         self.class_names = list(data_info.get("classes") or default_class_names(num_classes))
         if len(self.class_names) != num_classes:
@@ -349,17 +365,35 @@ class Predictor:
             raise found[0].exception
         return found[0] if faces == "largest" else found
 
+    def prep_for(self, source: Any, upsample: int | None = None) -> clips.PrepConfig:
+        """The preparation of ``source``: the run's for a still image, :attr:`clip_prep` for a clip; at detector
+        ``upsample`` (None: the predictor's)."""
+        prep = self.prep if _is_still(source) else self.clip_prep
+        return prep if upsample is None else dataclasses.replace(prep, upsample=upsample)
+
     def prepare(self, source: str | Path | np.ndarray, frame_range: tuple[int, int] | None = None,
                 upsample: int | None = None) -> clips.PreparedClip:
         """The run's clip preparation (``clips.prepare_clip``) of ``source`` (a video, frame folder or
         image path, an image array or a frames array) or its ``frame_range``, at the detector
         ``upsample`` given (default: the predictor's). Raises ClipError / NoFaceError naming the source."""
-        prep = self.prep if upsample is None else dataclasses.replace(self.prep, upsample=upsample)
-        return clips.prepare_clip(source, prep, frame_range)
+        return clips.prepare_clip(source, self.prep_for(source, upsample), frame_range)
 
     def inputs(self, clip: clips.PreparedClip) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """Model frames, key-points, heat-maps (None for a model without) and the stored frames taken."""
         return ip.clip_inputs(clip.frames, clip.keypoints, self.spec, self.jpeg_quality)
+
+    def model_inputs(self, clip: clips.PreparedClip) -> tuple[list[tuple[np.ndarray, np.ndarray | None]],
+                                                               np.ndarray, np.ndarray, np.ndarray]:
+        """What the model is given for ``clip``: a list of (frames, heat-maps) inputs whose probabilities are
+        averaged (one input, :meth:`inputs`, except for a still-image model on a clip: one per stored frame),
+        with the model frames and key-points of all of them and the stored frames taken."""
+        if self.spec.num_frames == 1 and not clip.still and len(clip.frames) > 1:
+            parts = [ip.clip_inputs(clip.frames[i:i + 1], clip.keypoints[i:i + 1], self.spec, self.jpeg_quality)
+                     for i in range(len(clip.frames))]
+            return ([(f, h) for f, _, h, _ in parts], np.concatenate([f for f, _, _, _ in parts]),
+                    np.concatenate([k for _, k, _, _ in parts]), np.arange(len(clip.frames), dtype=np.int32))
+        frames, points, heatmaps, take = self.inputs(clip)
+        return [(frames, heatmaps)], frames, points, take
 
     def probabilities(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray | None]) -> np.ndarray:
         """Class probabilities (N, K) of N model inputs, in batches of ``batch_size`` (one compiled shape).
@@ -469,7 +503,7 @@ def _prepare_input(predictor: Predictor, source: str | Path | np.ndarray, upsamp
     """The input's clip and, for a video with windows, its whole timeline from one decode pass."""
     if not window_s or isinstance(source, np.ndarray) or Path(source).is_dir():
         return predictor.prepare(source, upsample=upsample), None
-    prep = predictor.prep if upsample is None else dataclasses.replace(predictor.prep, upsample=upsample)
+    prep = predictor.prep_for(source, upsample)
     count, fps = clips.probe_clip(source)
     spans = _spans(count / (fps if fps > 0 else default_fps), window_s, stride_s)
     timeline = clips.read_timeline(source, prep, spans)
@@ -477,6 +511,9 @@ def _prepare_input(predictor: Predictor, source: str | Path | np.ndarray, upsamp
         raise timeline.clip
     return timeline.clip, timeline
 
+
+STILL_MODEL_FRAMES = 16
+"""Frames of a video or frame folder a still-image model classifies (spread evenly; probabilities averaged)."""
 
 FACES = ("largest", "all")
 """Which faces ``predict`` classifies: the largest, followed through the clip (never switching person), or
@@ -489,7 +526,7 @@ def _prepare_faces(predictor: Predictor, source: Any, window_s: float | None, st
     faces="largest". A face whose whole clip has no detection comes as (ClipError, timeline)."""
     if faces_ == "largest":
         return [_prepare_input(predictor, source, upsample, window_s, stride_s, default_fps)]
-    prep = predictor.prep if upsample is None else dataclasses.replace(predictor.prep, upsample=upsample)
+    prep = predictor.prep_for(source, upsample)
     video = not isinstance(source, np.ndarray) and not Path(source).is_dir() and not _is_still(source)
     if window_s and video:
         count, fps = clips.probe_clip(source)
@@ -583,8 +620,10 @@ def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], wi
             who = f", {len(mine)} face{'s' if len(mine) != 1 else ''}" if faces == "all" else ""
             print(f"prepared {name}{who}{windows}", file=sys.stderr, flush=True)
     probs = predictor.probabilities([p[1] for p in pending], [p[2] for p in pending])
-    for (item, _, _), p in zip(pending, probs):
-        item.probabilities = p
+    shares: dict[int, list[np.ndarray]] = {}
+    for (item, _, _), p in zip(pending, probs):          # an item with several inputs: their mean
+        shares.setdefault(id(item), []).append(p)
+        item.probabilities = np.mean(shares[id(item)], axis=0).astype(np.float32)
     return results
 
 
@@ -609,13 +648,17 @@ def _add_result(predictor: Predictor, result: Prediction, source: Any, clip: cli
         result.fps = clip.fps if clip.fps > 0 else default_fps
         if clip.fps <= 0:
             result.notes.append(f"frame rate unknown: times assume {result.fps:g} frames per second (--fps)")
-    frames, points, heatmaps, take = predictor.inputs(clip)
+    given, frames, points, take = predictor.model_inputs(clip)
     result.take, result.inputs = take, (frames, points)
     result.detected_share = detected_share(clip, take)
+    result.notes.extend(predictor.notes)
+    if len(given) > 1:
+        result.notes.append(f"a still-image model: the probabilities are the mean over {len(given)} frames spread "
+                            "over the clip, each classified on its own")
     warning = _rests_on_filled(result.detected_share)
     if warning:
         result.notes.append(warning)
-    pending.append((result, frames, heatmaps))
+    pending.extend((result, f, h) for f, h in given)
 
     def add_window(window: Window, prepare: Any) -> None:
         """Append ``window`` with its clip (``prepare()``: a PreparedClip, or raises/returns ClipError)."""
@@ -628,9 +671,9 @@ def _add_result(predictor: Predictor, result: Prediction, source: Any, clip: cli
             window.error = error.reason
             return
         window.clip = window_clip
-        w_frames, _, w_heatmaps, w_take = predictor.inputs(window_clip)
+        w_given, _, _, w_take = predictor.model_inputs(window_clip)
         window.detected_share = detected_share(window_clip, w_take)
-        pending.append((window, w_frames, w_heatmaps))
+        pending.extend((window, f, h) for f, h in w_given)
 
     if window_here and timeline is not None:           # a video: its windows came with the one decode pass
         stamps = timeline.timestamps
@@ -869,20 +912,22 @@ FILLED_COLOUR = (0, 0, 255)        # BGR: no face detected in the frame (nothing
 
 
 def _draw_legend(image: np.ndarray, face: bool = True, rings: bool = True) -> None:
-    """Bottom-left: what the marks mean. With ``face``, the box and the two kinds of key-point marks (dots:
-    measured on a frame the preparation sampled; rings: interpolated between sampled frames, shown only
-    with ``rings``); without, that no face was detected in this frame (no box, no key-points drawn)."""
-    h = image.shape[0]
-    scale = max(0.35, h / 1400)
+    """Bottom-left, on a dark band: what the marks mean. With ``face``, the box and the two kinds of key-point
+    marks (dots: measured on a frame the preparation sampled; rings: interpolated between sampled frames,
+    named only with ``rings``); without, that no face was detected in this frame (nothing drawn at it)."""
+    h, w = image.shape[:2]
+    scale = max(0.4, min(h, w) / 900)
     if face:
-        lines = [(DETECTED_COLOUR, "face detected: box; key-points as dots (sampled frame)"
-                  + (" or rings (between sampled frames)" if rings else ""))]
+        colour = DETECTED_COLOUR
+        text = "box: face detected; dots: key-points" + (" (rings: between sampled frames)" if rings else "")
     else:
-        lines = [(FILLED_COLOUR, "no face detected in this frame")]
-    for k, (colour, text) in enumerate(lines):
-        y = h - 8 - int(k * 22 * scale / 0.5)
-        cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        colour, text = FILLED_COLOUR, "no face detected in this frame"
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    y1 = h - 4
+    y0 = max(0, y1 - th - base - 6)
+    band = image[y0:h, 0:min(w, tw + 12)]
+    band[:] = (band * 0.35).astype(np.uint8)
+    cv2.putText(image, text, (6, y1 - base - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
 def _draw_points(image: np.ndarray, points: np.ndarray, radius: int, filled: bool = True) -> None:
@@ -892,32 +937,46 @@ def _draw_points(image: np.ndarray, points: np.ndarray, radius: int, filled: boo
                        -1 if filled else max(1, radius // 2), cv2.LINE_AA)
 
 
-def _draw_bars(image: np.ndarray, probs: np.ndarray | None, class_names: Sequence[str], title: str = "") -> None:
-    """Class probabilities as horizontal bars in the top-left corner, over a dark translucent panel."""
+def _bars_right(image: np.ndarray, boxes: Sequence[np.ndarray]) -> bool:
+    """Whether the bars go top-right: the faces drawn lie mostly in the left half (their mean centre), so the
+    panel does not cover them."""
+    centres = [(b[0] + b[2]) / 2 for b in boxes if b is not None and np.all(np.isfinite(b))]
+    return bool(centres) and float(np.mean(centres)) < image.shape[1] / 2
+
+
+def _draw_bars(image: np.ndarray, probs: np.ndarray | None, class_names: Sequence[str], title: str = "",
+               right: bool = False) -> None:
+    """Class probabilities as horizontal bars with their numbers over a dark translucent panel, in the top-left
+    corner (top-right with ``right``)."""
     h, w = image.shape[:2]
-    row = max(10, min(22, h // (2 * (len(class_names) + 1))))
+    row = max(10, min(22, h // 24))
     scale = row / 30.0
     text_w = int(max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for n in class_names)) + 6
     number_w = int(cv2.getTextSize("0.00", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]) + 8
-    bar_w = max(20, min(w // 4, 160))
+    bar_w = max(20, min(w // 6, 120))
+    if title:
+        text_w = max(text_w, min(w // 2, int(cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0])
+                                 - bar_w - number_w + 8))
     rows = len(class_names) + (1 if title else 0)
-    x1, y1 = min(w, text_w + bar_w + number_w + 8), min(h, rows * row + 8)
-    panel = image[0:y1, 0:x1]
+    width, y1 = min(w, text_w + bar_w + number_w + 8), min(h, rows * row + 8)
+    ox = w - width if right else 0
+    panel = image[0:y1, ox:ox + width]
     panel[:] = (panel * 0.45).astype(np.uint8)
     y = 4
     if title:
-        cv2.putText(image, title, (4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(image, title, (ox + 4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
         y += row
     best = int(np.argmax(probs)) if probs is not None else -1
     for k, name in enumerate(class_names):
         colour = (0, 255, 255) if k == best else (230, 230, 230)
-        cv2.putText(image, name, (4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        cv2.putText(image, name, (ox + 4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        x = ox + text_w
         if probs is not None:
-            cv2.rectangle(image, (text_w, y + 2), (text_w + int(round(bar_w * float(probs[k]))), y + row - 2),
-                          colour, -1)
-        cv2.rectangle(image, (text_w, y + 2), (text_w + bar_w, y + row - 2), (120, 120, 120), 1)
+            cv2.rectangle(image, (x, y + 2), (x + int(round(bar_w * float(probs[k]))), y + row - 2), colour, -1)
+        cv2.rectangle(image, (x, y + 2), (x + bar_w, y + row - 2), (120, 120, 120), 1)
         if probs is not None:                   # the number beside its bar
-            cv2.putText(image, f"{float(probs[k]):.2f}", (text_w + bar_w + 4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX,
+            cv2.putText(image, f"{float(probs[k]):.2f}", (x + bar_w + 4, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX,
                         scale, colour, 1, cv2.LINE_AA)
         y += row
 
@@ -1080,6 +1139,8 @@ def annotate_video(result: Prediction | Sequence[Prediction], out: str | Path, c
     frames, fps = _frames_of(first.source)
     tracks = [frame_tracks(r, first.num_frames) for r in faces_]
     several = len(faces_) > 1 or first.face is not None
+    seen = [b for boxes, _, _, measured in tracks for b in boxes[measured]]
+    right = None                                # the bars' side, chosen once from the first frame's size
     writer = None
     try:
         for i, (frame, stamp) in enumerate(frames):
@@ -1101,7 +1162,9 @@ def annotate_video(result: Prediction | Sequence[Prediction], out: str | Path, c
                     _face_label(frame, boxes[i], f"face {r.face}: {label}", max(1, radius))
             _draw_legend(frame, drawn)
             probs, span = _probabilities_at(first, i)
-            _draw_bars(frame, probs, class_names, f"face {first.face}, {span}" if several else span)
+            if right is None:
+                right = _bars_right(frame, seen)
+            _draw_bars(frame, probs, class_names, f"face {first.face}, {span}" if several else span, right)
             writer.write(frame, i, stamp)
     finally:
         if writer is not None:
@@ -1185,6 +1248,7 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
     names = list(class_names if class_names is not None else first.class_names or [])
     radius = max(1, round(min(canvas.shape[:2]) / 200))
     drawn = False
+    right = _bars_right(canvas, [r.box for r in faces_])
     for r in faces_:
         box, points = r.box, r.keypoints
         if box is None or not np.all(np.isfinite(box)) or int(r.clip.sources[0]) not in [int(m) for m in MEASURED]:
@@ -1196,7 +1260,7 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
         if r.face is not None:
             _face_label(canvas, box, f"face {r.face}: {r.label}", max(1, radius))
     _draw_legend(canvas, drawn, rings=False)
-    _draw_bars(canvas, first.probabilities, names, f"face {first.face}" if first.face is not None else "")
+    _draw_bars(canvas, first.probabilities, names, f"face {first.face}" if first.face is not None else "", right)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), canvas):
@@ -1310,8 +1374,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="every folder argument is a folder of loose still images: one row per image (natural "
                              "order, sub-folders not searched, other files listed as skipped); without it a "
                              "folder is the frames of one clip")
-    parser.add_argument("--which", choices=("best", "latest"), default="best",
-                        help="for a run directory: its best checkpoint (default) or the latest")
+    parser.add_argument("--which", choices=("best", "latest", "last"), default="best",
+                        help="for a run directory: its best checkpoint (default) or the latest (last: the same, as "
+                             "evaluate spells it)")
     parser.add_argument("--config", help="PATH[:ARG] of a config the checkpoint must match (else the run's own)")
     parser.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
     parser.add_argument("--window", type=float, help="also classify windows of this many seconds (a timeline); "
@@ -1323,6 +1388,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write an annotated copy: OUT.mp4/.avi (the video) or OUT.png/.jpg (a contact sheet "
                              "of a clip; the image itself, full size, for a still image); several inputs: "
                              "OUT-<input>")
+    parser.add_argument("--precropped", choices=("yes", "no"), default=None,
+                        help="yes: the inputs are face crops like pre-cropped training shards (no face search); "
+                             "default: faces are searched for in every input, also for a run trained on crops")
     parser.add_argument("--faces", choices=FACES, default="largest",
                         help="largest (default): the largest face, followed through the clip, never switching "
                              "person; all: every face followed and classified on its own (a row per face)")
@@ -1338,6 +1406,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="dlib detector upsampling: 1 finds faces down to about 40 pixels (4x slower); default: "
                              "the training shards' setting, retried at 1 for an input with no face found")
     args = parser.parse_intermixed_args(argv)      # inputs may come before and after flags
+    args.which = "latest" if args.which == "last" else args.which
     if args.annotate and Path(args.annotate).suffix.lower() not in VIDEO_OUT + IMAGE_OUT:
         parser.error(f"--annotate {args.annotate}: use a name ending in one of {', '.join(VIDEO_OUT + IMAGE_OUT)}")
     if args.stride and not args.window:
@@ -1352,7 +1421,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--window and --stride must be positive numbers of seconds")
     start = time.perf_counter()
     try:
-        predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size, args.upsample)
+        predictor = Predictor(args.checkpoint, args.which, args.config, args.batch_size, args.upsample,
+                              None if args.precropped is None else args.precropped == "yes")
     except (ckpt.CheckpointError, DataConfigError, ModelConfigError, FileNotFoundError, ValueError,
             KeyError) as error:
         print(f"error: {error}", file=sys.stderr)

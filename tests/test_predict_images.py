@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dferjax import predict, train
-from dferjax.data import clips, records, synthetic
+from dferjax.data import clips, faces, records, synthetic
 from dferjax.data import input_pipeline as ip
 from dferjax.data.clips import PrepConfig
 
@@ -171,8 +171,14 @@ def test_a_folder_of_images_is_one_row_per_image_with_images(predictor, fast_mai
         assert line["kind"] == "image" and sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
         assert len(line["box"]) == 4 and np.asarray(line["keypoints"]).shape == (18, 2)
-    # Without --images the same folder is the frames of one clip: one result.
-    clip = predictor.predict(folder)
+    # Without --images a folder is the frames of one clip: one result (these photos differ in size: refused).
+    with pytest.raises(clips.ClipError, match="frames differ in size"):
+        predictor.predict(folder)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        shutil.copy(IMAGES / "single_face.jpg", frames / f"{k:04d}.jpg")
+    clip = predictor.predict(frames)
     assert clip.kind == "clip" and clip.num_frames == 3 and clip.to_dict()["kind"] == "clip"
 
 
@@ -188,11 +194,12 @@ def test_an_annotated_image_is_the_photo_with_box_points_and_bars(predictor, fas
     changed = np.abs(written - given).max(axis=-1) > 0
     result = predictor.predict(path)
     x0, y0, x1, y1 = (int(round(v)) for v in result.box)
-    # The box outline is drawn in the "face detected" green (its bottom edge: the bars cover the top left).
+    # The box outline is drawn in the "face detected" green (its bottom edge: the bars may cover the top).
     bottom = written[y1, x0 + 5:x1 - 5]
     assert np.mean(np.all(np.abs(bottom - predict.DETECTED_COLOUR) < 40, axis=-1)) > 0.9
-    # Inside the box, below the probability panel (top-left), only the key-point dots changed.
-    panel = int(np.argmin(changed[:, :3].all(axis=1)))                  # first row the panel leaves alone
+    # Inside the box, below the probability panel (a top corner), only the key-point dots changed.
+    corners = changed[:, :3].all(axis=1) | changed[:, -3:].all(axis=1)
+    panel = int(np.argmin(corners))                                     # first row the panel leaves alone
     drawn = np.zeros(changed.shape, np.uint8)
     for x, y in result.keypoints:
         cv2.circle(drawn, (int(round(x)), int(round(y))), 8, 1, -1)
@@ -219,3 +226,35 @@ def test_a_clip_model_classifies_an_image_as_its_frame_repeated(clip_run):
                                                                                   [example["heatmaps"]])[0], atol=1e-6)
     line = result.to_dict()
     assert line["kind"] == "image" and line["label"] == result.label
+
+
+@needs_images
+def test_a_still_image_model_on_a_video_averages_frames_spread_over_it(predictor):
+    video = TESTDATA / "videos" / "woman2.mp4"
+    result = predictor.predict(str(video))
+    count = predict.STILL_MODEL_FRAMES
+    assert len(result.clip.frames) == count and result.clip.frame_indices[-1] > result.num_frames * 0.9
+    assert any(f"mean over {count} frames" in note for note in result.notes)
+    each = [ip.clip_inputs(result.clip.frames[i:i + 1], result.clip.keypoints[i:i + 1], predictor.spec,
+                           predictor.jpeg_quality) for i in range(count)]
+    probs = predictor.probabilities([e[0] for e in each], [e[2] for e in each])     # one frame at a time
+    np.testing.assert_allclose(result.probabilities, probs.mean(axis=0), rtol=1e-5, atol=1e-7)
+
+
+@needs_images
+def test_a_run_trained_on_face_crops_still_finds_the_face_in_a_photo(image_run, tmp_path):
+    """Shards of pre-cropped faces (RAF-DB aligned, DFEW's crops) train on crops; a user's photo is not one:
+    the face is searched for (no face: an error naming the photo), unless the inputs are said to be crops."""
+    run = tmp_path / "cropped_run"
+    shutil.copytree(image_run, run)
+    info = json.loads((run / "data.json").read_text())
+    info["prep"]["precropped"] = True
+    (run / "data.json").write_text(json.dumps(info))
+    searching = predict.Predictor(run)
+    with pytest.raises(clips.NoFaceError, match="no_faces.jpg"):
+        searching.predict(IMAGES / "no_faces.jpg")
+    found = searching.predict(IMAGES / "single_face.jpg")
+    assert any("trained on face crops" in note for note in found.notes)
+    assert found.clip.sources.tolist() == [int(faces.FaceSource.DETECTED)]
+    as_crops = predict.Predictor(run, precropped=True).predict(IMAGES / "no_faces.jpg")
+    assert as_crops.clip.sources.tolist() == [int(faces.FaceSource.WHOLE_FRAME)] and as_crops.label

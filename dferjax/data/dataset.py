@@ -62,6 +62,10 @@ class BuildInterrupted(jobs.Interrupted):
         self.args = (message,)
 
 
+class BuildSettingsError(ValueError):
+    """The output folder holds shards built with other settings (the message names each that differs)."""
+
+
 class WorkerError(RuntimeError):
     """A worker process of the build ended while it prepared a clip (the message names the clip and how)."""
 
@@ -428,7 +432,7 @@ def build(listing: Listing, out: str | Path, prep: PrepConfig, *, workers: int =
       OSError: writing failed; for a disk error (``jobs.is_disk_error``: a full disk, a quota, a file
         size limit...) ``error.filename`` is the file being written (``jobs.disk_error`` says it in one line).
       WorkerError: a worker process ended while it prepared a clip (out of memory, a crash).
-      ValueError: ``out`` holds shards built with other settings (use a new directory).
+      BuildSettingsError: ``out`` holds shards built with other settings (a ValueError naming each).
     """
     out = jobs.check_output_folder(out, option)
     state = _State()
@@ -456,8 +460,15 @@ def _build(listing: Listing, out: Path, prep: PrepConfig, state: _State, stop: j
     if info_path.is_file():
         previous = json.loads(info_path.read_text())
         if {k: previous.get(k) for k in settings} != settings:
-            raise ValueError(f"{out} holds shards built with other settings ({info_path}); "
-                             "use a new --out directory or delete the old one")
+            differ = []
+            for key, value in settings.items():
+                old = previous.get(key)
+                if isinstance(value, dict) and isinstance(old, dict):
+                    differ += [f"{key}.{k} {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v]
+                elif old != value:
+                    differ.append(f"{key} {old!r} -> {value!r}")
+            raise BuildSettingsError(f"{out} holds shards built with other settings ({', '.join(differ)}); use a new "
+                                     "--out directory, or delete the old one to rebuild")
     plan = plan_shards(listing.clips, shard_size)
     state.total = len(plan)
     _remove_stale(out, plan)
@@ -473,7 +484,7 @@ def _build(listing: Listing, out: Path, prep: PrepConfig, state: _State, stop: j
     tasks = [(make_clip, clip, prep, jpeg_quality) for _, clips in pending for clip in clips]
     if state.complete:
         print(f"resuming: {state.complete} of {len(plan)} shards already complete and checked", file=sys.stderr)
-    bar = tqdm(total=len(tasks), unit="clip", desc=f"{listing.dataset} -> {out}", disable=not progress)
+    bar = tqdm(total=len(tasks), unit="sample", desc=f"{listing.dataset} -> {out}", disable=not progress)
     results = _results(tasks, workers)
     try:
         for shard, clips in pending:
