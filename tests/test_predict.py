@@ -65,8 +65,9 @@ def test_inputs_equal_the_test_pipeline_on_the_same_clip(shards, run, predictor)
     logits = np.asarray(model({"frames": example["frames"][None],
                                "heatmaps": example["heatmaps"][None].astype(np.float32)}).logits[0])
     expected = np.exp(logits - logits.max())
+    # (the jitted batch and the op-by-op call sum in other orders: float32 rounding, ~1e-5 of a probability)
     np.testing.assert_allclose(predictor.probabilities([frames], [heatmaps])[0], expected / expected.sum(),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-4, atol=2e-5)
 
 
 def test_batches_do_not_change_results(predictor):

@@ -354,6 +354,17 @@ def test_a_run_made_before_keys_were_added_resumes_with_them_at_their_defaults(s
     assert ckpt.load_run_config(workdir).data.crop_padding == 0
     assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=2")) == 0
     assert latest_state(workdir)[0] == 2
+    # A model key added since (Eq. 2's heat-map normalisation) loads at what the run computed, "peak"; today's
+    # default differs, so resuming says so, and resumes with the run's value.
+    values = json.loads((workdir / ckpt.CONFIG_FILE).read_text())
+    for key in models.DFERModel.ADDED_KEYS:
+        del values["model"]["dfer"][key]
+    (workdir / ckpt.CONFIG_FILE).write_text(json.dumps(values))
+    assert ckpt.load_run_config(workdir).model.dfer.heatmap_norm == "peak"
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=3")) == 1
+    assert train.main(tiny_args(shards, workdir, "--config.train.max_steps=3",
+                                "--config.model.dfer.heatmap_norm=peak")) == 0
+    assert latest_state(workdir)[0] == 3
 
 
 def test_a_run_made_before_the_registry_loads_in_todays_layout(shards, tmp_path):

@@ -114,7 +114,7 @@ def load_run_config(run_dir: str | Path) -> ml_collections.ConfigDict:
 
 def with_new_keys(values: dict[str, Any]) -> dict[str, Any]:
     """A run's config dict with the ``data``, ``train`` and ``runtime`` keys added since it was made, at their
-    defaults (``config.base_config``).
+    defaults (``config.base_config``), and each model section's (``ADDED_KEYS`` of its class).
 
     A key is only ever added with a default that keeps the old behaviour (e.g. ``data.crop_padding = 0``,
     off), so the run computes what it computed, and resuming it is not refused for a key it never had.
@@ -125,6 +125,20 @@ def with_new_keys(values: dict[str, Any]) -> dict[str, Any]:
         have = values.setdefault(section, {})
         for key, value in defaults[section].items():
             have.setdefault(key, value)
+    return _with_added_model_keys(values)
+
+
+def _with_added_model_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each model section's keys added since a run was made at the value that keeps what it
+    computed (the class's ``ADDED_KEYS``, e.g. ``model.dfer.heatmap_norm = "peak"``), where the section lacks
+    them; in place, returned."""
+    model = values.get("model")
+    if isinstance(model, dict):
+        for name, cls in models.MODELS.items():
+            section = model.get(name)
+            if isinstance(section, dict):
+                for key, value in (getattr(cls, "ADDED_KEYS", {}) or {}).items():
+                    section.setdefault(key, value)
     return values
 
 
@@ -892,6 +906,7 @@ def config_from_values(values: dict[str, Any], where: str) -> ml_collections.Con
     Raises:
       CheckpointError: an unregistered model, an unknown key or a value of the wrong type, named.
     """
+    values = _with_added_model_keys(json.loads(json.dumps(values)))
     name = (values.get("model") or {}).get("name") if isinstance(values.get("model"), dict) else None
     if name not in models.MODELS:
         raise CheckpointError(f"{where}: its model {name!r} (config key model.name) is not registered in dferjax "

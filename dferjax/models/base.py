@@ -8,7 +8,8 @@ nothing else than :class:`Model`:
   the model's own config section ``config.model.<name>`` (only its own settings) and
   ``Model.default_config()`` gives that section's defaults.
 * **What it consumes**: ``Model.input_spec(section, num_classes)`` -> :class:`InputSpec`: frames per
-  sample, image size, whether it needs key-point heat-maps and at what resolution. This declaration
+  sample, image size, whether it needs key-point heat-maps and at what resolution, and whether the
+  frames are sampled among keyframes (TDRAG's). This declaration
   is the only place a heat-map size is derived; a model that needs none gets none (nothing is
   rendered for it).
 * **The call**: ``model(inputs, *, train) -> Outputs`` with ``inputs`` a mapping of named arrays:
@@ -18,6 +19,9 @@ nothing else than :class:`Model`:
 * **Its recipe** (optional): ``Model.RECIPE``, {"section.key": value} of the training settings its
   authors used where they differ from the base config's (e.g. ``{"train.optimizer": "adamw"}``),
   applied by ``models.select(config, name)`` (a config file's ``model=`` argument).
+* **Keys added later** (optional): ``Model.ADDED_KEYS``, {key: value} of section keys added after runs
+  were made, each at the value that keeps what such a run computed; a run's config that lacks one gets
+  it from here when loaded (``checkpoints.with_new_keys``), so old runs resume and load unchanged.
 * **A tiny setting**: ``Model.TINY``, overrides of its section that shrink it for CPU tests and the
   demo (the one "tiny" setting, as big_vision's ``runlocal``).
 * **Allowed values** (optional): ``Model.CHOICES``, {key: allowed values} of its section, and
@@ -64,6 +68,9 @@ class InputSpec:
       model takes no heat-maps.
     heatmap_sigma: the heat-maps' Gaussian standard deviation, in heat-map cells.
     num_classes: K, the classifier's width.
+    keyframes: the redundancy measure by which the input pipeline keeps a clip's keyframes before
+      sampling its frames (``data.keyframes.MEASURES``, e.g. "histogram"); "" (default): all frames.
+    keyframe_threshold: a frame more redundant than this with the last kept one is dropped.
     """
 
     num_frames: int
@@ -71,6 +78,8 @@ class InputSpec:
     heatmap_size: int | None
     heatmap_sigma: float
     num_classes: int
+    keyframes: str = ""
+    keyframe_threshold: float = 0.99
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ class Fusion(nnx.Module):
 
     def __init__(self, kind: str, node_dim: int, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         if kind not in FUSION_KINDS:
-            raise ValueError(f"model.fusion must be one of {FUSION_KINDS}, got {kind!r}")
+            raise ValueError(f"model.dfer.fusion must be one of {FUSION_KINDS}, got {kind!r}")
         self.kind = kind
         self.out_dim = node_dim if kind == "mean" else 4 * node_dim
         self.lstm = LastStepLSTM(node_dim, self.out_dim, dtype=dtype, rngs=rngs) if kind == "lstm" else None
