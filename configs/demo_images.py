@@ -5,6 +5,11 @@ frame of a drawn clip, with seven expressions; built into ``data/demo_images`` o
 is the paper's per-frame network on one frame (Table 9's spatial path, model B: ResNet18 + triplet
 attention, landmark pooling, key-point GCN, region fusion, the Eq. 5 head as the classifier) at its
 tiny setting (``models.apply_tiny``): 64x64 faces.
+
+``configs/demo_images.py:model=mfer`` trains MFER (Xu et al. 2024, models/mfer.py) at its tiny setting
+instead (a 5-block ConvNeXt of widths 16-128 with DS attention, the multiscale classifier and the DSF loss)
+with its authors' optimiser (AdamW, weight decay 0.01, lr x0.95 per epoch) under the demo's schedule
+(epochs, batch).
 """
 
 import ml_collections
@@ -14,12 +19,14 @@ from dferjax.config import base_config, one_frame, parse_config_arg
 
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, {"train": 2100, "test": 350, "epochs": 16}, "configs/demo_images.py")
+    args = parse_config_arg(arg, {"train": 2100, "test": 350, "epochs": 16, "model": "dfer"},
+                            "configs/demo_images.py")
     config = base_config(models.default_config())
     models.apply_tiny(config.model)              # 64x64, narrow widths (each model's TINY)
     one_frame(config)                            # one image per sample
     models.apply_variant(config.model.dfer, "B")  # Table 9's spatial path: the Eq. 5 head classifies
-    config.variant = "B"
+    config.variant = "B" if args["model"] == "dfer" else ""
+    models.select(config, args["model"])         # the model and its recipe; the demo's schedule below
     config.dataset = "synthetic_images"
     config.data.dir = "data/demo_images"
     config.data.crop_scale = (1.0, 1.0)          # no augmentation: the drawn set learns faster without

@@ -2,6 +2,9 @@
 
 fold: 1-5, the test set of the five-fold protocol (EmoLabel_DataSplit set_<fold>); training uses the
 other four folds' shards. variant: A-E, the model of Table 9 (E, the full model, by default).
+model: a registered model, selected with its training recipe (``models.select``): ``dfer`` (the
+paper's, default), ``r3d18`` (3D-ResNet18, the DFEW baseline) or ``tdrag`` (Liu et al. 2024), e.g.
+``configs/dfew.py:fold=1,model=tdrag``.
 Shards: ``python -m data_prep.build --dataset dfew --root /path/to/DFEW --out data/dfew``.
 """
 
@@ -10,7 +13,7 @@ from dferjax.config import base_config, fold_splits, parse_config_arg
 
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, {"fold": 1, "variant": "E"}, "configs/dfew.py")
+    args = parse_config_arg(arg, {"fold": 1, "variant": "E", "model": "dfer"}, "configs/dfew.py")
     if not 1 <= args["fold"] <= 5:
         raise ValueError(f"configs/dfew.py: fold must be 1-5 (DFEW's five folds), got {args['fold']}")
     config = base_config(models.default_config())
@@ -20,4 +23,5 @@ def get_config(arg=None):
     config.data.dir = "data/dfew"
     config.data.train_splits, config.data.test_splits = fold_splits(args["fold"])
     models.apply_variant(config.model.dfer, args["variant"])
+    models.select(config, args["model"])
     return config

@@ -5,10 +5,13 @@ contempt are left out at data_prep). test: ``public`` (FER2013's PublicTest, the
 papers report on) or ``private`` (PrivateTest, split ``test_private``). Training uses FER2013's
 Training rows.
 
-The model is the paper's per-frame network on one image (model B), as in configs/rafdb.py. FER2013's
-faces are 48x48 grey crops; our reading upsamples them to ``image_size`` (default 112: a ResNet18 at
-stride 16 then sees a 7x7 grid; 224, the ImageNet size, at 4x the cost) and augments as the FER2013
-recipes do: random crop with padding (4 pixels of 48, scaled to the crops) and the horizontal flip.
+model: ``dfer`` (default; the paper's per-frame network on one image, model B, as in configs/rafdb.py) or
+``mfer`` (Xu et al. 2024, with its authors' recipe: ``configs/ferplus.py:model=mfer``); batch, epochs and
+lr default to the model's recipe (dfer: 64, 40, 1e-3; mfer: 32, 100, 1e-3). FER2013's faces are 48x48
+grey crops; our reading upsamples them to ``image_size``, by default the model's own: 112 for dfer (a
+ResNet18 at stride 16 then sees a 7x7 grid; 224, the ImageNet size, at 4x the cost), 224 for mfer (the
+authors' input size; build the shards with ``--image-size 224`` for it), and augments as the FER2013 recipes
+do: random crop with padding (4 pixels of 48, scaled to the crops) and the horizontal flip.
 Shards: ``python -m data_prep.build --dataset ferplus --root /path/to/FER2013 --num-classes 8 --out data/ferplus8 --image-size 112``
 (ROOT holds fer2013.csv and fer2013new.csv).
 """
@@ -16,10 +19,17 @@ Shards: ``python -m data_prep.build --dataset ferplus --root /path/to/FER2013 --
 from dferjax import models
 from dferjax.config import base_config, one_frame, parse_config_arg
 
+DEFAULTS = {"model": "dfer", "classes": 8, "test": "public", "image_size": 112, "batch": 64, "epochs": 40, "lr": 1e-3}
+RECIPE_ARGS = {"batch": "train.batch_size", "epochs": "train.epochs", "lr": "train.learning_rate"}
+"""Arguments whose default is the selected model's recipe (``RECIPE``) where it has one."""
+
 
 def get_config(arg=None):
-    args = parse_config_arg(arg, {"classes": 8, "test": "public", "image_size": 112, "batch": 64, "epochs": 40,
-                                  "lr": 1e-3}, "configs/ferplus.py")
+    model = parse_config_arg(arg, DEFAULTS, "configs/ferplus.py")["model"]
+    recipe = getattr(models.model_class({"name": model}), "RECIPE", {})
+    defaults = {**DEFAULTS, **{k: recipe[key] for k, key in RECIPE_ARGS.items() if key in recipe},
+                "image_size": int(models.default_config()[model].image_size)}     # the model's own
+    args = parse_config_arg(arg, defaults, "configs/ferplus.py")
     if args["classes"] not in (7, 8):
         raise ValueError(f"configs/ferplus.py: classes must be 7 or 8, got {args['classes']}")
     if args["test"] not in ("public", "private"):
@@ -28,9 +38,10 @@ def get_config(arg=None):
     config.dataset = "ferplus"
     one_frame(config)
     models.apply_variant(config.model.dfer, "B")
-    config.variant = "B"
+    config.variant = "B" if model == "dfer" else ""
+    models.select(config, model)                  # the model and its recipe (mfer: AdamW, x0.95 per epoch)
     config.model.num_classes = args["classes"]
-    config.model.dfer.image_size = args["image_size"]
+    config.model[model].image_size = args["image_size"]
     config.data.dir = f"data/ferplus{args['classes']}"
     config.data.test_splits = ("test",) if args["test"] == "public" else ("test_private",)
     config.data.crop_scale = (1.0, 1.0)               # FER2013 recipes: RandomCrop(48, padding=4) and a flip
@@ -39,5 +50,5 @@ def get_config(arg=None):
     config.train.eval_batch_size = args["batch"]
     config.train.epochs = args["epochs"]
     config.train.learning_rate = args["lr"]
-    config.train.lr_decay_epochs = (args["epochs"] // 2, args["epochs"] * 3 // 4)
+    config.train.lr_decay_epochs = (args["epochs"] // 2, args["epochs"] * 3 // 4)   # the step schedule's (dfer)
     return config

@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, choices=sorted(ADAPTERS))
     parser.add_argument("--root", required=True, help="the dataset's folder as its authors ship it")
     parser.add_argument("--out", required=True, help="folder for the shards, manifest and dataset_info.json")
+    parser.add_argument("--precropped-detect", choices=["yes", "no"], default="yes",
+                        help="pre-cropped media: fit the landmarks in the face detected inside each crop (the whole "
+                             "frame where none is found; default); no: always the whole frame, as builds made "
+                             "before this option (to resume one)")
     parser.add_argument("--precropped", choices=["auto", "yes", "no"], default="auto",
                         help="frames are face crops already (auto: DFEW frame folders, FERV39k, RAF-DB aligned, "
                              "FERPlus, AffectNet train_set/val_set)")
@@ -132,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         precropped = auto_precropped(args.dataset, listing, options)
     else:
         precropped = args.precropped == "yes"
-    prep = prep_config_from_args(args, upsample=args.upsample, precropped=precropped)
+    prep = prep_config_from_args(args, upsample=args.upsample, precropped=precropped,
+                                 precropped_detect=precropped and args.precropped_detect == "yes")
     return run_build(lambda: build(listing, args.out, prep, workers=args.workers, shard_size=args.shard_size,
                                    jpeg_quality=args.jpeg_quality), Path(args.out))
 

@@ -135,8 +135,8 @@ def check_values(config: ml_collections.ConfigDict) -> None:
     for key, allowed in (("optimizer", ("adam", "adamw")), ("lr_schedule", ("step", "exponential"))):
         if config.train[key] not in allowed:
             problems.append(f"train.{key} = {config.train[key]!r} is not one of {', '.join(allowed)}")
-    if not 0 < config.train.lr_decay_factor <= 1:
-        problems.append(f"train.lr_decay_factor = {config.train.lr_decay_factor!r} is not in (0, 1]")
+    if not config.train.lr_decay_factor > 0:
+        problems.append(f"train.lr_decay_factor = {config.train.lr_decay_factor!r} is not positive")
     low, high = config.data.crop_scale
     if not 0 < low <= high <= 1:
         problems.append(f"data.crop_scale = {tuple(config.data.crop_scale)} is not a range within (0, 1]")

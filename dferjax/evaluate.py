@@ -3,6 +3,7 @@
     python -m dferjax.evaluate --checkpoint runs/dfew-1 [--which best|latest] [--splits fold1] [--data DIR]
     python -m dferjax.evaluate --checkpoint model.safetensors --data DIR [--splits test]
     python -m dferjax.evaluate --summary runs/dfew-E-fold* [--which best|last] [--out PATH_PREFIX]
+    python -m dferjax.evaluate --summary runs/heads-*/dfew-fold* [--ignore train.seed]
 
 ``--checkpoint`` loads a run's best (or latest) checkpoint, evaluates it on the run's test splits (or
 ``--splits``) with the same input pipeline as training, prints WAR, UAR and per-class accuracy and
@@ -16,7 +17,15 @@ reported per scene (Table 6). The summary reads the ``results.json`` that train.
 run directory, prints a Markdown table and writes ``PATH_PREFIX.md`` and ``PATH_PREFIX.json``
 (default: ``summary.md`` / ``summary.json`` in the common parent directory of the runs).
 
-The module is organised in sections: evaluating a checkpoint, the k-fold summary, the command line.
+Runs of several settings (an ablation sweep launched as separate runs, e.g. ``model.dfer.num_heads`` 6, 8,
+10, 12 on each of DFEW's folds) are read back as one table in the style of the paper's Tables 9-12 and
+Fig. 8: the settings are the config keys whose values differ between the runs (each run's
+``config.json``; the fold, ``runtime`` and the keys of ``--ignore`` left out, paths compared by their
+last part), one row per setting, WAR and UAR per fold, their mean over the folds, and the number of runs
+(:func:`ablation_table`; in the JSON under ``ablation`` in any case).
+
+The module is organised in sections: evaluating a checkpoint, the k-fold summary, the ablation table,
+the command line.
 """
 
 from __future__ import annotations
@@ -260,7 +269,10 @@ def _count(value: float | None) -> str:
 
 def format_markdown(summary: dict[str, Any]) -> str:
     """The summary as Markdown: a table Fold | each class | UAR | WAR in % (2 decimals), one row per
-    run then Mean (and Std with several runs), and a per-scene WAR / UAR table when present."""
+    run then Mean (and Std with several runs), and a per-scene WAR / UAR table when present; for runs of
+    several settings (``"kind": "ablation"``), the ablation table (:func:`format_ablation`)."""
+    if summary.get("kind") == "ablation":
+        return format_ablation(summary["ablation"])
     names = summary["class_names"]
     rows = summary["rows"]
     multi = len(rows) > 1
@@ -303,6 +315,226 @@ def format_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------------------
+# ablation table: runs of several settings
+# ----------------------------------------------------------------------------------------------
+
+NOT_SETTINGS = ("fold", "runtime")
+"""Config keys (or sections) that never make a setting of the ablation table: the fold is a column, and
+``runtime`` changes no result (``dferjax.config.MAY_CHANGE_ON_RESUME``)."""
+FOLD_SPLITS = ("data.train_splits", "data.test_splits")
+"""Set by the fold in a run with a fold (``configs/dfew.py:fold=3``): not a setting there."""
+PATH_KEYS = ("data.dir", "train.init_checkpoint")
+"""Paths, compared by their last part (the folders differ between machines and jobs, the name does not):
+these and the selected model's ``*_weights`` keys (``model.dfer.backbone_weights``)."""
+LABEL_KEYS = ("dataset", "model", "variant")
+"""What ``results.json`` says of a run's setting: compared instead of the config when a run lacks
+``config.json``."""
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _matches(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def run_settings(run_dir: str | Path, results: dict[str, Any], ignore: Sequence[str] = ()) -> dict[str, Any] | None:
+    """A run's settings as the ablation table compares them: its ``config.json`` in today's layout
+    (``checkpoints.upgrade_config``, keys added since at their defaults), flattened to dotted keys, with
+    the selected model's section only; without the keys of :data:`NOT_SETTINGS`, the fold's splits, and
+    ``ignore`` (keys or sections); paths by their last part. None when the run has no config.json.
+
+    Raises:
+      ValueError: config.json is not a JSON object (naming the file).
+    """
+    path = Path(run_dir) / ckpt.CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); leave the run out") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    values = ckpt.with_new_keys(ckpt.upgrade_config(values))
+    model = values.get("model", {})
+    name = model.get("name", "dfer")
+    values["model"] = {k: v for k, v in model.items() if not isinstance(v, dict) or k == name}
+    flat = _flatten(values)
+    skip = [*NOT_SETTINGS, *ignore] + (list(FOLD_SPLITS) if results.get("fold") is not None else [])
+    out = {}
+    for key, value in flat.items():
+        if _matches(key, skip):
+            continue
+        if isinstance(value, str) and value and (key in PATH_KEYS or key.startswith(f"model.{name}.")
+                                                 and key.endswith("_weights")):
+            value = Path(value).name
+        out[key] = value
+    return out
+
+
+def _sort_value(value: Any) -> tuple[Any, ...]:
+    """Numbers in numeric order, then strings, then anything else by its JSON; an absent key first."""
+    if value is _ABSENT:
+        return (0,)
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value))
+    if isinstance(value, str):
+        return (2, value)
+    return (3, json.dumps(value, sort_keys=True))
+
+
+_ABSENT = object()
+
+
+def ablation_table(run_dirs: Sequence[str | Path], which: str = "best", ignore: Sequence[str] = ()) -> dict[str, Any]:
+    """WAR and UAR of runs of several settings, one row per setting (the paper's Tables 9-12, Fig. 8).
+
+    A run's setting is the values of the config keys that differ between the runs (:func:`run_settings`;
+    a key that only some runs have differs where two runs that have it disagree, so runs made before a
+    key existed, or of another model, do not differ in it). Without a config.json in every run, the runs
+    are compared on what their results.json says (:data:`LABEL_KEYS`). Per fold: the mean over the
+    setting's runs of that fold (usually one); the setting's mean is over its folds (over its runs for a
+    data set without folds).
+
+    Args:
+      run_dirs: training run directories (results.json, and config.json as train.py writes them).
+      which: each run's ``best`` or ``last`` report.
+      ignore: further keys or sections that make no setting (e.g. ``train.seed``: seeds as repeats).
+    Returns:
+      A JSON-serialisable dict::
+
+        {"which", "keys": [the differing keys, sorted], "compared": "config" | "results",
+         "folds": [the folds of the runs, sorted; null for runs without a fold],
+         "rows": [{"setting": {key: value}, "per_fold": [{"fold", "war", "uar", "num_runs"}],
+                   "mean": {"war", "uar"}, "num_folds", "num_runs", "runs": [run dir, ...]}, ...]}
+
+      rows sorted by their settings in key order (numbers numerically); an absent key's value is null.
+    Raises:
+      ValueError: no runs, an unknown ``which``, a run without the report, or an unreadable file (named).
+      FileNotFoundError: a run without results.json.
+    """
+    if which not in REPORT_KINDS:
+        raise ValueError(f"which must be one of {REPORT_KINDS}, got {which!r}")
+    if not run_dirs:
+        raise ValueError("no run directories given; pass at least one training run directory")
+    loaded = []
+    for run_dir in run_dirs:
+        run = Path(run_dir)
+        results = load_results(run)
+        loaded.append((run, results, _report_of(results, which, run), run_settings(run, results, ignore)))
+    compared = "config" if all(settings is not None for *_, settings in loaded) else "results"
+    if compared == "results":
+        loaded = [(run, results, report, {k: results.get(k) for k in LABEL_KEYS if not _matches(k, ignore)})
+                  for run, results, report, _ in loaded]
+    keys = sorted({k for *_, settings in loaded for k in settings
+                   if len({json.dumps(s[k], sort_keys=True) for *_, s in loaded if k in s}) > 1})
+
+    groups: dict[str, dict[str, Any]] = {}
+    for run, results, report, settings in loaded:
+        setting = {k: settings.get(k, _ABSENT) for k in keys}
+        ident = json.dumps({k: repr(v) if v is _ABSENT else v for k, v in setting.items()}, sort_keys=True)
+        group = groups.setdefault(ident, {"setting": setting, "runs": []})
+        group["runs"].append((run, results.get("fold"), report))
+    folds = sorted({fold for g in groups.values() for _, fold, _ in g["runs"]},
+                   key=lambda f: (f is None, f if f is not None else 0))
+
+    rows = []
+    for group in sorted(groups.values(), key=lambda g: [_sort_value(g["setting"][k]) for k in keys]):
+        per_fold = []
+        for fold in folds:
+            reports = [r for _, f, r in group["runs"] if f == fold]
+            if reports:
+                per_fold.append({"fold": fold, "war": _mean_std([r["war"] for r in reports])[0],
+                                 "uar": _mean_std([r["uar"] for r in reports])[0], "num_runs": len(reports)})
+        rows.append({
+            "setting": {k: (None if v is _ABSENT else v) for k, v in group["setting"].items()},
+            "per_fold": per_fold,
+            "mean": {m: _mean_std([f[m] for f in per_fold])[0] for m in ("war", "uar")},
+            "num_folds": len(per_fold),
+            "num_runs": len(group["runs"]),
+            "runs": sorted(str(run) for run, _, _ in group["runs"]),
+        })
+    return {"which": which, "keys": keys, "compared": compared, "folds": folds, "ignored": list(ignore), "rows": rows}
+
+
+def _setting_cell(value: Any) -> str:
+    """A setting's value as the command line writes it: tuples in parentheses, "" for an empty string."""
+    if value is None:
+        return "-"
+    if value == "":
+        return '""'
+    if isinstance(value, list):
+        return "(" + ", ".join(_setting_cell(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def format_ablation(table: dict[str, Any]) -> str:
+    """The ablation table as Markdown: the differing keys, WAR and UAR per fold and their mean in %,
+    the number of runs; then the runs of each setting."""
+    keys, folds, rows = table["keys"], table["folds"], table["rows"]
+    one_split = folds == [None]
+    head = [*(keys or ["setting"])]
+    for fold in folds:
+        tag = "" if one_split else ("no fold " if fold is None else f"F{fold} ")
+        head += [f"{tag}WAR", f"{tag}UAR"]
+    if not one_split:
+        head += ["Mean WAR", "Mean UAR"]
+    head.append("Runs")
+    lines = [f"# Ablation: {table['which']} epoch of {sum(r['num_runs'] for r in rows)} run(s), "
+             f"{len(rows)} setting(s)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(keys or ["setting"])
+             + "---:|" * (len(head) - len(keys or ["setting"]))]
+    for row in rows:
+        by_fold = {f["fold"]: f for f in row["per_fold"]}
+        cells = [_setting_cell(row["setting"][k]) for k in keys] or ["(all runs)"]
+        for fold in folds:
+            entry = by_fold.get(fold)
+            cells += [_pct(entry["war"]), _pct(entry["uar"])] if entry else ["-", "-"]
+        if not one_split:
+            mean = [_pct(row["mean"]["war"]), _pct(row["mean"]["uar"])]
+            if row["num_folds"] < len(folds):
+                mean = [f"{m}*" for m in mean]
+            cells += mean
+        cells.append(str(row["num_runs"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Accuracies in % (WAR = overall accuracy, UAR = mean per-class recall); a fold's value is the "
+              "mean of the setting's runs of that fold; Mean = over the setting's folds."]
+    if any(r["num_folds"] < len(folds) for r in rows) and not one_split:
+        lines.append("* = mean over fewer folds than the table has (a run missing): not comparable with the others.")
+    basis = ("each run's config.json" if table["compared"] == "config"
+             else "results.json's dataset, model and variant (not every run has a config.json)")
+    left = ", ".join(["fold", "runtime", *table.get("ignored", [])])
+    lines += [f"Settings: the keys whose values differ between the runs, from {basis}; not compared: {left}; "
+              "paths by their last part.", "", "Runs:"]
+    for row in rows:
+        label = ", ".join(f"{k}={_setting_cell(row['setting'][k])}" for k in keys) or "all runs"
+        lines.append(f"- {label}: " + ", ".join(f"`{r}`" for r in row["runs"]))
+    return "\n".join(lines) + "\n"
+
+
+def summarise(run_dirs: Sequence[str | Path], which: str = "best", ignore: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``--summary`` writes: the k-fold summary (:func:`kfold_summary`) of runs of one setting with one
+    run per fold, plus its ``ablation`` table; otherwise ``{"kind": "ablation", "which", "ablation"}``
+    (:func:`ablation_table`): several settings, or repeated runs of a fold."""
+    table = ablation_table(run_dirs, which, ignore)
+    if len(table["rows"]) == 1 and all(f["num_runs"] == 1 for f in table["rows"][0]["per_fold"]):
+        summary = kfold_summary(run_dirs, which)
+        summary["ablation"] = table
+        return summary
+    return {"kind": "ablation", "which": which, "ablation": table}
+
+
 def default_summary_prefix(run_dirs: Sequence[str | Path]) -> Path:
     """``summary`` in the deepest directory that contains all the runs (their common parent)."""
     parents = [str(Path(r).resolve().parent) for r in run_dirs]
@@ -331,9 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", nargs="+", metavar="RUN_DIR",
                         help="training run directories (each with results.json) to summarise, "
                              "e.g. runs/dfew-E-fold*")
-    parser.add_argument("--which", choices=REPORT_KINDS, default="best",
+    parser.add_argument("--which", choices=REPORT_KINDS + ("latest",), default="best",
                         help="which report of each run (--summary) or checkpoint (--checkpoint; last = the "
                              "latest): the best epoch or the last (default: best)")
+    parser.add_argument("--ignore", nargs="+", default=[], metavar="KEY",
+                        help="--summary: config keys or sections that make no setting of the ablation table "
+                             "(e.g. train.seed, to average runs that differ only in the seed)")
     parser.add_argument("--out", metavar="PATH_PREFIX",
                         help="write PATH_PREFIX.md and PATH_PREFIX.json (default: summary.md / "
                              "summary.json in the common parent directory of the runs)")
@@ -344,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", metavar="DIR", help="shard directory (default: the run's data.dir; required "
                                                       "with a model file)")
     args = parser.parse_args(argv)
+    args.which = "last" if args.which == "latest" else args.which      # predict's and export's spelling
     if args.checkpoint:
         which = "latest" if args.which == "last" else "best"
         try:
@@ -352,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
                 FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        json_file, png_file = ckpt.eval_files(ckpt.checkpoint_home(args.checkpoint, which), report["splits"])
+        json_file, png_file = ckpt.eval_files(ckpt.checkpoint_home(args.checkpoint, which), report["splits"],
+                                              args.data if ckpt.is_model_file(args.checkpoint) else None)
         json_file.write_text(json.dumps(report, indent=2) + "\n")
         plot_confusion(report["confusion"], report["class_names"], png_file)
         epoch = f" (epoch {report['epoch']})" if report.get("epoch") is not None else ""
@@ -374,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_dirs.append(item)
     try:
-        summary = kfold_summary(run_dirs, which=args.which)
+        summary = summarise(run_dirs, which=args.which, ignore=args.ignore)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -5,6 +5,11 @@ batch 64, 80 epochs, Adam (b1 0.9, b2 0.99), learning rate 1e-3 times 0.1 at epo
 model's loss (Eq. 13 for ``dfer``); evaluated on the test split after every epoch, the best epoch
 chosen by WAR as the peers do. All of these are config values (dferjax/config.py, dferjax/models).
 
+Where the weights start from is said when training starts (printed; kept in every checkpoint's meta and in
+results.json as ``weights``): random initialisation from ``train.seed``; a pretrained file
+(``model.dfer.backbone_weights``: its path and sha256); or, fine-tuning, the checkpoint of
+``train.init_checkpoint``. The paper does not say how its backbone starts (README, "Reproducing the paper").
+
 Data parallel (docs/DESIGN.md, dferjax.engine): one ``jax.sharding.Mesh`` over every device of every
 process with a single ``data`` axis; the global batch is sharded over it, the train state is
 replicated, and the jitted step donates the old state. Several hosts: ``jax.distributed.initialize``
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -42,7 +48,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from dferjax import jobs
+from dferjax import jobs, models
 from dferjax.config import MAY_CHANGE_ON_RESUME, add_config_arguments, check_values, parse_args_with_config
 from dferjax.data import dataset
 from dferjax.data import input_pipeline as ip
@@ -143,6 +149,82 @@ def check_labels(config: ml_collections.ConfigDict, variant_given: bool = False)
             raise ValueError(f"config key variant = {config.variant!r} is not one of {sorted(VARIANTS)} (Table 9)")
         apply_variant(config.model.dfer, config.variant)
     config.variant = variant_of(config.model.dfer)
+
+
+# --- where the weights start from ----------------------------------------------------------------
+
+WEIGHTS_KEY_SUFFIX = "_weights"
+"""A model section's keys naming a pretrained weights file end so (``model.dfer.backbone_weights``); a model
+class may instead list them in ``WEIGHTS_KEYS`` (its section's keys)."""
+
+
+def weights_keys(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """The selected model's settings that name pretrained weights files: {config key: value ("" = unset)}.
+
+    The keys are the model class's ``WEIGHTS_KEYS`` where it declares them, else its section's keys
+    ending in ``_weights`` (``model.dfer.backbone_weights``).
+    """
+    section = models.model_section(config.model)
+    keys = getattr(models.model_class(config.model), "WEIGHTS_KEYS", None)
+    if keys is None:
+        keys = [k for k in section if k.endswith(WEIGHTS_KEY_SUFFIX)]
+    return {f"model.{config.model.name}.{k}": str(section.get(k) or "") for k in keys}
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).expanduser().open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_origin(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Where the model's starting weights come from, as training reports it (engine.steps.initial_model
+    loads them).
+
+    Returns:
+      ``{"init": "random" | "pretrained" | "checkpoint", "seed": train.seed, "files": [{"key", "path",
+      "sha256"}], "checkpoint": RUN/best/STEP or None, "text": the sentence printed}``. ``checkpoint``
+      (``train.init_checkpoint``, fine-tuning) replaces every parameter, so a weights file is then
+      listed but said to be overridden; the text names what that run itself started from where its
+      results.json says.
+    Raises:
+      FileNotFoundError: a weights file is missing. CheckpointError: no checkpoint at init_checkpoint.
+    """
+    seed = int(config.train.seed)
+    keys = weights_keys(config)
+    files = [{"key": key, "path": str(Path(path).expanduser().resolve()), "sha256": file_sha256(path)}
+             for key, path in keys.items() if path]
+    named = "; ".join(f"{f['key'].rsplit('.', 1)[-1].removesuffix(WEIGHTS_KEY_SUFFIX) or 'weights'} from "
+                      f"{f['path']} (sha256 {f['sha256']}, {f['key']})" for f in files)
+    if config.train.init_checkpoint:
+        run_dir, directory, step = ckpt.find_checkpoint(config.train.init_checkpoint, "best")
+        where = f"{directory}/{step}"
+        earlier = recorded_origin(run_dir)
+        text = f"fine-tuned: every parameter from the checkpoint {where} (train.init_checkpoint)"
+        if files:
+            text += f", which overrides {', '.join(f['key'] for f in files)}"
+        if earlier is not None:
+            text += f"; that run started from: {earlier.get('text', '?')}"
+        return {"init": "checkpoint", "seed": seed, "files": files, "checkpoint": where, "text": text}
+    if files:
+        return {"init": "pretrained", "seed": seed, "files": files, "checkpoint": None,
+                "text": f"{named}; every other parameter random (train.seed {seed})"}
+    unset = f" ({', '.join(k + ' is empty' for k in keys)})" if keys else ""
+    return {"init": "random", "seed": seed, "files": [], "checkpoint": None,
+            "text": f"random initialisation (train.seed {seed}), no pretrained weights{unset}"}
+
+
+def recorded_origin(run_dir: str | Path) -> dict[str, Any] | None:
+    """The weights origin a run recorded (``weights`` in its results.json), or None (none, or a run made before)."""
+    path = Path(run_dir) / ckpt.RESULTS_FILE
+    try:
+        weights = json.loads(path.read_text()).get("weights")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return weights if isinstance(weights, dict) else None
 
 
 def build_demo_set(config: ml_collections.ConfigDict) -> None:
@@ -304,6 +386,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     step = int(jax.device_get(state["step"]))
     logger = Logger(workdir, step, main_process,
                     drop_eval_at_resume=meta["position"] == steps_per_epoch)
+    # Where the weights started from, said at every start and kept in the checkpoints' meta: a resumed run
+    # repeats what its start recorded (the files may have changed since; its weights did not come from them).
+    recorded = isinstance(meta.get("weights"), dict) and step > 0
+    if not recorded:
+        meta["weights"] = weights_origin(config)
+    origin = meta["weights"]
+    if main_process:
+        print(f"weights: {origin['text']}{' (recorded when the run started)' if recorded else ''}", flush=True)
     schedule = learning_rate_schedule(config, steps_per_epoch)
     last_saved = step if latest.latest_step() is not None else None
     kill_at = int(os.environ.get(FAULT_ENV, "0") or 0)
@@ -323,7 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
         if results_due and not best_mngr.is_saving_in_progress():
             results_due = False
             if main_process:
-                write_results(workdir, config, class_names, meta)
+                write_results(workdir, config, class_names, meta, weights=origin)
 
     def start_save(mngr: Any, directory: str) -> None:
         """Check the disk has room, then start saving ``state`` and ``meta`` as ``step``."""
@@ -496,8 +586,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                       f"checkpoint is saved in {workdir / ckpt.LATEST_DIR}: run the same command to resume")
     elapsed = time.perf_counter() - started
     if main_process and meta["best"] is not None:
-        write_results(workdir, config, class_names, meta, figure=True)
-    results = results_dict(config, class_names, meta)
+        write_results(workdir, config, class_names, meta, figure=True, weights=origin)
+    results = results_dict(config, class_names, meta, origin)
     results["train_seconds"] = elapsed
     return results
 
@@ -538,19 +628,21 @@ def describe_record_error(source: Any, order: np.ndarray, spec: ip.ExampleSpec, 
                          "and rebuilds the damaged shards only)")
 
 
-def results_dict(config: ml_collections.ConfigDict, class_names: list[str], meta: dict[str, Any]) -> dict[str, Any]:
+def results_dict(config: ml_collections.ConfigDict, class_names: list[str], meta: dict[str, Any],
+                 weights: dict[str, Any] | None = None) -> dict[str, Any]:
+    """results.json's content; ``weights``: where the weights started from (:func:`weights_origin`)."""
     variant = config.variant if config.model.name == "dfer" else ""     # Table 9 labels the paper's model only
     return {"dataset": config.dataset, "fold": config.fold or None, "variant": variant,
             "model": config.model.name,
             "split": "+".join(config.data.test_splits), "class_names": class_names,
-            "best": meta.get("best"), "last": meta.get("last")}
+            "best": meta.get("best"), "last": meta.get("last"), "weights": weights}
 
 
 def write_results(workdir: Path, config: ml_collections.ConfigDict, class_names: list[str],
-                  meta: dict[str, Any], figure: bool = False) -> None:
+                  meta: dict[str, Any], figure: bool = False, weights: dict[str, Any] | None = None) -> None:
     """results.json after every evaluation; with ``figure``, at the end of the run, the best epoch's
     confusion matrix as confusion.png (0.7 s of matplotlib, so not every epoch)."""
-    results = results_dict(config, class_names, meta)
+    results = results_dict(config, class_names, meta, weights)
     tmp = workdir / (ckpt.RESULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     tmp.replace(workdir / ckpt.RESULTS_FILE)

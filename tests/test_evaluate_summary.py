@@ -1,12 +1,17 @@
-"""k-fold summary of training runs: hand-computed means, Markdown, errors that name the run, CLI."""
+"""k-fold summary of training runs: hand-computed means, Markdown, errors that name the run, CLI; the
+ablation table of runs of several settings (means against NumPy)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from dferjax import evaluate
+from dferjax import models
+from dferjax.config import base_config, fold_splits
+from dferjax.engine import checkpoints as ckpt
 from dferjax.labels import BASIC_CLASSES
 
 NAMES = list(BASIC_CLASSES[:3])  # happy, sad, neutral: a small problem keeps the hand sums short
@@ -147,3 +152,108 @@ def test_cli_out_prefix_and_errors(tmp_path, fold_runs, capsys):
         evaluate.main([])
     assert exit_info.value.code == 2
     assert "--summary" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablation table: runs of several settings (config.json + results.json written by hand)
+
+HEADS = (12, 6, 8)                      # written out of order: rows come back sorted numerically
+
+
+def _accuracies(heads: int, fold: int) -> tuple[float, float]:
+    """A distinct (WAR, UAR) per run, so that a wrong grouping shows in the means."""
+    return 0.5 + heads / 100 + fold / 1000, 0.3 + heads / 200 + fold / 500
+
+
+def _write_config(run_dir, fold, heads, **changes):
+    """config.json as train.py writes it: a DFEW config of the fold (as configs/dfew.py makes it), heads and
+    other changes."""
+    config = base_config(models.default_config())
+    config.dataset, config.fold, config.variant, config.data.dir = "dfew", fold, "E", "data/dfew"
+    config.data.train_splits, config.data.test_splits = fold_splits(fold)
+    config.model.dfer.num_heads = heads
+    for key, value in changes.items():
+        section, name = key.rsplit(".", 1)
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        node[name] = value
+    ckpt.save_config(run_dir, config)
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """num_heads x fold, each run in its own job folder: data.dir, runtime and the seed differ as on a cluster."""
+    runs = []
+    for heads in HEADS:
+        for fold in (2, 1, 3):
+            war, uar = _accuracies(heads, fold)
+            run = _write_run(tmp_path / f"job{heads}{fold}" / f"dfew-h{heads}-fold{fold}", fold,
+                             (0.5, 0.5, 0.5, uar, war, 10))
+            _write_config(run, fold, heads, **{"data.dir": f"/scratch/job{heads}{fold}/dfew",
+                                               "runtime.num_workers": fold, "train.seed": 0})
+            runs.append(run)
+    return runs
+
+
+def test_ablation_table_has_one_row_per_setting_with_numpy_means(sweep):
+    table = evaluate.ablation_table(sweep)
+    assert table["keys"] == ["model.dfer.num_heads"] and table["compared"] == "config"
+    assert table["folds"] == [1, 2, 3]
+    assert [row["setting"] for row in table["rows"]] == [{"model.dfer.num_heads": h} for h in (6, 8, 12)]
+    for row, heads in zip(table["rows"], (6, 8, 12)):
+        assert row["num_runs"] == 3 and row["num_folds"] == 3 and len(row["runs"]) == 3
+        assert [f["fold"] for f in row["per_fold"]] == [1, 2, 3]
+        wars = [_accuracies(heads, fold)[0] for fold in (1, 2, 3)]
+        uars = [_accuracies(heads, fold)[1] for fold in (1, 2, 3)]
+        assert [f["war"] for f in row["per_fold"]] == pytest.approx(wars)
+        assert row["mean"]["war"] == pytest.approx(float(np.mean(wars)))
+        assert row["mean"]["uar"] == pytest.approx(float(np.mean(uars)))
+    json.dumps(table, allow_nan=False)
+
+
+def test_ablation_markdown_and_cli_json(sweep, tmp_path, capsys):
+    prefix = tmp_path / "reports" / "heads"
+    assert evaluate.main(["--summary", *map(str, sweep), "--out", str(prefix)]) == 0
+    out = capsys.readouterr().out
+    assert ("| model.dfer.num_heads | F1 WAR | F1 UAR | F2 WAR | F2 UAR | F3 WAR | F3 UAR | Mean WAR | Mean UAR "
+            "| Runs |") in out
+    wars = [100 * _accuracies(8, fold)[0] for fold in (1, 2, 3)]
+    uars = [100 * _accuracies(8, fold)[1] for fold in (1, 2, 3)]
+    cells = [f"{v:.2f}" for pair in zip(wars, uars) for v in pair]
+    assert f"| 8 | {' | '.join(cells)} | {np.mean(wars):.2f} | {np.mean(uars):.2f} | 3 |" in out
+    assert out.index("| 6 |") < out.index("| 8 |") < out.index("| 12 |")
+    saved = json.loads((tmp_path / "reports" / "heads.json").read_text())
+    assert saved["kind"] == "ablation" and len(saved["ablation"]["rows"]) == 3
+    assert (tmp_path / "reports" / "heads.md").read_text() == evaluate.format_markdown(saved)
+
+
+def test_ablation_missing_fold_is_marked_and_repeats_average(sweep, tmp_path):
+    # Fold 3 of heads 12 missing; a second seed of heads 6 fold 1 (a repeat, averaged with --ignore train.seed).
+    table = evaluate.ablation_table([r for r in sweep if r.name != "dfew-h12-fold3"])
+    twelve = table["rows"][-1]
+    assert twelve["num_folds"] == 2 and twelve["mean"]["war"] == pytest.approx(
+        float(np.mean([_accuracies(12, f)[0] for f in (1, 2)])))
+    assert "* = mean over fewer folds" in evaluate.format_ablation(table)
+
+    again = _write_run(tmp_path / "jobx" / "dfew-h6-fold1-seed1", 1, (0.5, 0.5, 0.5, 0.1, 0.2, 10))
+    _write_config(again, 1, 6, **{"train.seed": 1})
+    runs = [*sweep, again]
+    assert evaluate.ablation_table(runs)["keys"] == ["model.dfer.num_heads", "train.seed"]
+    table = evaluate.ablation_table(runs, ignore=["train.seed"])
+    six = table["rows"][0]
+    assert table["keys"] == ["model.dfer.num_heads"] and six["num_runs"] == 4
+    assert six["per_fold"][0]["num_runs"] == 2
+    assert six["per_fold"][0]["war"] == pytest.approx(np.mean([_accuracies(6, 1)[0], 0.2]))
+
+
+def test_one_setting_keeps_the_kfold_summary_and_old_runs_compare_on_results(fold_runs, tmp_path):
+    summary = evaluate.summarise(fold_runs)
+    assert "kind" not in summary and summary["mean"]["war"] == pytest.approx(0.70)
+    assert summary["ablation"]["compared"] == "results" and len(summary["ablation"]["rows"]) == 1
+    # Runs without config.json (written before it) of two variants: a table by variant, not an error.
+    other = [_write_run(tmp_path / "runs" / f"dfew-B-fold{f}", f, v, variant="B") for f, v in FOLDS.items()]
+    summary = evaluate.summarise([*fold_runs, *other])
+    assert summary["kind"] == "ablation" and summary["ablation"]["keys"] == ["variant"]
+    assert [r["setting"]["variant"] for r in summary["ablation"]["rows"]] == ["B", "E"]
+    assert summary["ablation"]["rows"][1]["mean"]["war"] == pytest.approx(0.70)

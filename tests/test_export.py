@@ -136,11 +136,11 @@ def test_evaluating_the_file_gives_the_runs_war(run, exported, shards, capsys):
     assert capsys.readouterr().err.strip() == (f"error: {path} is a model file: name the shards to evaluate it on "
                                                "(--data DIR)")
     assert evaluate.main(["--checkpoint", str(path), "--data", str(shards)]) == 0
-    report = json.loads(path.with_name("model.eval-test.json").read_text())
+    report = json.loads(path.with_name(f"model.eval-{shards.name}-test.json").read_text())   # the shards named
     expected = json.loads((run / ckpt.RESULTS_FILE).read_text())["best"]     # the run's evaluation of that checkpoint
     assert (report["war"], report["uar"], report["confusion"]) == (expected["war"], expected["uar"], expected["confusion"])
     assert report["epoch"] == expected["epoch"] == 1
-    assert path.with_name("model.eval-test-confusion.png").is_file()
+    assert path.with_name(f"model.eval-{shards.name}-test-confusion.png").is_file()
 
 
 def _rewrite(path, target, tensors=None, **changes):

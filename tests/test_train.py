@@ -271,7 +271,7 @@ def test_two_processes_match_one(shards, tmp_path):
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state_a), jax.tree.leaves(state_b)):
         diff = np.abs(a - b)
         assert diff.max() <= 4 * lr, jax.tree_util.keystr(path)
-        assert (diff > 1e-5).mean() < 0.005, jax.tree_util.keystr(path)
+        assert (diff > 1e-5).sum() <= max(1, 0.005 * diff.size), jax.tree_util.keystr(path)   # 1 of a small one
     losses_a, losses_b = train_losses(single), train_losses(multi)
     np.testing.assert_allclose([losses_b[s] for s in (1, 2)], [losses_a[s] for s in (1, 2)], rtol=1e-5)
 
@@ -375,7 +375,8 @@ def test_a_run_made_before_the_registry_loads_in_todays_layout(shards, tmp_path)
     new = json.loads((workdir / ckpt.CONFIG_FILE).read_text())
     old = json.loads(json.dumps(new))
     dfer = old["model"].pop("dfer")
-    old["model"].pop("frame_mean")
+    for name in models.MODELS:                       # the registry's other sections did not exist then
+        old["model"].pop(name, None)
     old["model"].pop("name")
     old["data"]["image_size"], old["data"]["heatmap_sigma"] = dfer.pop("image_size"), dfer.pop("heatmap_sigma")
     old["loss"] = {"aux_weight": dfer.pop("aux_weight")}

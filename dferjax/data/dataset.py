@@ -467,8 +467,10 @@ def _build(listing: Listing, out: Path, prep: PrepConfig, state: _State, stop: j
                     differ += [f"{key}.{k} {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v]
                 elif old != value:
                     differ.append(f"{key} {old!r} -> {value!r}")
+            hint = ("; a build made before --precropped-detect resumes with --precropped-detect no"
+                    if any("precropped_detect" in d for d in differ) else "")
             raise BuildSettingsError(f"{out} holds shards built with other settings ({', '.join(differ)}); use a new "
-                                     "--out directory, or delete the old one to rebuild")
+                                     f"--out directory, or delete the old one to rebuild{hint}")
     plan = plan_shards(listing.clips, shard_size)
     state.total = len(plan)
     _remove_stale(out, plan)

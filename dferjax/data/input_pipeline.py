@@ -8,7 +8,10 @@ global batch one process would read.
 
 Sampling (as Former-DFER, which the paper follows for its 16-frame input): ``clips.segment_indices``
 cuts a clip's stored frames into 8 segments and takes 2 consecutive frames from each, at random
-offsets in training and at the segment centres at test; shorter clips repeat frames evenly.
+offsets in training and at the segment centres at test; shorter clips repeat frames evenly. A model
+that asks for keyframes (``ExampleSpec.keyframes``, TDRAG's) first drops the stored frames that repeat
+the last kept one (``keyframes.select_keyframes``, on all decoded stored frames), and the segments cut
+the kept frames only; the number kept goes with the example as ``keyframes``.
 
 Augmentation, training only (the peers' group transforms): one random resized crop (area fraction
 ``data.crop_scale``, aspect ratio ``data.crop_ratio``) and one horizontal flip with probability 1/2 for
@@ -49,6 +52,7 @@ from dferjax import keypoints as kp
 from dferjax.data import records
 from dferjax.data.clips import segment_indices
 from dferjax.data.dataset import DataConfigError
+from dferjax.data.keyframes import select_keyframes
 
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 """``data.padding_mode``: torchvision RandomCrop's ``padding_mode`` names, which are numpy.pad's
@@ -97,6 +101,10 @@ class ExampleSpec:
       erasing_scale: range of the erased area, as a fraction of the frame's.
       erasing_ratio: range of the erased rectangle's aspect ratio (h / w, as torchvision).
       erasing_value: what fills it: one of :data:`ERASING_VALUES`.
+      keyframes: keyframe selection by redundancy before the segment sampling (the model's
+        ``model.<name>.keyframes``, through its InputSpec): a measure of ``keyframes.MEASURES``; "" (default): off, the segments cut all stored frames.
+      keyframe_threshold: a stored frame whose redundancy coefficient against the last kept one is
+        above it is dropped (:func:`~dferjax.data.keyframes.select_keyframes`).
     """
 
     image_size: int                 # frames are resized to image_size x image_size
@@ -115,6 +123,8 @@ class ExampleSpec:
     erasing_scale: tuple[float, float] = (0.02, 0.33)  # erased area fraction range
     erasing_ratio: tuple[float, float] = (0.3, 3.3)    # ... and aspect ratio range (h / w)
     erasing_value: str = "mean"     # ERASING_VALUES
+    keyframes: str = ""             # keyframes.MEASURES: segments cut the keyframes only; "": off
+    keyframe_threshold: float = 0.99  # drop a frame whose redundancy against the last kept one is above
 
     @property
     def num_frames(self) -> int:
@@ -421,18 +431,49 @@ def clip_inputs(frames: np.ndarray, points: np.ndarray, spec: ExampleSpec, jpeg_
       points: (T, 18, 2) their key-points (x, y) in crop pixels.
       spec: the example spec (segments, image size, heat-maps).
       jpeg_quality: the JPEG quality the shards were written with (0-100).
+    With ``spec.keyframes``, every stored frame goes through the JPEG round trip first and the
+    keyframes are chosen on them (:func:`keyframe_indices`), as for the clip's record.
+
     Returns:
       A tuple (frames, key-points, heat-maps, take): uint8 (N, size, size, 3), float32 (N, 18, 2) in
       pixels of the output frames, float16 (N, h, h, 18) or None, and int32 (N,) stored-frame
-      indices, N = ``spec.num_frames``.
+      indices, N = ``spec.num_frames`` (with keyframes, ``len(np.unique(take))`` of them were kept
+      where there are no more than N).
     Raises:
       ValueError: ``frames`` is empty, a frame fails to JPEG-encode, or ``spec.heatmap_sigma`` <= 0.
       cv2.error: OpenCV rejects a frame (e.g. a channel count other than 1, 3 or 4).
     """
-    take = segment_indices(len(frames), spec.num_segments, spec.frames_per_segment, None)
-    decoded = np.stack([records.decode_jpeg(records.encode_jpeg(frames[i], jpeg_quality)) for i in take])
+    if spec.keyframes:        # the keyframes are chosen on every stored frame as a shard holds it
+        stored = np.stack([records.decode_jpeg(records.encode_jpeg(f, jpeg_quality)) for f in frames])
+        take, _ = keyframe_indices(stored, spec, None)
+        decoded = stored[take]
+    else:
+        take = segment_indices(len(frames), spec.num_segments, spec.frames_per_segment, None)
+        decoded = np.stack([records.decode_jpeg(records.encode_jpeg(frames[i], jpeg_quality)) for i in take])
     out, kps, heatmaps = model_inputs(decoded, np.asarray(points)[take], spec)
     return out, kps, heatmaps, take
+
+
+def keyframe_indices(stored: np.ndarray, spec: ExampleSpec, rng: np.random.Generator | None
+                     ) -> tuple[np.ndarray, int]:
+    """The stored frames one example takes under keyframe selection, and how many keyframes there are.
+
+    The keyframes of ``stored`` (``keyframes.select_keyframes`` with ``spec.keyframes`` and
+    ``spec.keyframe_threshold``), then ``clips.segment_indices`` over them: random frames within equal
+    segments in training, their centres at test; fewer keyframes than ``spec.num_frames`` are repeated
+    evenly, in order.
+
+    Args:
+      stored: uint8 (T, S, S, 3) the clip's decoded stored frames (T >= 1).
+      spec: the example spec (``keyframes`` set; the segments).
+      rng: the example's generator in training; None at test.
+    Returns:
+      (int32 (N,) stored-frame indices in time order, N = ``spec.num_frames``; the number of keyframes).
+    Raises:
+      ValueError: no stored frame, or ``spec.keyframes`` is not a measure of ``keyframes.MEASURES``.
+    """
+    kept = select_keyframes(stored, spec.keyframes, spec.keyframe_threshold)
+    return kept[segment_indices(len(kept), spec.num_segments, spec.frames_per_segment, rng)], len(kept)
 
 
 class LabelError(ValueError):
@@ -476,7 +517,8 @@ def record_example(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rand
     Returns:
       ``{"frames": uint8 (N, S, S, 3), "heatmaps": float16 (N, h, h, 18) when the spec asks for them,
       "label": int32 scalar, "valid": bool scalar True}``, N = ``spec.num_frames``, S =
-      ``spec.image_size``.
+      ``spec.image_size``; with ``spec.keyframes`` also ``"keyframes"``: int32 scalar, the number of
+      keyframes the clip kept (batch metadata; the model does not read it).
     Raises:
       google.protobuf.message.DecodeError: ``data`` cannot be parsed as an Example.
       ValueError: the record is malformed (``records.decode_example``), has no stored frame, a stored
@@ -492,6 +534,8 @@ def record_example(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rand
     example = {"frames": frames, "label": np.int32(label), "valid": np.bool_(True)}
     if heatmaps is not None:
         example["heatmaps"] = heatmaps
+    if spec.keyframes:
+        example["keyframes"] = np.int32(header["keyframes"])
     return example
 
 
@@ -502,7 +546,9 @@ def record_inputs(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rando
     ``data`` is the record's bytes, or the record as :class:`DecodedCache` keeps it (parsed, its
     frames decoded); both give the same result.
 
-    Frames are chosen by ``clips.segment_indices`` and only their JPEGs are decoded. With ``rng`` (training),
+    Frames are chosen by ``clips.segment_indices`` and only their JPEGs are decoded (with
+    ``spec.keyframes``, all are decoded and the segments cut the keyframes, :func:`keyframe_indices`;
+    the header then has ``keyframes``, their number). With ``rng`` (training),
     after the random segment offsets, one draw for all frames: with ``spec.crop_padding``, a
     ``random_padded_crop`` window; one ``random_resized_crop`` box (``spec.crop_scale``,
     ``spec.crop_ratio``) within that window (or the frame), the two composed into one box, so the
@@ -527,11 +573,18 @@ def record_inputs(data: bytes | dict[str, Any], spec: ExampleSpec, rng: np.rando
     """
     header = data if isinstance(data, dict) else records.decode_example(data)
     stored = header["frames"]
-    take = segment_indices(len(stored), spec.num_segments, spec.frames_per_segment, rng)
-    if isinstance(stored, np.ndarray):
-        frames = stored[take]                       # fancy indexing: a copy, the cache stays intact
+    if spec.keyframes:                              # every stored frame is decoded to choose among them
+        if not isinstance(stored, np.ndarray):
+            stored = np.stack([records.decode_jpeg(j) for j in stored])
+        take, kept = keyframe_indices(stored, spec, rng)
+        header = {**header, "keyframes": kept}      # a new dict: the cache's stays as it is
+        frames = stored[take]
     else:
-        frames = np.stack([records.decode_jpeg(stored[i]) for i in take])
+        take = segment_indices(len(stored), spec.num_segments, spec.frames_per_segment, rng)
+        if isinstance(stored, np.ndarray):
+            frames = stored[take]                   # fancy indexing: a copy, the cache stays intact
+        else:
+            frames = np.stack([records.decode_jpeg(stored[i]) for i in take])
     points = header["keypoints"][take]
     box, flip, jitter, erasing = None, False, (), None
     if rng is not None:
@@ -715,8 +768,8 @@ class TrainData:
         Returns:
           A ``grain.IterDataset`` of ``steps_per_epoch - position`` batches, each a dict ``frames``
           uint8 (local_batch, N, S, S, 3), ``heatmaps`` float16 (local_batch, N, h, h, 18) when the
-          spec asks for them, ``label`` int32 (local_batch,), ``valid`` bool (local_batch,) all True.
-          Errors of a record (see ``record_example``) are raised while iterating.
+          spec asks for them, ``label`` int32 (local_batch,), ``valid`` bool (local_batch,) all True,
+          ``keyframes`` int32 (local_batch,) with ``spec.keyframes``. Errors of a record (see ``record_example``) are raised while iterating.
         """
         examples = self._global(epoch).random_map(_DecodeRandom(self.spec), seed=_epoch_seed(self.seed, epoch, 1))
         positions = self.local_positions()[position * self.local_batch:].tolist()
@@ -796,8 +849,8 @@ class EvalData:
         Returns:
           A ``grain.IterDataset`` of ``steps`` batches, each a dict ``frames`` uint8
           (local_batch, N, S, S, 3), ``heatmaps`` float16 (local_batch, N, h, h, 18) when the spec
-          asks for them, ``label`` int32 (local_batch,), ``valid`` bool (local_batch,); padding
-          examples are zeros with label 0 and ``valid`` False. Errors of a record (see
+          asks for them, ``label`` int32 (local_batch,), ``valid`` bool (local_batch,), ``keyframes``
+          int32 (local_batch,) with ``spec.keyframes``; padding examples are zeros with label 0 and ``valid`` False. Errors of a record (see
           ``record_example``) are raised while iterating.
         """
         spec, source = self.spec, self.source
@@ -807,6 +860,8 @@ class EvalData:
         if spec.heatmap_size is not None:
             pad["heatmaps"] = np.zeros((spec.num_frames, spec.heatmap_size, spec.heatmap_size,
                                         kp.NUM_KEYPOINTS), np.float16)
+        if spec.keyframes:
+            pad["keyframes"] = np.int32(0)
 
         def load(index: int) -> dict[str, Any]:
             return decode.map(source[index]) if index >= 0 else dict(pad)

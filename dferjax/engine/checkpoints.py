@@ -33,6 +33,7 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -68,12 +69,17 @@ FIGURES_DIR = "figures"
 TENSORBOARD_DIR = "tb"
 
 
-def eval_files(run_dir: str | Path, splits: list[str] | tuple[str, ...]) -> tuple[Path, Path]:
+def eval_files(run_dir: str | Path, splits: list[str] | tuple[str, ...],
+               data_dir: str | Path | None = None) -> tuple[Path, Path]:
     """``RUN/eval-<splits>.json`` and ``RUN/eval-<splits>-confusion.png`` of a checkpoint evaluation; for a
-    model file ``DIR/NAME.safetensors``, ``DIR/NAME.eval-<splits>.json`` and ``...-confusion.png`` beside it."""
+    model file ``DIR/NAME.safetensors``, ``DIR/NAME.eval-[<data dir name>-]<splits>.json`` and
+    ``...-confusion.png`` beside it (a model file is evaluated on shards of any data set: their folder's name
+    keeps two evaluations apart)."""
     name = "eval-" + "+".join(splits)
     if is_model_file(run_dir):
         file = Path(run_dir)
+        if data_dir:
+            name = f"eval-{Path(os.path.normpath(str(data_dir))).name}-" + "+".join(splits)
         return file.with_name(f"{file.stem}.{name}.json"), file.with_name(f"{file.stem}.{name}-confusion.png")
     return Path(run_dir) / f"{name}.json", Path(run_dir) / f"{name}-confusion.png"
 

@@ -22,7 +22,8 @@ from dferjax.data.input_pipeline import ExampleSpec
 
 def example_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
     """The data layer's spec for the configured model and data settings (the ``data`` section's
-    sampling and augmentation keys, the model's frames, image size, heat-maps and classes).
+    sampling and augmentation keys, the model's frames, image size, heat-maps, keyframe selection and
+    classes).
 
     A run made before the static-FER augmentations (``data.crop_padding`` ... ``data.erasing_value``)
     lacks their keys: they are off, ExampleSpec's defaults.
@@ -47,7 +48,8 @@ def example_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
                       random_erasing=float(added("random_erasing")),
                       erasing_scale=tuple(float(v) for v in added("erasing_scale")),
                       erasing_ratio=tuple(float(v) for v in added("erasing_ratio")),
-                      erasing_value=str(added("erasing_value")))
+                      erasing_value=str(added("erasing_value")), keyframes=spec.keyframes,
+                      keyframe_threshold=float(spec.keyframe_threshold))
     if out.num_frames != spec.num_frames:
         raise DataConfigError(
             f"data.num_segments x data.frames_per_segment = {out.num_frames} frames, but "

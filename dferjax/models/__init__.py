@@ -24,11 +24,19 @@ from flax import nnx
 from dferjax.models.base import DTYPES, InputSpec, Model, Outputs
 from dferjax.models.dfer import VARIANTS, DFERModel, apply_variant, variant_of
 from dferjax.models.frame_mean import FrameMeanModel
+from dferjax.models.lnlj import LNLJModel
 from dferjax.models.loss import dfer_loss
+from dferjax.models.mfer import MFERModel
+from dferjax.models.r3d import R3D18Model
+from dferjax.models.tdrag import TDRAGModel
 
 MODELS: dict[str, type] = {
     "dfer": DFERModel,              # Huang et al. 2024: key-point GCN, region fusion, temporal MSA
     "frame_mean": FrameMeanModel,   # ResNet18 per frame, mean over frames, linear classifier
+    "lnlj": LNLJModel,              # Shi et al. 2024: local region CNNs weighted by non-local attention, U-Net
+    "mfer": MFERModel,              # Xu et al. 2024: ConvNeXt, DS attention, multiscale classifier, DSF loss
+    "r3d18": R3D18Model,            # torchvision's r3d_18, the DFEW baseline (3D ResNet18)
+    "tdrag": TDRAGModel,            # Liu et al. 2024: keyframes, 3D residual attention ResNet18, GRU
 }
 
 __all__ = ["DTYPES", "MODELS", "VARIANTS", "ModelConfigError", "UnknownModelError", "check_config", "DFERModel", "FrameMeanModel", "InputSpec", "Model", "Outputs",

@@ -69,7 +69,7 @@ class InputSpec:
     heatmap_sigma: the heat-maps' Gaussian standard deviation, in heat-map cells.
     num_classes: K, the classifier's width.
     keyframes: the redundancy measure by which the input pipeline keeps a clip's keyframes before
-      sampling its frames (``data.keyframes.MEASURES``, e.g. "histogram"); "" (default): all frames.
+      sampling its frames (``data.keyframes.MEASURES``, e.g. "ssim"); "" (default): all frames.
     keyframe_threshold: a frame more redundant than this with the last kept one is dropped.
     """
 

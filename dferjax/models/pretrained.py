@@ -1,9 +1,15 @@
 """Initialise the ResNet18 backbone from a PyTorch (torchvision-named) state dict on disk.
 
-Huang et al. (2024) start the backbone from pre-trained weights (ImageNet or MS-Celeb-1M face
-recognition), and such weights exist as PyTorch state dicts named like torchvision's ``resnet18``
-(``conv1.weight``, ``layer1.0.bn1.running_mean``, ``layer2.0.downsample.0.weight``, ...). Our
-``dferjax.models.resnet.ResNet18`` uses the same layer names, so the copy is one to one:
+Huang et al. (2024) do not say how their ResNet18 starts: their text names no pre-training and no
+pre-training data set, so the default here is random initialisation (``model.<name>.backbone_weights``
+empty), and training says at its start which it was (``dferjax.train.weights_origin``). Our reading, for
+reproduction (README, "Reproducing the paper"): ImageNet-pretrained torchvision weights
+(``resnet18-f37072fd.pth``), which ADGC (Wang et al. 2020b), the work the paper's GCN is simplified
+from (its section 3.1.2), starts from; peers differ (Former-DFER trains from scratch with its own
+recipe). Such weights are PyTorch state dicts with torchvision's ``resnet18`` names (``conv1.weight``,
+``layer1.0.bn1.running_mean``, ``layer2.0.downsample.0.weight``, ...), and face-recognition checkpoints
+of the same architecture usually use them too. Our ``dferjax.models.resnet.ResNet18`` uses the same
+layer names, so the copy is one to one:
 
 * convolution ``weight`` (PyTorch O, I, kH, kW) -> ``kernel`` (Flax kH, kW, I, O);
 * BatchNorm ``weight`` -> ``scale``, ``bias`` -> ``bias``, ``running_mean`` -> ``mean``,
@@ -18,6 +24,16 @@ Files are read without running pickled code: ``.safetensors`` with the safetenso
 only through ``torch.load(..., weights_only=True)``, which refuses anything but tensors and plain
 containers. PyTorch is an optional dependency (``pip install 'dferjax[torch]'``), needed only for
 those pickles.
+
+ConvNeXt (``mfer``'s backbone, ``dferjax.models.convnext``) loads a torchvision ``convnext_{tiny,small,base}``
+state dict the same way (:func:`load_convnext_weights`): ``features.*`` and the LayerNorm ``classifier.0``
+map one to one (``convnext.torchvision_key``); convolutions OIHW -> HWIO, Linear (out, in) -> (in, out),
+layer scale (C, 1, 1) -> (C,). The ImageNet classifier ``classifier.2`` is not used.
+
+The 3D ResNet18 of ``r3d18`` and ``tdrag`` (``dferjax.models.r3d``) loads a torchvision ``r3d_18`` state
+dict (e.g. the Kinetics-400 weights) by :func:`load_r3d18_weights`: the same names (``stem.0.weight``,
+``layer2.0.conv1.0.weight``, ...), convolutions O, I, kT, kH, kW -> kT, kH, kW, I, O; the Kinetics
+classifier ``fc`` is not used, and TDRAG's attention branches keep their initialisation.
 """
 
 from __future__ import annotations
@@ -32,6 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from dferjax.models import convnext
+from dferjax.models.r3d import R3D18
 from dferjax.models.resnet import ResNet18
 
 
@@ -222,9 +240,116 @@ def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, 
     return {"loaded": len(new), "ignored": ignored, "missing": missing}
 
 
+def load_convnext_weights(backbone: convnext.ConvNeXt, state_dict: Mapping[str, Any], *, strict: bool = True
+                          ) -> dict[str, Any]:
+    """Copy a torchvision ``convnext_*`` state dict into ``backbone`` (in place) and report what was used.
+
+    As :func:`load_resnet18_weights`: a prefix ("module.", "backbone.") is stripped, every array is checked
+    before anything is written (ValueError on a shape mismatch, e.g. model.<name>.size other than the
+    checkpoint's, and, when ``strict``, on a missing key), and the result is {"loaded", "ignored" (e.g.
+    ``classifier.2.*``, the ImageNet classifier), "missing"}. Only parameters are read: the stochastic-depth
+    key is not.
+    """
+    flat = list(nnx.to_flat_state(nnx.state(backbone, nnx.Param)))
+    targets = {convnext.torchvision_key(p): (p, v) for p, v in flat}
+    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
+                          set(targets))
+    missing = sorted((k for k in targets if k not in arrays), key=list(targets).index)
+    if len(missing) == len(targets):
+        raise ValueError(f"none of the {len(targets)} ConvNeXt backbone keys (e.g. 'features.0.0.weight', "
+                         f"'features.1.0.layer_scale') is in the state dict, whose keys look like "
+                         f"{sorted(arrays)[:5]}; is it a torchvision-style convnext_tiny/small/base?")
+    if strict and missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise ValueError(f"the state dict lacks {len(missing)} ConvNeXt backbone keys: {shown} (fewer blocks "
+                         f"in the checkpoint than model.<name>.depths = {backbone.depths}?). Pass strict=False "
+                         f"to keep the current values for them.")
+    new: dict[tuple[Any, ...], Any] = {}
+    mismatched: list[str] = []
+    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):
+        path, variable = targets[key]
+        value = np.asarray(arrays[key])
+        expected = convnext.torch_shape(path, variable.shape)
+        if value.shape != expected:
+            mismatched.append(f"{key} has shape {value.shape} but the backbone expects {expected}")
+            continue
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
+        value = convnext.from_torch_layout(path, value)
+        new[path] = variable.replace(jnp.asarray(value, dtype=variable.dtype))
+    if mismatched:
+        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the backbone (shapes in "
+                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. The backbone has widths "
+                         f"{backbone.widths} and depths {backbone.depths}; does model.<name>.size match the "
+                         f"checkpoint's (tiny, small: 96-768; base: 128-1024)?")
+    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
+    ignored = sorted(k for k in arrays if k not in targets)
+    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+
+
+def load_r3d18_weights(backbone: R3D18, state_dict: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """Copy a torchvision ``r3d_18`` state dict (e.g. its Kinetics-400 weights) into the 3D ResNet18 trunk
+    of ``r3d18`` or ``tdrag`` (in place) and report what was used.
+
+    As :func:`load_resnet18_weights`: names map one to one (``stem.0.weight``, ``layer2.0.conv1.0.weight``,
+    ``layer2.0.downsample.1.running_var``, ...; convolutions O, I, kT, kH, kW -> kT, kH, kW, I, O), a
+    prefix ("module.", "backbone.") is stripped, every array is checked before anything is written
+    (ValueError on a shape mismatch, e.g. model.<name>.widths other than the checkpoint's, and, when
+    ``strict``, on a missing key), and the result is {"loaded", "ignored" (``fc.*``, the Kinetics
+    classifier; ``num_batches_tracked``), "missing"}. TDRAG's attention branches (``mask<stage>``) have no
+    counterpart and keep their values; the temporal strides do not change any shape.
+    """
+    flat = list(nnx.to_flat_state(nnx.state(backbone)))
+    targets = {_torch_key(p): (p, v) for p, v in flat if not str(p[0]).startswith("mask")}
+    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
+                          set(targets))
+    missing = sorted(k for k in targets if k not in arrays)
+    if len(missing) == len(targets):
+        raise ValueError(f"none of the {len(targets)} r3d_18 keys (e.g. 'stem.0.weight', "
+                         f"'layer1.0.conv1.0.weight') is in the state dict, whose keys look like "
+                         f"{sorted(arrays)[:5]}; is it a torchvision-style r3d_18?")
+    if strict and missing:
+        raise ValueError(f"the state dict lacks {len(missing)} r3d_18 keys: {', '.join(missing)}. "
+                         f"Pass strict=False to keep the current values for them.")
+    new: dict[tuple[Any, ...], Any] = {}
+    mismatched: list[str] = []
+    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):     # in the file's order
+        path, variable = targets[key]
+        value = np.asarray(arrays[key])
+        expected = tuple(variable.shape)
+        if path[-1] == "kernel":
+            expected = (expected[4], expected[3], *expected[:3])                 # THWIO -> OITHW
+        if value.shape != expected:
+            mismatched.append(f"{key} has shape {value.shape} but the trunk expects {expected}")
+            continue
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
+        if path[-1] == "kernel":
+            value = value.transpose(2, 3, 4, 1, 0)                              # OITHW -> THWIO
+        new[path] = variable.replace(jnp.asarray(value, dtype=variable.dtype))
+    if mismatched:
+        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        widths = tuple(int(stage[0].conv2[1].scale.shape[0])
+                       for stage in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4))
+        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the 3D ResNet18 (shapes in "
+                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. model.<name>.widths is {widths} "
+                         f"here; does it match the checkpoint's (torchvision r3d_18: (64, 128, 256, 512))?")
+    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
+    ignored = sorted(k for k in arrays if k not in targets)
+    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+
+
 def init_backbone_from(model: Any, path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
-    """Load the file at ``path`` (see load_state_dict) into ``model.backbone``, the ResNet18 of a model
-    that has one (``dfer``, ``frame_mean``); ValueError for a model without a ``backbone``."""
-    if not isinstance(getattr(model, "backbone", None), ResNet18):
-        raise ValueError(f"{type(model).__name__} has no ResNet18 backbone to load {path} into")
-    return load_resnet18_weights(model.backbone, load_state_dict(path), strict=strict)
+    """Load the file at ``path`` (see load_state_dict) into ``model.backbone``: the ResNet18 of ``dfer`` and
+    ``frame_mean``, the ConvNeXt of ``mfer`` or the 3D ResNet18 of ``r3d18`` and ``tdrag``
+    (:func:`load_r3d18_weights`); ValueError for a model without one of them."""
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, R3D18):                  # r3d18, tdrag: a torchvision r3d_18 state dict
+        return load_r3d18_weights(backbone, load_state_dict(path), strict=strict)
+    if isinstance(backbone, convnext.ConvNeXt):
+        return load_convnext_weights(backbone, load_state_dict(path), strict=strict)
+    if not isinstance(backbone, ResNet18):
+        raise ValueError(f"{type(model).__name__} has no ResNet18 backbone (nor a ConvNeXt one) to load {path} "
+                         f"into")
+    return load_resnet18_weights(backbone, load_state_dict(path), strict=strict)
