@@ -340,6 +340,8 @@ def test_configs_select_the_model_with_its_recipe():
     demo = config_file_module(str(ROOT / "configs/demo.py")).get_config("model=tdrag")
     assert demo.model.name == "tdrag" and demo.model.tdrag.widths == TDRAGModel.TINY["widths"]
     assert demo.data.num_segments * demo.data.frames_per_segment == demo.model.tdrag.num_frames == 8
+    assert demo.train.batch_size == 8 and demo.train.learning_rate == pytest.approx(1e-3 * (8 / 64) ** 0.5)
+    assert config_file_module(str(ROOT / "configs/demo.py")).get_config().train.learning_rate == 1e-3
     assert config_file_module(str(ROOT / "configs/dfew.py")).get_config().model.name == "dfer"
 
 
