@@ -15,6 +15,10 @@ torchvision's (``stem.0``, ``stem.1``, ``layer2.0.conv1.0``, ``layer2.0.downsamp
 an ``r3d_18`` state dict maps one to one (``models.pretrained.load_r3d18_weights``); the equality with
 torchvision's network on the same weights is tested.
 
+On the CPU each 3D convolution runs as one 2D convolution over stacked temporal taps
+(:func:`conv3d_as_2d`; XLA:CPU has no fast 3D convolution), elsewhere as XLA's 3D convolution; the
+parameters are the same.
+
 Two settings beyond torchvision's, used by TDRAG: ``temporal_strides`` (the temporal stride of each
 stage's first block; torchvision's is (1, 2, 2, 2)) and ``attention_stages`` (stages with a 3D
 residual attention module, :class:`MaskBranch`). The ``r3d18`` model registered here is the plain
