@@ -42,7 +42,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -187,6 +187,73 @@ def _torch_key(path: tuple[Any, ...]) -> str:
     return ".".join(map(str, path[:-1] + (_LEAF_TO_TORCH[path[-1]],)))
 
 
+def _copy_weights(backbone: Any, flat: list[tuple[Any, Any]], targets: dict[str, tuple[Any, Any]],
+                  state_dict: Mapping[str, Any], *, strict: bool, torch_shape: Callable[[Any, tuple], tuple],
+                  from_torch: Callable[[Any, np.ndarray], np.ndarray], none_found: tuple[str, str],
+                  lacks: Callable[[list[str]], str], mismatch_hint: str,
+                  missing_order: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The one copy of a PyTorch state dict into a backbone that every loader makes (in place).
+
+    Args:
+      backbone: the nnx module written to; flat: its flat state (path, variable) that is written back.
+      targets: {PyTorch key: (path, variable)} of the variables the state dict may fill.
+      state_dict: the arrays (a prefix such as "module." is stripped, ``strip_prefix``).
+      strict: a missing key is an error (else the variable keeps its value and is listed).
+      torch_shape: (path, our shape) -> the shape PyTorch stores; from_torch: (path, array) -> our layout.
+      none_found: (what was not found, the question to the user): the error when no key matches, with the
+        state dict's first keys between them.
+      lacks: the sorted missing keys -> the error under ``strict``.
+      mismatch_hint: appended to the error listing arrays of the wrong shape.
+      missing_order: the sort key of the missing keys (default: alphabetical).
+    Returns:
+      {"loaded": arrays copied, "ignored": unused keys, "missing": targets absent from the state dict}.
+    Raises:
+      ValueError: no key matches, a missing key (``strict``), a shape mismatch or a non-float array; every
+        array is checked before anything is written, so on an error the backbone is unchanged.
+    """
+    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
+                          set(targets))
+    missing = sorted((k for k in targets if k not in arrays), key=missing_order)
+    if len(missing) == len(targets):
+        raise ValueError(f"{none_found[0]}, whose keys look like {sorted(arrays)[:5]}; {none_found[1]}")
+    if strict and missing:
+        raise ValueError(lacks(missing))
+    new: dict[tuple[Any, ...], Any] = {}
+    mismatched: list[str] = []
+    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):     # in the file's order
+        path, variable = targets[key]
+        value = np.asarray(arrays[key])
+        expected = torch_shape(path, tuple(variable.shape))
+        if value.shape != expected:
+            mismatched.append(f"{key} has shape {value.shape} but the backbone expects {expected}")
+            continue
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
+        new[path] = variable.replace(jnp.asarray(from_torch(path, value), dtype=variable.dtype))
+    if mismatched:
+        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the backbone (shapes in "
+                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. {mismatch_hint}")
+    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
+    ignored = sorted(k for k in arrays if k not in targets)
+    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+
+
+def _kernel_transposer(order: tuple[int, ...]) -> tuple[Callable[[Any, tuple], tuple],
+                                                        Callable[[Any, np.ndarray], np.ndarray]]:
+    """(torch_shape, from_torch) for backbones whose only layout change is a kernel's: ``order`` takes a
+    PyTorch kernel (O, I, spatial...) to ours (spatial..., I, O)."""
+    inverse = tuple(int(i) for i in np.argsort(order))
+
+    def torch_shape(path: Any, shape: tuple) -> tuple:
+        return tuple(shape[i] for i in inverse) if path[-1] == "kernel" else shape
+
+    def from_torch(path: Any, value: np.ndarray) -> np.ndarray:
+        return value.transpose(order) if path[-1] == "kernel" else value
+
+    return torch_shape, from_torch
+
+
 def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, strict: bool = True
                           ) -> dict[str, Any]:
     """Copy a torchvision-named ResNet18 state dict into ``backbone`` (in place) and report what was used.
@@ -201,43 +268,18 @@ def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, 
     ...), "missing": backbone keys absent from the state dict}.
     """
     flat = list(nnx.to_flat_state(nnx.state(backbone)))
-    targets = {_torch_key(p): (p, v) for p, v in flat}
-    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
-                          set(targets))
-    missing = sorted(k for k in targets if k not in arrays)
-    if len(missing) == len(targets):
-        raise ValueError(f"none of the {len(targets)} ResNet18 backbone keys (e.g. 'conv1.weight', "
-                         f"'layer1.0.bn1.running_mean') is in the state dict, whose keys look like "
-                         f"{sorted(arrays)[:5]}; is it a torchvision-style ResNet18?")
-    if strict and missing:
-        raise ValueError(f"the state dict lacks {len(missing)} backbone keys: {', '.join(missing)}. "
-                         f"Pass strict=False to keep the current values for them.")
     stages = (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
     widths = tuple(int(stage[0].bn2.scale.shape[0]) for stage in stages)
-    new: dict[tuple[Any, ...], Any] = {}
-    mismatched: list[str] = []
-    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):     # in the file's order
-        path, variable = targets[key]
-        value = np.asarray(arrays[key])
-        expected = tuple(variable.shape)
-        if path[-1] == "kernel":
-            expected = (expected[3], expected[2], expected[0], expected[1])     # HWIO -> OIHW
-        if value.shape != expected:
-            mismatched.append(f"{key} has shape {value.shape} but the backbone expects {expected}")
-            continue
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
-        if path[-1] == "kernel":
-            value = value.transpose(2, 3, 1, 0)                                 # OIHW -> HWIO
-        new[path] = variable.replace(jnp.asarray(value, dtype=variable.dtype))
-    if mismatched:
-        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
-        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the backbone (shapes in "
-                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. model.<name>.widths is {widths} "
-                         f"here; does it match the checkpoint's (torchvision ResNet18: (64, 128, 256, 512))?")
-    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
-    ignored = sorted(k for k in arrays if k not in targets)
-    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+    torch_shape, from_torch = _kernel_transposer((2, 3, 1, 0))                  # OIHW -> HWIO
+    return _copy_weights(
+        backbone, flat, {_torch_key(p): (p, v) for p, v in flat}, state_dict, strict=strict,
+        torch_shape=torch_shape, from_torch=from_torch,
+        none_found=(f"none of the {len(flat)} ResNet18 backbone keys (e.g. 'conv1.weight', "
+                    "'layer1.0.bn1.running_mean') is in the state dict", "is it a torchvision-style ResNet18?"),
+        lacks=lambda missing: (f"the state dict lacks {len(missing)} backbone keys: {', '.join(missing)}. "
+                               "Pass strict=False to keep the current values for them."),
+        mismatch_hint=(f"model.<name>.widths is {widths} here; does it match the checkpoint's (torchvision "
+                       "ResNet18: (64, 128, 256, 512))?"))
 
 
 def load_convnext_weights(backbone: convnext.ConvNeXt, state_dict: Mapping[str, Any], *, strict: bool = True
@@ -252,40 +294,21 @@ def load_convnext_weights(backbone: convnext.ConvNeXt, state_dict: Mapping[str, 
     """
     flat = list(nnx.to_flat_state(nnx.state(backbone, nnx.Param)))
     targets = {convnext.torchvision_key(p): (p, v) for p, v in flat}
-    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
-                          set(targets))
-    missing = sorted((k for k in targets if k not in arrays), key=list(targets).index)
-    if len(missing) == len(targets):
-        raise ValueError(f"none of the {len(targets)} ConvNeXt backbone keys (e.g. 'features.0.0.weight', "
-                         f"'features.1.0.layer_scale') is in the state dict, whose keys look like "
-                         f"{sorted(arrays)[:5]}; is it a torchvision-style convnext_tiny/small/base?")
-    if strict and missing:
+
+    def lacks(missing: list[str]) -> str:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise ValueError(f"the state dict lacks {len(missing)} ConvNeXt backbone keys: {shown} (fewer blocks "
-                         f"in the checkpoint than model.<name>.depths = {backbone.depths}?). Pass strict=False "
-                         f"to keep the current values for them.")
-    new: dict[tuple[Any, ...], Any] = {}
-    mismatched: list[str] = []
-    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):
-        path, variable = targets[key]
-        value = np.asarray(arrays[key])
-        expected = convnext.torch_shape(path, variable.shape)
-        if value.shape != expected:
-            mismatched.append(f"{key} has shape {value.shape} but the backbone expects {expected}")
-            continue
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
-        value = convnext.from_torch_layout(path, value)
-        new[path] = variable.replace(jnp.asarray(value, dtype=variable.dtype))
-    if mismatched:
-        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
-        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the backbone (shapes in "
-                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. The backbone has widths "
-                         f"{backbone.widths} and depths {backbone.depths}; does model.<name>.size match the "
-                         f"checkpoint's (tiny, small: 96-768; base: 128-1024)?")
-    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
-    ignored = sorted(k for k in arrays if k not in targets)
-    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+        return (f"the state dict lacks {len(missing)} ConvNeXt backbone keys: {shown} (fewer blocks in the "
+                f"checkpoint than model.<name>.depths = {backbone.depths}?). Pass strict=False to keep the current "
+                "values for them.")
+
+    return _copy_weights(
+        backbone, flat, targets, state_dict, strict=strict, torch_shape=convnext.torch_shape,
+        from_torch=convnext.from_torch_layout, missing_order=list(targets).index, lacks=lacks,
+        none_found=(f"none of the {len(targets)} ConvNeXt backbone keys (e.g. 'features.0.0.weight', "
+                    "'features.1.0.layer_scale') is in the state dict",
+                    "is it a torchvision-style convnext_tiny/small/base?"),
+        mismatch_hint=(f"The backbone has widths {backbone.widths} and depths {backbone.depths}; does "
+                       "model.<name>.size match the checkpoint's (tiny, small: 96-768; base: 128-1024)?"))
 
 
 def load_r3d18_weights(backbone: R3D18, state_dict: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
@@ -301,43 +324,18 @@ def load_r3d18_weights(backbone: R3D18, state_dict: Mapping[str, Any], *, strict
     counterpart and keep their values; the temporal strides do not change any shape.
     """
     flat = list(nnx.to_flat_state(nnx.state(backbone)))
+    widths = tuple(int(stage[0].conv2[1].scale.shape[0])
+                   for stage in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4))
+    torch_shape, from_torch = _kernel_transposer((2, 3, 4, 1, 0))               # OITHW -> THWIO
     targets = {_torch_key(p): (p, v) for p, v in flat if not str(p[0]).startswith("mask")}
-    arrays = strip_prefix({str(k): a for k, v in state_dict.items() if (a := _to_numpy(v)) is not None},
-                          set(targets))
-    missing = sorted(k for k in targets if k not in arrays)
-    if len(missing) == len(targets):
-        raise ValueError(f"none of the {len(targets)} r3d_18 keys (e.g. 'stem.0.weight', "
-                         f"'layer1.0.conv1.0.weight') is in the state dict, whose keys look like "
-                         f"{sorted(arrays)[:5]}; is it a torchvision-style r3d_18?")
-    if strict and missing:
-        raise ValueError(f"the state dict lacks {len(missing)} r3d_18 keys: {', '.join(missing)}. "
-                         f"Pass strict=False to keep the current values for them.")
-    new: dict[tuple[Any, ...], Any] = {}
-    mismatched: list[str] = []
-    for key in sorted(targets.keys() & arrays.keys(), key=list(arrays).index):     # in the file's order
-        path, variable = targets[key]
-        value = np.asarray(arrays[key])
-        expected = tuple(variable.shape)
-        if path[-1] == "kernel":
-            expected = (expected[4], expected[3], *expected[:3])                 # THWIO -> OITHW
-        if value.shape != expected:
-            mismatched.append(f"{key} has shape {value.shape} but the trunk expects {expected}")
-            continue
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
-        if path[-1] == "kernel":
-            value = value.transpose(2, 3, 4, 1, 0)                              # OITHW -> THWIO
-        new[path] = variable.replace(jnp.asarray(value, dtype=variable.dtype))
-    if mismatched:
-        more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
-        widths = tuple(int(stage[0].conv2[1].scale.shape[0])
-                       for stage in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4))
-        raise ValueError(f"{len(mismatched)} arrays of the state dict do not fit the 3D ResNet18 (shapes in "
-                         f"PyTorch layout): {'; '.join(mismatched[:3])}{more}. model.<name>.widths is {widths} "
-                         f"here; does it match the checkpoint's (torchvision r3d_18: (64, 128, 256, 512))?")
-    nnx.update(backbone, nnx.from_flat_state([(p, new.get(p, v)) for p, v in flat]))
-    ignored = sorted(k for k in arrays if k not in targets)
-    return {"loaded": len(new), "ignored": ignored, "missing": missing}
+    return _copy_weights(
+        backbone, flat, targets, state_dict, strict=strict, torch_shape=torch_shape, from_torch=from_torch,
+        none_found=(f"none of the {len(targets)} r3d_18 keys (e.g. 'stem.0.weight', 'layer1.0.conv1.0.weight') "
+                    "is in the state dict", "is it a torchvision-style r3d_18?"),
+        lacks=lambda missing: (f"the state dict lacks {len(missing)} r3d_18 keys: {', '.join(missing)}. "
+                               "Pass strict=False to keep the current values for them."),
+        mismatch_hint=(f"model.<name>.widths is {widths} here; does it match the checkpoint's (torchvision "
+                       "r3d_18: (64, 128, 256, 512))?"))
 
 
 def init_backbone_from(model: Any, path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
