@@ -149,6 +149,25 @@ def _report_of(results: dict[str, Any], which: str, run: Path) -> dict[str, Any]
     return report
 
 
+def _load_runs(run_dirs: Sequence[str | Path], which: str) -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    """(run directory, its results.json, its ``which`` report) of every run.
+
+    Raises:
+      ValueError: no runs, an unknown ``which``, a run without the report.
+      FileNotFoundError: a run without results.json.
+    """
+    if which not in REPORT_KINDS:
+        raise ValueError(f"which must be one of {REPORT_KINDS}, got {which!r}")
+    if not run_dirs:
+        raise ValueError("no run directories given; pass at least one training run directory")
+    loaded = []
+    for run_dir in run_dirs:
+        run = Path(run_dir)
+        results = load_results(run)
+        loaded.append((run, results, _report_of(results, which, run)))
+    return loaded
+
+
 def kfold_summary(run_dirs: Sequence[str | Path], which: str = "best") -> dict[str, Any]:
     """Per-run rows and their mean / std over the runs, from each run's ``results.json``.
 
@@ -168,16 +187,7 @@ def kfold_summary(run_dirs: Sequence[str | Path], which: str = "best") -> dict[s
     no test sample of it). The std is the sample standard deviation over runs. All runs must share
     dataset, variant and class names, and no fold may appear twice.
     """
-    if which not in REPORT_KINDS:
-        raise ValueError(f"which must be one of {REPORT_KINDS}, got {which!r}")
-    if not run_dirs:
-        raise ValueError("no run directories given; pass at least one training run directory")
-
-    loaded = []
-    for run_dir in run_dirs:
-        run = Path(run_dir)
-        results = load_results(run)
-        loaded.append((run, results, _report_of(results, which, run)))
+    loaded = _load_runs(run_dirs, which)
 
     first_run, first, _ = loaded[0]
     names = list(first["class_names"])
@@ -422,15 +432,8 @@ def ablation_table(run_dirs: Sequence[str | Path], which: str = "best", ignore: 
       ValueError: no runs, an unknown ``which``, a run without the report, or an unreadable file (named).
       FileNotFoundError: a run without results.json.
     """
-    if which not in REPORT_KINDS:
-        raise ValueError(f"which must be one of {REPORT_KINDS}, got {which!r}")
-    if not run_dirs:
-        raise ValueError("no run directories given; pass at least one training run directory")
-    loaded = []
-    for run_dir in run_dirs:
-        run = Path(run_dir)
-        results = load_results(run)
-        loaded.append((run, results, _report_of(results, which, run), run_settings(run, results, ignore)))
+    loaded = [(run, results, report, run_settings(run, results, ignore))
+              for run, results, report in _load_runs(run_dirs, which)]
     compared = "config" if all(settings is not None for *_, settings in loaded) else "results"
     if compared == "results":
         loaded = [(run, results, report, {k: results.get(k) for k in LABEL_KEYS if not _matches(k, ignore)})
