@@ -16,26 +16,20 @@ Shards: ``python -m data_prep.build --dataset affectnet --root /path/to/AffectNe
 """
 
 from dferjax import models
-from dferjax.config import base_config, one_frame, parse_config_arg
+from dferjax.config import base_config, parse_config_arg
 
 DEFAULTS = {"model": "dfer", "classes": 7, "image_size": 224, "batch": 64, "epochs": 20, "lr": 1e-3}
-RECIPE_ARGS = {"batch": "train.batch_size", "epochs": "train.epochs", "lr": "train.learning_rate"}
-"""Arguments whose default is the selected model's recipe (``RECIPE``) where it has one."""
 
 
 def get_config(arg=None):
     model = parse_config_arg(arg, DEFAULTS, "configs/affectnet.py")["model"]
-    recipe = getattr(models.model_class({"name": model}), "RECIPE", {})
-    defaults = {**DEFAULTS, **{k: recipe[key] for k, key in RECIPE_ARGS.items() if key in recipe}}
+    defaults = models.recipe_defaults(model, DEFAULTS)                 # batch, epochs, lr: the model's recipe
     args = parse_config_arg(arg, defaults, "configs/affectnet.py")
     if args["classes"] not in (7, 8):
         raise ValueError(f"configs/affectnet.py: classes must be 7 or 8 (AffectNet-7, AffectNet-8), got {args['classes']}")
     config = base_config(models.default_config())
     config.dataset = "affectnet"
-    one_frame(config)
-    models.apply_variant(config.model.dfer, "B")
-    config.variant = "B" if model == "dfer" else ""
-    models.select(config, model)                  # the model and its recipe (mfer: AdamW, x0.95 per epoch)
+    models.select_still_image(config, model)      # one frame, model B for dfer, the model's recipe
     config.model.num_classes = args["classes"]
     config.model[model].image_size = args["image_size"]
     config.data.dir = f"data/affectnet{args['classes']}"

@@ -15,7 +15,7 @@ with its authors' optimiser (AdamW, weight decay 0.01, lr x0.95 per epoch) under
 import ml_collections
 
 from dferjax import models
-from dferjax.config import base_config, one_frame, parse_config_arg
+from dferjax.config import base_config, parse_config_arg
 
 
 def get_config(arg=None):
@@ -23,10 +23,7 @@ def get_config(arg=None):
                             "configs/demo_images.py")
     config = base_config(models.default_config())
     models.apply_tiny(config.model)              # 64x64, narrow widths (each model's TINY)
-    one_frame(config)                            # one image per sample
-    models.apply_variant(config.model.dfer, "B")  # Table 9's spatial path: the Eq. 5 head classifies
-    config.variant = "B" if args["model"] == "dfer" else ""
-    models.select(config, args["model"])         # the model and its recipe; the demo's schedule below
+    models.select_still_image(config, args["model"])   # one frame, model B for dfer; the demo's schedule below
     config.dataset = "synthetic_images"
     config.data.dir = "data/demo_images"
     config.data.crop_scale = (1.0, 1.0)          # no augmentation: the drawn set learns faster without

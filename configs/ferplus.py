@@ -17,17 +17,14 @@ Shards: ``python -m data_prep.build --dataset ferplus --root /path/to/FER2013 --
 """
 
 from dferjax import models
-from dferjax.config import base_config, one_frame, parse_config_arg
+from dferjax.config import base_config, parse_config_arg
 
 DEFAULTS = {"model": "dfer", "classes": 8, "test": "public", "image_size": 112, "batch": 64, "epochs": 40, "lr": 1e-3}
-RECIPE_ARGS = {"batch": "train.batch_size", "epochs": "train.epochs", "lr": "train.learning_rate"}
-"""Arguments whose default is the selected model's recipe (``RECIPE``) where it has one."""
 
 
 def get_config(arg=None):
     model = parse_config_arg(arg, DEFAULTS, "configs/ferplus.py")["model"]
-    recipe = getattr(models.model_class({"name": model}), "RECIPE", {})
-    defaults = {**DEFAULTS, **{k: recipe[key] for k, key in RECIPE_ARGS.items() if key in recipe},
+    defaults = {**models.recipe_defaults(model, DEFAULTS),             # batch, epochs, lr: the model's recipe
                 "image_size": int(models.default_config()[model].image_size)}     # the model's own
     args = parse_config_arg(arg, defaults, "configs/ferplus.py")
     if args["classes"] not in (7, 8):
@@ -36,10 +33,7 @@ def get_config(arg=None):
         raise ValueError(f"configs/ferplus.py: test must be public or private, got {args['test']!r}")
     config = base_config(models.default_config())
     config.dataset = "ferplus"
-    one_frame(config)
-    models.apply_variant(config.model.dfer, "B")
-    config.variant = "B" if model == "dfer" else ""
-    models.select(config, model)                  # the model and its recipe (mfer: AdamW, x0.95 per epoch)
+    models.select_still_image(config, model)      # one frame, model B for dfer, the model's recipe
     config.model.num_classes = args["classes"]
     config.model[model].image_size = args["image_size"]
     config.data.dir = f"data/ferplus{args['classes']}"

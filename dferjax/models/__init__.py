@@ -21,6 +21,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from dferjax.config import one_frame
 from dferjax.models.base import DTYPES, InputSpec, Model, Outputs
 from dferjax.models.dfer import VARIANTS, DFERModel, apply_variant, variant_of
 from dferjax.models.frame_mean import FrameMeanModel
@@ -40,7 +41,7 @@ MODELS: dict[str, type] = {
 }
 
 __all__ = ["DTYPES", "MODELS", "VARIANTS", "ModelConfigError", "UnknownModelError", "check_config", "DFERModel", "FrameMeanModel", "InputSpec", "Model", "Outputs",
-           "abstract_model", "apply_tiny", "select", "apply_variant", "build_model", "variant_of", "default_config", "dfer_loss", "input_spec",
+           "abstract_model", "apply_tiny", "recipe_defaults", "select", "select_still_image", "apply_variant", "build_model", "variant_of", "default_config", "dfer_loss", "input_spec",
            "model_class", "model_section"]
 
 
@@ -82,6 +83,35 @@ def select(config: ml_collections.ConfigDict, name: str) -> None:
         for part in section.split("."):
             target = target[part]
         target[leaf] = value
+
+
+RECIPE_ARGS = {"batch": "train.batch_size", "epochs": "train.epochs", "lr": "train.learning_rate"}
+"""Config-file arguments whose default is the selected model's ``RECIPE`` value where it has one."""
+
+
+def recipe_defaults(name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A config file's argument ``defaults`` with ``batch``, ``epochs`` and ``lr`` taken from model ``name``'s
+    ``RECIPE`` where it sets them (arguments given still win: they are parsed against these defaults).
+
+    Raises:
+      UnknownModelError: no registered model is called ``name``.
+    """
+    recipe = getattr(model_class({"name": name}), "RECIPE", {}) or {}
+    return {**defaults, **{k: recipe[key] for k, key in RECIPE_ARGS.items() if key in recipe and k in defaults}}
+
+
+def select_still_image(config: ml_collections.ConfigDict, name: str) -> None:
+    """Select model ``name`` for still images, in place: one frame per sample (``config.one_frame``), the
+    paper's model as Table 9's model B (its Eq. 5 head classifies one frame), then ``select`` (the model
+    and its recipe). The still-image configs (rafdb, affectnet, ferplus, demo_images) call it.
+
+    Raises:
+      UnknownModelError: no registered model is called ``name``.
+    """
+    one_frame(config)
+    apply_variant(config.model.dfer, "B")
+    config.variant = "B" if name == "dfer" else ""
+    select(config, name)
 
 
 def apply_tiny(model_config: ml_collections.ConfigDict) -> None:
