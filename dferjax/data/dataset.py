@@ -235,8 +235,11 @@ def _remove_stale(out: Path, plan: list[tuple[str, list[ClipEntry]]]) -> None:
 
 def _discard(out: Path, shard: str) -> None:
     """Remove what exists of a shard that was being written: its manifest part and plan first (so that it
-    never counts as complete), then the shard and its index."""
-    for path in (_part_path(out, shard), _plan_path(out, shard), out / shard, Path(records.index_path(out / shard))):
+    never counts as complete), then the shard, its index and their temporary files (a signal that lands
+    while the writer opens its temporary file raises before the writer exists to remove it)."""
+    index = Path(records.index_path(out / shard))
+    for path in (_part_path(out, shard), _plan_path(out, shard), out / shard, index,
+                 *out.glob(f"{shard}.tmp.*"), *out.glob(f"{index.name}.tmp.*")):
         path.unlink(missing_ok=True)
 
 
