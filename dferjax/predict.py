@@ -69,10 +69,11 @@ from dferjax.config import load_config
 from dferjax.data import clips, faces
 from dferjax.data import input_pipeline as ip
 from dferjax.data.dataset import DataConfigError
+from dferjax.data.keyframes import keyframe_note
 from dferjax.engine import checkpoints as ckpt
 from dferjax.engine.inputs import example_spec
 from dferjax.labels import class_names as default_class_names
-from dferjax.models import ModelConfigError
+from dferjax.models import ModelConfigError, dfer
 
 EXIT_NO_FACE = 2
 EXIT_ERROR = 1
@@ -327,8 +328,23 @@ class Predictor:
         best = self.meta.get("best") or {}
         war = f", WAR {100 * best['war']:.2f}% at epoch {best.get('epoch')}" if "war" in best else ""
         kind = "model file" if self.card is not None else "checkpoint"
-        return (f"{kind} {self.checkpoint}{war}; {len(self.class_names)} classes; "
-                f"{jax.devices()[0].platform} device")
+        return (f"{kind} {self.checkpoint}{war}; model {self.model_description}; "
+                f"{len(self.class_names)} classes; {jax.devices()[0].platform} device")
+
+    @property
+    def model_description(self) -> str:
+        """The model this run holds, in words: its registered name, its input (frames, size, keyframe
+        selection) and, for the paper's model, its variant; e.g. "tdrag (16 frames of 112 px among
+        ssim keyframes at 0.99)"."""
+        name = str(self.config.model.name)
+        spec = self.spec
+        parts = [f"{spec.num_frames} frame{'s' if spec.num_frames != 1 else ''} of {spec.image_size} px"]
+        if spec.keyframes:
+            parts[0] += f" among {spec.keyframes} keyframes at {spec.keyframe_threshold:g}"
+        if name == "dfer":
+            variant = dfer.variant_of(self.config.model.dfer)
+            parts.insert(0, f"Table 9 model {variant}" if variant else "an ablation outside Table 9")
+        return f"{name} ({', '.join(parts)})"
 
     def predict(self, x: Any, window: float | None = None, stride: float | None = None, *,
                 default_fps: float = DEFAULT_FPS, faces: str = "largest") -> Prediction | list[Prediction]:
@@ -652,6 +668,8 @@ def _add_result(predictor: Predictor, result: Prediction, source: Any, clip: cli
     result.take, result.inputs = take, (frames, points)
     result.detected_share = detected_share(clip, take)
     result.notes.extend(predictor.notes)
+    if predictor.spec.keyframes and not result.still:
+        result.notes.append(keyframe_note(len(np.unique(take)), len(clip.frames), predictor.spec.num_frames))
     if len(given) > 1:
         result.notes.append(f"a still-image model: the probabilities are the mean over {len(given)} frames spread "
                             "over the clip, each classified on its own")

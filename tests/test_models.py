@@ -196,6 +196,31 @@ def test_mean_and_lstm_fusion():
     assert Fusion("lstm", 4, rngs=nnx.Rngs(0))(jnp.asarray(nodes)).shape == (2, 16)
 
 
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_last_step_lstm_matches_a_numpy_lstm_and_holds_no_key():
+    """Hochreiter & Schmidhuber's LSTM with a forget gate, gates (i, f, g, o) from c = h = 0, against NumPy;
+    its state holds parameters only (a PRNG key there broke data-parallel placement of the lstm ablations)."""
+    from dferjax.models.recurrent import LastStepLSTM
+    lstm = LastStepLSTM(5, 3, rngs=nnx.Rngs(1))
+    xs = randn(2, 4, 5)
+    got = np.asarray(lstm(jnp.asarray(xs)))
+    cell = lstm.rnn.cell
+    wi, wh = np.asarray(cell.dense_i.kernel[...]), np.asarray(cell.dense_h.kernel[...])
+    b = np.asarray(cell.dense_h.bias[...])
+    h = c = np.zeros((2, 3))
+    for t in range(4):
+        z = xs[:, t] @ wi + h @ wh + b
+        i, f, g, o = np.split(z, 4, axis=-1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+    np.testing.assert_allclose(got, h, rtol=1e-5, atol=1e-6)
+    leaves = jax.tree.leaves(nnx.state(lstm))
+    assert leaves and all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves)
+
+
 # --- Eq. (6)-(11): temporal self-attention --------------------------------------------------------
 
 def np_attention(x, attn, heads, dk):

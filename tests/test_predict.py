@@ -70,6 +70,12 @@ def test_inputs_equal_the_test_pipeline_on_the_same_clip(shards, run, predictor)
                                rtol=1e-4, atol=2e-5)
 
 
+def test_describe_names_the_checkpoint_and_the_model(run, predictor):
+    text = predictor.describe()
+    assert text.startswith(f"checkpoint {run}")
+    assert f"; model dfer (Table 9 model E, {predictor.spec.num_frames} frames of " in text and "; 7 classes; cpu device" in text
+
+
 def test_batches_do_not_change_results(predictor):
     rng = np.random.default_rng(0)
     size, t, h = predictor.spec.image_size, predictor.spec.num_frames, predictor.spec.heatmap_size

@@ -24,7 +24,7 @@ from dferjax.models.pretrained import init_backbone_from, load_r3d18_weights
 from dferjax.models.r3d import R3D18, R3D18Model, conv3d_as_2d, time_steps
 from dferjax.models.tdrag import GRUHead, TDRAGModel
 
-from tests.conftest import tiny_config
+from tests.conftest import TESTDATA, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_WIDTHS = (4, 8, 8, 8)
@@ -362,3 +362,12 @@ def test_tdrag_trains_end_to_end_through_the_engine(tmp_path):
     model, config, _ = ckpt.load_model(workdir)
     assert isinstance(model, TDRAGModel)
     assert config.train.lr_schedule == "exponential" and example_spec(config).keyframes == "ssim"
+    # predict says which model the run holds, and how many keyframes a video gave
+    from dferjax import predict
+    predictor = predict.Predictor(workdir)
+    assert "model tdrag (4 frames of 32 px among ssim keyframes at 0.99)" in predictor.describe()
+    video = TESTDATA / "videos" / "single_face.mp4"
+    if video.exists():
+        result = predictor.predict(video)
+        kept = len(np.unique(result.take))
+        assert any(n.startswith(f"keyframes: {kept} of {len(result.clip.frames)} stored frames") for n in result.notes)

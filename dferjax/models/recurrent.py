@@ -18,7 +18,12 @@ class LastStepLSTM(nnx.Module):
 
     def __init__(self, in_dim: int, hidden: int, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.dtype = dtype
-        self.rnn = nnx.RNN(nnx.OptimizedLSTMCell(in_dim, hidden, rngs=rngs))
+        self.hidden = hidden
+        # rngs=False: no PRNG key in the module's state (the initial carry is zeros anyway); with one,
+        # the state holds a key-typed array that data-parallel placement and checkpoints cannot take.
+        self.rnn = nnx.RNN(nnx.OptimizedLSTMCell(in_dim, hidden, rngs=rngs), rngs=False)
 
     def __call__(self, xs: jax.Array) -> jax.Array:
-        return self.rnn(xs.astype(jnp.float32))[:, -1, :].astype(self.dtype)
+        zeros = jnp.zeros((xs.shape[0], self.hidden), jnp.float32)
+        out = self.rnn(xs.astype(jnp.float32), initial_carry=(zeros, zeros))     # (c, h) from 0
+        return out[:, -1, :].astype(self.dtype)
