@@ -1,11 +1,13 @@
-"""Inference and training throughput of the full model against the paper's Table 8.
+"""Inference and training throughput of a registered model, the paper's against its Table 8.
 
-    python benchmarks/throughput.py [--batch-sizes 2,8,32] [--dtypes float32,bfloat16] [--repeats 5]
-                                    [--frames 16] [--image-size 112] [--no-train] [--matmul-size N]
-                                    [--cpu-devices -1]
+    python benchmarks/throughput.py [--model dfer] [--batch-sizes 2,8,32] [--dtypes float32,bfloat16]
+                                    [--repeats 5] [--frames N] [--image-size S] [--no-train]
+                                    [--matmul-size N] [--cpu-devices -1]
 
-The model is the paper's full model (configs' defaults: ResNet18 with triplet attention, key-point GCN,
-region fusion, temporal transformer; 16 frames of 112x112, Sec. 4.2). For each dtype (the compute
+The default model is the paper's full model (configs' defaults: ResNet18 with triplet attention,
+key-point GCN, region fusion, temporal transformer; 16 frames of 112x112, Sec. 4.2); ``--model``
+takes any registered one (``r3d18``, ``tdrag``, ``mfer``, ``lnlj``...), at its own section's frames
+and image size unless ``--frames`` / ``--image-size`` say otherwise. For each dtype (the compute
 dtype; parameters stay float32) and batch size it times
 
 - inference: the jitted forward in eval mode, the clip's frames (uint8) and heat-maps (float16) already
@@ -20,10 +22,12 @@ median repeat is reported. FLOPs per sample come from XLA's cost analysis
 of the compiled computation; achieved FLOP/s = FLOPs per sample x samples/s; the peak is a square
 matrix product of the same dtype timed in the same run, so MFU = achieved / measured peak.
 
-Prints a table with the paper's Table 8 row (RTX 3090: 52 samples/s inference; 6 h for 80 epochs of
-DFEW fold 1) beside ours, then one JSON line: infer_samples_per_s, train_samples_per_s,
-flops_per_sample (inference), peak_flops, mfu (of the best inference row), backend, device, and every
-row measured.
+Prints a table with, for ``dfer``, the paper's Table 8 row (RTX 3090: 52 samples/s inference; 6 h for
+80 epochs of DFEW fold 1) beside ours, and for every model the time one training recipe would take at
+the best training rate (its data set's training split: DFEW fold 1 for a video model, RAF-DB for a
+still-image one; the model's recipe epochs, else the base config's 80); then one JSON line:
+infer_samples_per_s, train_samples_per_s, flops_per_sample (inference), peak_flops, mfu (of the best
+inference row), model, backend, device, recipe_hours (with recipe_workload), and every row measured.
 """
 
 from __future__ import annotations
@@ -52,7 +56,17 @@ from dferjax.engine.steps import initial_state, jit_eval_step, jit_train_step, m
 
 PAPER = {"device": "RTX 3090", "params_m": 17, "infer_samples_per_s": 52, "train_hours_80_epochs": 6}
 DFEW_FOLD1_TRAIN = 9_356     # DFEW's 11,697 labelled clips, one fold (about a fifth) held out
-EPOCHS = 80
+RAFDB_TRAIN = 12_271         # RAF-DB basic's training images
+EPOCHS = 80                  # Table 8's epochs, and the base config's
+
+
+def workload(model_name: str, frames: int) -> tuple[str, int, int]:
+    """(data set, training samples per epoch, epochs) of one training recipe of ``model_name`` at
+    ``frames`` per sample: DFEW fold 1 for a video model, RAF-DB for a still-image one (one frame);
+    the model's RECIPE epochs, else 80."""
+    epochs = int(getattr(models.MODELS[model_name], "RECIPE", {}).get("train.epochs", EPOCHS))
+    still = frames == 1
+    return ("RAF-DB train", RAFDB_TRAIN, epochs) if still else ("DFEW fold 1", DFEW_FOLD1_TRAIN, epochs)
 
 
 def machine() -> str:
@@ -160,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--model", default="dfer", choices=sorted(models.MODELS),
                         help="registered model (default dfer, the paper's)")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--frames", type=int, default=0, help="frames per sample (default: the model's)")
+    parser.add_argument("--image-size", type=int, default=0, help="image side (default: the model's)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="about this long per timed repeat")
     parser.add_argument("--no-train", action="store_true", help="inference only")
@@ -187,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     for dtype in dtypes:
         config = base_config(models.default_config())
         config.model.name = args.model
-        models.model_section(config.model).update(num_frames=args.frames, image_size=args.image_size)
-        config.data.num_segments = args.frames // config.data.frames_per_segment
+        section = models.model_section(config.model)
+        args.frames, args.image_size = args.frames or section.num_frames, args.image_size or section.image_size
+        section.update(num_frames=args.frames, image_size=args.image_size)
+        config.data.num_segments = max(1, args.frames // config.data.frames_per_segment)
         config.model.dtype = dtype
         model = models.build_model(config.model, seed=0)
         for mode in ("infer",) + (() if args.no_train else ("train",)):
@@ -203,19 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     infer = max((r for r in rows if r["mode"] == "infer"), key=lambda r: r["samples_per_s"])
     trains = [r for r in rows if r["mode"] == "train"]
     best_train = max(trains, key=lambda r: r["samples_per_s"]) if trains else None
-    hours = (EPOCHS * DFEW_FOLD1_TRAIN / best_train["samples_per_s"] / 3600) if best_train else None
+    data_name, per_epoch, epochs = workload(args.model, args.frames)
+    hours = (epochs * per_epoch / best_train["samples_per_s"] / 3600) if best_train else None
     params_m = sum(x.size for x in jax.tree.leaves(split_model(model)[1])) / 1e6
 
     print()
-    print("| | device | params (M) | inference (samples/s) | training (samples/s) | 80 epochs DFEW fold 1 |")
+    print(f"| | device | params (M) | inference (samples/s) | training (samples/s) | {epochs} epochs {data_name} |")
     print("|---|---|---|---|---|---|")
-    paper_train = EPOCHS * DFEW_FOLD1_TRAIN / (PAPER["train_hours_80_epochs"] * 3600)
-    print(f"| paper, Table 8 | {PAPER['device']} | {PAPER['params_m']} | {PAPER['infer_samples_per_s']} | "
-          f"~{paper_train:.0f} (derived) | {PAPER['train_hours_80_epochs']} h |")
+    if args.model == "dfer":
+        paper_train = EPOCHS * DFEW_FOLD1_TRAIN / (PAPER["train_hours_80_epochs"] * 3600)
+        print(f"| paper, Table 8 | {PAPER['device']} | {PAPER['params_m']} | {PAPER['infer_samples_per_s']} | "
+              f"~{paper_train:.0f} (derived) | {PAPER['train_hours_80_epochs']} h |")
     train_txt = (f"{best_train['samples_per_s']:,.1f} ({best_train['dtype']}, batch {best_train['batch']})"
                  if best_train else "not run")
     hours_txt = (f"{hours:.2f} h ({60 * hours:.0f} min)" if hours is not None else "-")
-    print(f"| dferjax | {machine()} | {params_m:.2f} | {infer['samples_per_s']:,.1f} ({infer['dtype']}, batch "
+    print(f"| dferjax {args.model} | {machine()} | {params_m:.2f} | {infer['samples_per_s']:,.1f} ({infer['dtype']}, batch "
           f"{infer['batch']}) | {train_txt} | {hours_txt} |")
     print(json.dumps({
         "infer_samples_per_s": infer["samples_per_s"],
@@ -227,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "backend": backend,
         "device": machine(),
         "frames": args.frames, "image_size": args.image_size, "params_m": params_m,
-        "dfew_fold1_80_epochs_hours": hours,
+        "recipe_hours": hours, "recipe_workload": f"{epochs} epochs of {data_name} ({per_epoch} samples)",
+        "dfew_fold1_80_epochs_hours": hours if (args.model, epochs) == ("dfer", EPOCHS) else None,
         "rows": rows,
     }))
     return 0

@@ -116,6 +116,49 @@ def test_convnext_equals_torchvision_on_the_same_weights():
     np.testing.assert_allclose(np.asarray(ours.pool(ours_maps)), pooled, atol=1e-4)
 
 
+def _meta_names(timm_state: dict) -> dict:
+    """timm's ConvNeXt names -> those of ConvNeXt's authors (facebookresearch/ConvNeXt), written here from
+    their checkpoints' key list; the test checks it against timm's own converter in the other direction."""
+    import re
+    out = {}
+    for k, v in timm_state.items():
+        k = k.replace("stem.", "downsample_layers.0.")
+        k = re.sub(r"stages\.(\d)\.downsample\.", r"downsample_layers.\1.", k)
+        k = re.sub(r"stages\.(\d)\.blocks\.", r"stages.\1.", k)
+        k = k.replace("conv_dw", "dwconv").replace("mlp.fc", "pwconv").replace("head.norm.", "norm.")
+        out[k.replace("head.fc.", "head.")] = v
+    return out
+
+
+def test_convnext_of_timm_and_of_its_authors_load_to_the_same_network():
+    """timm's ConvNeXt names (``stages.S.blocks.I``, ``head.norm``) and the authors' checkpoints' names
+    (``downsample_layers``, ``stages.S.I.dwconv``, ``gamma`` (C,), ``norm``, here behind a "module."
+    prefix) load to a network equal to timm's forward on the same weights."""
+    torch = pytest.importorskip("torch")
+    timm_convnext = pytest.importorskip("timm.models.convnext")
+    torch.manual_seed(0)
+    reference = timm_convnext.ConvNeXt(depths=TEST_DEPTHS, dims=TEST_WIDTHS, num_classes=5).eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.3)
+    timm_state = {k: v for k, v in reference.state_dict().items()}
+    meta_state = _meta_names(timm_state)
+    converted = timm_convnext.checkpoint_filter_fn({"model": meta_state}, reference)   # timm's own converter
+    assert converted.keys() == timm_state.keys()
+    images = RNG.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    x = (images / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    with torch.no_grad():
+        expected = reference.forward_features(torch.tensor(x, dtype=torch.float32).permute(0, 3, 1, 2))
+    expected = expected.permute(0, 2, 3, 1).numpy()
+    for layout, state in (("timm", timm_state), ("meta", {f"module.{k}": v for k, v in meta_state.items()})):
+        ours = convnext.ConvNeXt(widths=TEST_WIDTHS, depths=TEST_DEPTHS, drop_path=0.0, rngs=nnx.Rngs(1))
+        report = load_convnext_weights(ours, state)
+        assert report["layout"] == layout and report["missing"] == []
+        assert report["ignored"] == ["classifier.2.bias", "classifier.2.weight"]
+        np.testing.assert_allclose(np.asarray(ours(jnp.asarray(images), False)), expected,
+                                   atol=2e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("size", ["tiny", "base"])
 def test_every_size_has_torchvisions_keys_and_shapes(size):
     torch = pytest.importorskip("torch")

@@ -158,7 +158,7 @@ def check_config(model_config: Any) -> None:
             widths = section["widths"]
             if (not isinstance(widths, (tuple, list)) or len(widths) != 4
                     or not all(isinstance(w, int) and w > 0 for w in widths)):
-                problems.append(f"model.{name}.widths = {widths!r} is not 4 positive integers (ResNet18's stages)")
+                problems.append(f"model.{name}.widths = {widths!r} is not 4 positive integers (one per backbone stage)")
     if problems:
         raise ModelConfigError("config key " + "; ".join(problems))
 

@@ -28,7 +28,11 @@ those pickles.
 ConvNeXt (``mfer``'s backbone, ``dferjax.models.convnext``) loads a torchvision ``convnext_{tiny,small,base}``
 state dict the same way (:func:`load_convnext_weights`): ``features.*`` and the LayerNorm ``classifier.0``
 map one to one (``convnext.torchvision_key``); convolutions OIHW -> HWIO, Linear (out, in) -> (in, out),
-layer scale (C, 1, 1) -> (C,). The ImageNet classifier ``classifier.2`` is not used.
+layer scale (C, 1, 1) -> (C,). The ImageNet classifier ``classifier.2`` is not used. The checkpoints of
+ConvNeXt's authors (facebookresearch/ConvNeXt: ``downsample_layers.*``, ``stages.S.I.dwconv``, ``gamma``,
+e.g. the ImageNet-22k ``convnext_base_22k_1k_224.pth`` the MFER code starts from) and timm's
+(``stem.*``, ``stages.S.blocks.I.conv_dw``, ``head.norm``) are renamed to torchvision's first
+(:func:`convnext_torchvision_names`).
 
 The 3D ResNet18 of ``r3d18`` and ``tdrag`` (``dferjax.models.r3d``) loads a torchvision ``r3d_18`` state
 dict (e.g. the Kinetics-400 weights) by :func:`load_r3d18_weights`: the same names (``stem.0.weight``,
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
@@ -282,9 +287,66 @@ def load_resnet18_weights(backbone: ResNet18, state_dict: Mapping[str, Any], *, 
                        "ResNet18: (64, 128, 256, 512))?"))
 
 
+_CONVNEXT_RENAMES: tuple[tuple[str, str, Callable[[re.Match], str]], ...] = (
+    # (layout, pattern after any prefix, torchvision key); the prefix ("module.", ...) is kept.
+    ("meta", r"downsample_layers\.0\.([01])\.(weight|bias)", lambda m: f"features.0.{m[1]}.{m[2]}"),
+    ("meta", r"downsample_layers\.([123])\.([01])\.(weight|bias)",
+     lambda m: f"features.{2 * int(m[1])}.{m[2]}.{m[3]}"),
+    ("meta", r"stages\.(\d)\.(\d+)\.(dwconv|norm|pwconv1|pwconv2)\.(weight|bias)",
+     lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.block.{_BLOCK_INDEX[m[3]]}.{m[4]}"),
+    ("meta", r"stages\.(\d)\.(\d+)\.gamma", lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.layer_scale"),
+    ("meta", r"norm\.(weight|bias)", lambda m: f"classifier.0.{m[1]}"),
+    ("meta", r"head\.(weight|bias)", lambda m: f"classifier.2.{m[1]}"),
+    ("timm", r"stem\.([01])\.(weight|bias)", lambda m: f"features.0.{m[1]}.{m[2]}"),
+    ("timm", r"stages\.([123])\.downsample\.([01])\.(weight|bias)",
+     lambda m: f"features.{2 * int(m[1])}.{m[2]}.{m[3]}"),
+    ("timm", r"stages\.(\d)\.blocks\.(\d+)\.(conv_dw|norm|mlp\.fc1|mlp\.fc2)\.(weight|bias)",
+     lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.block.{_BLOCK_INDEX[m[3]]}.{m[4]}"),
+    ("timm", r"stages\.(\d)\.blocks\.(\d+)\.gamma", lambda m: f"features.{2 * int(m[1]) + 1}.{m[2]}.layer_scale"),
+    ("timm", r"head\.norm\.(weight|bias)", lambda m: f"classifier.0.{m[1]}"),
+    ("timm", r"head\.fc\.(weight|bias)", lambda m: f"classifier.2.{m[1]}"),
+)
+_BLOCK_INDEX = {"dwconv": 0, "conv_dw": 0, "norm": 2, "pwconv1": 3, "mlp.fc1": 3, "pwconv2": 5, "mlp.fc2": 5}
+
+
+def convnext_torchvision_names(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A ConvNeXt state dict in torchvision's names, and the layout it came in.
+
+    Layouts: "torchvision" (``features.*``: returned as is); "meta", the checkpoints of Liu et al. 2022
+    (facebookresearch/ConvNeXt: ``downsample_layers.0.0.weight``, ``stages.2.5.pwconv1.weight``,
+    ``stages.2.5.gamma`` of shape (C,), ``norm.*``, ``head.*``); "timm" (``stem.0.weight``,
+    ``stages.2.blocks.5.mlp.fc1.weight``, ``head.norm.*``, ``head.fc.*``). A block's layer scale becomes
+    (C, 1, 1) as torchvision stores it; a prefix such as "module." is kept (``strip_prefix`` removes it
+    later); keys that match no pattern (e.g. "epoch") are kept as they are.
+    """
+    keys = [str(k) for k in state_dict]
+    if any(".block." in k and "features." in k for k in keys):
+        return dict(state_dict), "torchvision"
+    layout = ("meta" if any("downsample_layers." in k for k in keys)
+              else "timm" if any(".blocks." in k and "stages." in k for k in keys) else "")
+    if not layout:
+        return dict(state_dict), "torchvision"
+    out: dict[str, Any] = {}
+    for key, value in state_dict.items():
+        name = str(key)
+        for which, pattern, rename in _CONVNEXT_RENAMES:
+            m = re.fullmatch(r"((?:[A-Za-z_]\w*\.)*?)" + pattern, name) if which == layout else None
+            if m:
+                inner = re.fullmatch(pattern, name[len(m[1]):])
+                name = m[1] + rename(inner)
+                if name.endswith(".layer_scale") and _to_numpy(value) is not None:
+                    value = _to_numpy(value).reshape(-1, 1, 1)
+                break
+        out[name] = value
+    return out, layout
+
+
 def load_convnext_weights(backbone: convnext.ConvNeXt, state_dict: Mapping[str, Any], *, strict: bool = True
                           ) -> dict[str, Any]:
-    """Copy a torchvision ``convnext_*`` state dict into ``backbone`` (in place) and report what was used.
+    """Copy a ConvNeXt state dict into ``backbone`` (in place) and report what was used.
+
+    torchvision's ``convnext_*`` names, or those of ConvNeXt's authors or timm, renamed first
+    (:func:`convnext_torchvision_names`; the result's "layout" says which it was).
 
     As :func:`load_resnet18_weights`: a prefix ("module.", "backbone.") is stripped, every array is checked
     before anything is written (ValueError on a shape mismatch, e.g. model.<name>.size other than the
@@ -294,6 +356,7 @@ def load_convnext_weights(backbone: convnext.ConvNeXt, state_dict: Mapping[str, 
     """
     flat = list(nnx.to_flat_state(nnx.state(backbone, nnx.Param)))
     targets = {convnext.torchvision_key(p): (p, v) for p, v in flat}
+    state_dict, layout = convnext_torchvision_names(state_dict)
 
     def lacks(missing: list[str]) -> str:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
@@ -306,9 +369,10 @@ def load_convnext_weights(backbone: convnext.ConvNeXt, state_dict: Mapping[str, 
         from_torch=convnext.from_torch_layout, missing_order=list(targets).index, lacks=lacks,
         none_found=(f"none of the {len(targets)} ConvNeXt backbone keys (e.g. 'features.0.0.weight', "
                     "'features.1.0.layer_scale') is in the state dict",
-                    "is it a torchvision-style convnext_tiny/small/base?"),
+                    "is it a ConvNeXt of torchvision, timm or facebookresearch/ConvNeXt (tiny/small/base)?"),
         mismatch_hint=(f"The backbone has widths {backbone.widths} and depths {backbone.depths}; does "
-                       "model.<name>.size match the checkpoint's (tiny, small: 96-768; base: 128-1024)?"))
+                       "model.<name>.size match the checkpoint's (tiny, small: 96-768; base: 128-1024)?")
+    ) | {"layout": layout}
 
 
 def load_r3d18_weights(backbone: R3D18, state_dict: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
