@@ -336,6 +336,38 @@ def test_a_timeline_decodes_the_video_once_and_its_clip_is_prepare_clips(predict
     np.testing.assert_allclose(results[0].clip.keypoints, whole.keypoints)
 
 
+@needs_testdata
+def test_timeline_windows_equal_single_window_predictions_of_their_frames(run, predictor):
+    """Issue 20: the windows of a timeline share each frame's face detection (faces.FrameCache) and run in
+    batches; window by window they equal a prediction of the same frames on their own (decoded here by
+    OpenCV, prepared without a cache, classified one input at a time). The detector runs once per distinct
+    frame the timeline takes, not once per window's frame."""
+    video = VIDEOS / "woman2.mp4"
+    cap = cv2.VideoCapture(str(video))
+    decoded = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        decoded.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    before = faces.detector_calls()
+    (result,) = predict.predict(predictor, [str(video)], window_s=1.0, stride_s=0.5)
+    calls = faces.detector_calls() - before
+    windows = [w for w in result.windows if w.clip is not None]
+    assert len(windows) >= 25
+    taken = {int(i) for w in windows for i in w.clip.frame_indices} | {int(i) for i in result.clip.frame_indices}
+    assert calls == len(taken) < sum(len(w.clip.frame_indices) for w in windows)   # overlapping windows share
+    single = predict.Predictor(run, batch_size=1)
+    for window in windows[::6] + windows[-1:]:
+        indices = window.clip.frame_indices
+        alone = single.predict(np.stack([decoded[i] for i in indices]))
+        np.testing.assert_array_equal(alone.clip.frames, window.clip.frames)
+        np.testing.assert_array_equal(alone.clip.keypoints, window.clip.keypoints)
+        np.testing.assert_array_equal(alone.clip.sources, window.clip.sources)
+        np.testing.assert_allclose(alone.probabilities, window.probabilities, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.skipif(not (CASES / "vfr").is_dir(), reason=f"{CASES / 'vfr'} not found (shared/cases)")
 def test_windows_of_a_variable_rate_video_span_the_times_they_say(predictor, capsys):
     """cases/vfr: frames 0-35 at 30 fps, 36-71 at 6 fps (6.8 s). Every frame a window takes is presented

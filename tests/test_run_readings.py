@@ -210,3 +210,19 @@ def test_afew_config_has_its_own_short_schedule():
     assert (config.train.epochs, config.train.learning_rate, tuple(config.train.lr_decay_epochs)) == (30, 3e-4, ())
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         afew.get_config("epochs=0")
+
+
+def test_demo_at_the_paper_size_keeps_the_papers_model():
+    """configs/demo.py:size=paper (the GPU plan's end-to-end run): the paper's input and widths, a synthetic
+    set drawn at that size into its own folder; the default demo stays tiny."""
+    demo = config_file_module(str(Path(__file__).resolve().parents[1] / "configs" / "demo.py"))
+    paper, tiny = demo.get_config("size=paper"), demo.get_config()
+    reference = models.default_config().dfer
+    assert paper.model.dfer.widths == reference.widths == (64, 128, 256, 512)
+    assert (paper.model.dfer.num_frames, paper.model.dfer.image_size) == (16, 112)
+    assert (paper.synthetic.image_size, paper.synthetic.max_frames) == (112, 16)
+    assert paper.data.num_segments * paper.data.frames_per_segment == 16
+    assert paper.data.dir != tiny.data.dir
+    assert (tiny.model.dfer.image_size, tiny.synthetic.max_frames) == (64, 8)
+    with pytest.raises(ValueError, match="size must be tiny or paper"):
+        demo.get_config("size=huge")

@@ -25,7 +25,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -429,7 +429,8 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
 # --- preparation -------------------------------------------------------------------------------
 
 def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>",
-                   face_box: tuple[float, float, float, float] | None = None) -> PreparedClip:
+                   face_box: tuple[float, float, float, float] | None = None,
+                   cache: faces.FrameCache | None = None, keys: Sequence[int] | None = None) -> PreparedClip:
     """Face crops, key-points and flags for already decoded RGB frames (the core of prepare_clip).
 
     With ``config.precropped`` each frame is the crop: the landmarks are fitted in the face detected inside
@@ -446,6 +447,10 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
       face_box: (x0, y0, x1, y1) face box in frame pixels that the data set's annotation gives (the
         same for every frame): the landmarks are fitted in it, nothing is detected
         (``faces.fit_landmarks_in_box``, FaceSource.GIVEN). Takes precedence over ``precropped``.
+      cache: detections and landmark fits shared by clips cut from the same decoded video
+        (``faces.FrameCache``; ``read_timeline`` passes one to all its windows): the same result, each
+        frame's faces found once.
+      keys: with ``cache``, each frame's index in its video.
     Returns:
       A ``PreparedClip`` of T frames with ``boxes`` and ``notes`` set; ``frame_indices`` is 0..T-1,
       ``num_source_frames`` T and ``fps`` 0.0 (``prepare_clip`` overwrites them).
@@ -461,11 +466,12 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
     if face_box is not None:
         track = faces.fit_landmarks_in_box(frames, face_box, margin=config.margin)
     elif config.precropped:
-        track = faces.fit_landmarks_full_frame(frames, detect=config.precropped_detect, upsample=config.upsample)
+        track = faces.fit_landmarks_full_frame(frames, detect=config.precropped_detect, upsample=config.upsample,
+                                               cache=cache, keys=keys)
         notes += _precropped_notes(track.flags, config)
     else:
         track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
-                                  detect_every=config.detect_every)
+                                  detect_every=config.detect_every, cache=cache, keys=keys)
         if not track.has_face:
             raise _no_face(source, len(frames), config)
         if track.multiple_faces and len(frames) == 1:
@@ -758,7 +764,9 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
     The whole clip takes the frames ``prepare_clip`` takes (``range_indices`` over the frame count);
     a window [start_s, end_s) takes up to ``config.max_frames`` frames at evenly spread times, each the
     first frame presented at or after its time, from the frames' presentation timestamps (so windows of
-    a variable-frame-rate video span what they say). Time linear in the video's length.
+    a variable-frame-rate video span what they say). Each frame's faces are found once
+    (``faces.FrameCache``) and shared by the windows (and the clip) that take it: the result is what
+    ``prepare_frames`` gives each window's frames alone. Time linear in the video's length.
 
     Args:
       source: a video file.
@@ -772,6 +780,7 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
     path = Path(source)
     frames, clip_indices, picked, header, fps, timestamps = _decode_timeline(path, config, windows_s)
     total = len(timestamps)
+    cache = faces.FrameCache()
     if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
         clip: PreparedClip | ClipError
         try:
@@ -779,8 +788,8 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
         except ClipError as error:
             clip = error
     else:
-        clip = _prepared(path, config, frames, clip_indices, total, fps)
-    results = [_prepared(path, config, frames, sorted(set(p)), total, fps) for p in picked]
+        clip = _prepared(path, config, frames, clip_indices, total, fps, cache)
+    results = [_prepared(path, config, frames, sorted(set(p)), total, fps, cache) for p in picked]
     return VideoTimeline(clip, results, timestamps, _variable_rate(timestamps), list(windows_s))
 
 
@@ -893,13 +902,14 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
 
 
 def _prepared(path: Path, config: PrepConfig, frames: dict[int, np.ndarray], indices: list[int], total: int,
-              fps: float) -> PreparedClip | ClipError:
-    """The PreparedClip of the decoded ``frames`` at ``indices`` (as prepare_clip finishes one), or the error."""
+              fps: float, cache: faces.FrameCache | None = None) -> PreparedClip | ClipError:
+    """The PreparedClip of the decoded ``frames`` at ``indices`` (as prepare_clip finishes one), or the error;
+    ``cache`` shares each frame's faces with the other clips of the same decode pass."""
     got = [i for i in indices if i in frames]
     try:
         if not got:
             raise ClipError(str(path), "no frame could be decoded")
-        clip = prepare_frames([frames[i] for i in got], config, str(path))
+        clip = prepare_frames([frames[i] for i in got], config, str(path), cache=cache, keys=got)
     except ClipError as error:
         return error
     clip.frame_indices, clip.num_source_frames, clip.fps = np.asarray(got, np.int32), total, fps

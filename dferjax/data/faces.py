@@ -237,14 +237,80 @@ def detect_faces(frame: np.ndarray, upsample: int = 0, threshold: float = 0.0) -
       ValueError: ``upsample`` < 0, or ``frame`` is not an image ``to_rgb`` accepts.
       FaceModelError: dlib is not installed.
     """
+    global _DETECTOR_CALLS
     if upsample < 0:
         raise ValueError(f"upsample must be >= 0, got {upsample}")
     rgb = to_rgb(frame)
+    _DETECTOR_CALLS += 1
     rects, scores, _ = face_detector().run(rgb, int(upsample), float(threshold))
     dets = [Detection(float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1), float(s))
             for r, s in zip(rects, scores)]
     dets.sort(key=lambda d: (-d.area, -d.score))
     return dets
+
+
+_DETECTOR_CALLS = 0
+
+
+def detector_calls() -> int:
+    """How many times this process has run the face detector (``detect_faces``) so far: benchmarks and tests
+    count the detection work of a preparation by the difference before and after it."""
+    return _DETECTOR_CALLS
+
+
+class FrameCache:
+    """Detections and landmark fits of a video's decoded frames, kept for every clip cut from them.
+
+    A timeline prepares the whole clip and many windows out of one decode pass (``clips.read_timeline``);
+    overlapping windows take the same frames, and without a cache each would run the detector on them again
+    (dlib's HOG detector is most of a preparation's time). Kept: the detections of a frame per (frame key,
+    upsample, threshold), and the landmark fit of a frame per (frame key, the box in whole pixels, as
+    ``fit_landmarks`` rounds it). A frame key names the frame within its video (its decoded index); the
+    same key must always mean the same pixels. Results equal uncached ones: the same calls on the same
+    pixels, made once.
+
+    Attributes:
+      detections: {(key, upsample, threshold): [Detection]}.
+      fits: {(key, x0, y0, x1, y1): float32 (68, 2) landmarks}.
+    """
+
+    def __init__(self) -> None:
+        self.detections: dict[tuple, list[Detection]] = {}
+        self.fits: dict[tuple, np.ndarray] = {}
+
+    def detect(self, key: Any, rgb: np.ndarray, upsample: int, threshold: float) -> list[Detection]:
+        """``detect_faces(rgb, upsample, threshold)``, run once per (key, upsample, threshold)."""
+        k = (key, int(upsample), float(threshold))
+        if k not in self.detections:
+            self.detections[k] = detect_faces(rgb, upsample=upsample, threshold=threshold)
+        return list(self.detections[k])
+
+    def fit(self, key: Any, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """``_fit(rgb, box)`` (landmarks in the box rounded to whole pixels), fitted once per (key, box)."""
+        k = (key, *_whole_box(box))
+        if k not in self.fits:
+            self.fits[k] = _fit(rgb, box)
+        return self.fits[k].copy()
+
+
+class _Frames:
+    """The detector and the landmark fit of one clip's frames, through a ``FrameCache`` when one is given
+    (with ``keys[t]`` naming frame t), else called directly."""
+
+    def __init__(self, cache: FrameCache | None, keys: Sequence[Any] | None, t_len: int):
+        if cache is not None and (keys is None or len(keys) != t_len):
+            raise ValueError(f"a FrameCache needs one key per frame: {t_len} frames, "
+                             f"{'no' if keys is None else len(keys)} keys")
+        self.cache, self.keys = cache, keys
+
+    def detect(self, t: int, rgb: np.ndarray, upsample: int, threshold: float) -> list[Detection]:
+        if self.cache is None:
+            return detect_faces(rgb, upsample=upsample, threshold=threshold)
+        return self.cache.detect(self.keys[t], rgb, upsample, threshold)
+
+    def fit(self, t: int, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        box = np.asarray(box, np.float64)
+        return _fit(rgb, box) if self.cache is None else self.cache.fit(self.keys[t], rgb, box)
 
 
 def fit_landmarks(frame: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -266,9 +332,15 @@ def fit_landmarks(frame: np.ndarray, box: Sequence[float] | np.ndarray) -> np.nd
     return _fit(to_rgb(frame), np.asarray(box, np.float64))
 
 
+def _whole_box(box: np.ndarray) -> tuple[int, int, int, int]:
+    """A box's corners rounded to whole pixels (half up), as the landmark fit takes them."""
+    x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in box)
+    return x0, y0, x1, y1
+
+
 def _fit(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
     dlib = _dlib()
-    x0, y0, x1, y1 = (int(np.floor(v + 0.5)) for v in box)
+    x0, y0, x1, y1 = _whole_box(box)
     rect = dlib.rectangle(x0, y0, max(x0, x1 - 1), max(y0, y1 - 1))
     shape = landmark_predictor()(rgb, rect)
     pts = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
@@ -445,7 +517,8 @@ def follow_face(detections: list[Detection], previous: np.ndarray | None) -> Det
 
 
 def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DEFAULT_MARGIN,
-                upsample: int = 0, detect_every: int = 1, threshold: float = 0.0) -> FaceTrack:
+                upsample: int = 0, detect_every: int = 1, threshold: float = 0.0,
+                cache: FrameCache | None = None, keys: Sequence[Any] | None = None) -> FaceTrack:
     """Face box and 68 landmarks for every frame of a clip (a sequence of RGB uint8 frames).
 
     Detection runs on every ``detect_every``-th frame (and the last). One face is followed through the
@@ -465,12 +538,15 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
       upsample: dlib detector upsampling (see ``detect_faces``).
       detect_every: run the detector on every n-th frame (1: on all frames).
       threshold: dlib's adjust_threshold (see ``detect_faces``).
+      cache: detections and landmark fits shared with other clips of the same video (``FrameCache``);
+        the result is the same with or without.
+      keys: with ``cache``, one key per frame naming it in its video (its decoded frame index).
     Returns:
       A ``FaceTrack`` of T frames in frame pixel coordinates; an empty one (T = 0, frame_size (0, 0))
       for no frames.
     Raises:
-      ValueError: ``detect_every`` < 1, ``margin`` < 0, ``upsample`` < 0, or a frame is not an image
-        ``to_rgb`` accepts.
+      ValueError: ``detect_every`` < 1, ``margin`` < 0, ``upsample`` < 0, a frame is not an image
+        ``to_rgb`` accepts, or ``cache`` without one key per frame.
       FaceModelError: dlib or its landmark model file is missing (not raised for an empty clip).
     """
     if detect_every < 1:
@@ -481,6 +557,7 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     t_len = len(frames)
     if t_len == 0:
         return _empty_track(0, (0, 0), margin)
+    ops = _Frames(cache, keys, t_len)
     first = to_rgb(frames[0])
     track = _empty_track(t_len, (int(first.shape[0]), int(first.shape[1])), margin)
 
@@ -488,7 +565,7 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     followed, identity = None, 0
     for t in sorted(run_at):
         rgb = first if t == 0 else to_rgb(frames[t])
-        dets = detect_faces(rgb, upsample=upsample, threshold=threshold)
+        dets = ops.detect(t, rgb, upsample, threshold)
         track.num_faces[t] = len(dets)
         if dets:
             d = follow_face(dets, followed)
@@ -499,14 +576,15 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
             track.identity[t] = identity
             track.face_boxes[t] = d.box
             track.scores[t] = d.score
-            track.landmarks[t] = _fit(rgb, d.box.astype(np.float64))
+            track.landmarks[t] = ops.fit(t, rgb, d.box)
             track.flags[t] = FaceSource.DETECTED
 
-    _complete(track, frames, run_at, margin)
+    _complete(track, frames, run_at, margin, ops)
     return track
 
 
-def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_at: set[int], margin: float) -> None:
+def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_at: set[int], margin: float,
+              ops: _Frames | None = None) -> None:
     """A track's frames between its detections, as every tracker here fills them (in place).
 
     ``track`` holds DETECTED frames only (face box, landmarks, identity); ``run_at`` are the frames the
@@ -516,6 +594,7 @@ def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_a
     HELD).
     """
     t_len = len(track)
+    ops = ops or _Frames(None, None, t_len)
     if len(run_at) < t_len:
         detected = set(np.flatnonzero(track.flags == FaceSource.DETECTED).tolist())
         run_sorted = np.array(sorted(run_at))
@@ -527,7 +606,7 @@ def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_a
             if a in detected and b in detected and track.identity[a] == track.identity[b]:
                 box = _lerp_rows(track.face_boxes, t, a, b)
                 track.face_boxes[t] = box
-                track.landmarks[t] = _fit(to_rgb(frames[t]), box.astype(np.float64))
+                track.landmarks[t] = ops.fit(t, to_rgb(frames[t]), box)
                 track.flags[t] = FaceSource.TRACKED
                 track.identity[t] = track.identity[a]
 
@@ -786,7 +865,8 @@ def precrop_upsample(height: int, width: int, upsample: int = 0) -> int:
 
 def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detect: bool = False,
                              upsample: int = 0, inset: float = 0.0, threshold: float = 0.0,
-                             small_face_upsample: bool = True, min_face: float = PRECROP_MIN_FACE) -> FaceTrack:
+                             small_face_upsample: bool = True, min_face: float = PRECROP_MIN_FACE,
+                             cache: FrameCache | None = None, keys: Sequence[Any] | None = None) -> FaceTrack:
     """68 landmarks for clips of pre-cropped faces (e.g. DFEW clip_224x224, FERV39k), no face search.
 
     Each frame is taken as the face box, shrunk by ``inset`` (a fraction of the frame size) on every
@@ -813,6 +893,7 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
         smaller side doubled until it reaches ``PRECROP_DETECT_SIDE`` pixels; ``upsample`` is the least).
       min_face: with ``detect``, the least width of a detection, as a fraction of the frame's smaller side,
         for it to be taken as the crop's face (0: any).
+      cache, keys: detections and fits shared with other clips of the same video, as in ``track_faces``.
     Returns:
       A ``FaceTrack`` with ``margin`` 0.0 and every flag WHOLE_FRAME or DETECTED (no frame is NaN);
       ``num_faces`` (the detector's detections, used or not) is -1 without ``detect``, and ``scores`` NaN
@@ -832,6 +913,7 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
     t_len = len(frames)
     if t_len == 0:
         return _empty_track(0, (0, 0), 0.0)
+    ops = _Frames(cache, keys, t_len)
     track = _empty_track(t_len, (0, 0), 0.0)
     for t in range(t_len):
         rgb = to_rgb(frames[t])
@@ -843,7 +925,7 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
         flag = FaceSource.WHOLE_FRAME
         if detect:
             times = precrop_upsample(h, w, upsample) if small_face_upsample else upsample
-            dets = detect_faces(rgb, upsample=times, threshold=threshold)
+            dets = ops.detect(t, rgb, times, threshold)
             track.num_faces[t] = len(dets)
             if dets and dets[0].width >= min_face * min(h, w):
                 box = dets[0].box
@@ -851,7 +933,7 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
                 flag = FaceSource.DETECTED
         track.boxes[t] = whole
         track.face_boxes[t] = box
-        track.landmarks[t] = _fit(rgb, box.astype(np.float64))
+        track.landmarks[t] = ops.fit(t, rgb, box)
         track.flags[t] = flag
     return track
 
