@@ -1,10 +1,14 @@
 """Data preparation throughput: clip preparation on the real test videos and shard reading.
 
     python benchmarks/data_prep.py [--testdata ../shared/testdata] [--max-frames 16] [--repeats 3]
+                                   [--fast-detect 320]
 
 Prints a table and, as its last line, one JSON object:
 - per video: clips/s and frames/s of ``dferjax.data.clips.prepare_clip`` (decode, detect, fit landmarks,
-  crop, heat-maps) in one process, i.e. per worker; a build with N workers scales about N-fold;
+  crop, heat-maps) in one process, i.e. per worker; a build with N workers scales about N-fold; the
+  full-size detector (the default path) and the fast one (``PrepConfig.fast_detect``, data_prep's
+  ``--fast-detect SIDE``) side by side, with the fast path's key-point distance to the full path's (mean and
+  median over the frames both detected, % of the face size);
 - shard reading: records/s and MB/s through ``records.ShardedDataSource`` (random order, CRC checked),
   and with the clip decoded (``records.decode_clip``, 16 of the stored frames as the model takes them).
 """
@@ -12,6 +16,7 @@ Prints a table and, as its last line, one JSON object:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dferjax.data import clips, records
+from dferjax.data import clips, faces, records
 
 VIDEOS = ("single_face.mp4", "fer_test.mp4", "woman2.mp4", "WolfgangLanger_Pexels.mp4")
 
@@ -31,7 +36,7 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
 
 
-def bench_prepare(path: Path, prep: clips.PrepConfig, repeats: int) -> dict:
+def bench_prepare(path: Path, prep: clips.PrepConfig, repeats: int) -> tuple[dict, clips.PreparedClip]:
     times, stored = [], 0
     for _ in range(repeats):
         start = time.perf_counter()
@@ -40,7 +45,18 @@ def bench_prepare(path: Path, prep: clips.PrepConfig, repeats: int) -> dict:
         stored = len(clip.frames)
     t = statistics.median(times)
     return {"video": path.name, "source_frames": clip.num_source_frames, "stored_frames": stored,
-            "seconds_per_clip": t, "clips_per_s": 1 / t, "frames_per_s": stored / t}
+            "seconds_per_clip": t, "clips_per_s": 1 / t, "frames_per_s": stored / t}, clip
+
+
+def keypoint_distance(full: clips.PreparedClip, fast: clips.PreparedClip) -> np.ndarray:
+    """Per frame detected by both paths: the mean distance of the 18 key-points in frame pixels, as a share of
+    the face size (the full path's dlib box side: its crop side / (1 + 2 margin))."""
+    both = (full.sources == faces.FaceSource.DETECTED) & (fast.sources == faces.FaceSource.DETECTED)
+    size = full.frames.shape[1]
+    a = faces.crop_to_frame(full.keypoints, full.boxes, size)
+    b = faces.crop_to_frame(fast.keypoints, fast.boxes, size)
+    face = (full.boxes[:, 2] - full.boxes[:, 0]) / (1 + 2 * clips.PrepConfig().margin)
+    return (np.linalg.norm(a - b, axis=-1).mean(-1) / face)[both]
 
 
 def bench_read(shard_dir: Path, passes: int = 3) -> dict:
@@ -64,12 +80,26 @@ def main() -> None:
     parser.add_argument("--testdata", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "testdata"))
     parser.add_argument("--max-frames", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fast-detect", type=int, default=320, help="the fast path's frame side (0: skip it)")
     args = parser.parse_args()
     videos = Path(args.testdata) / "videos"
     if not videos.is_dir():
         raise SystemExit(f"test videos not found in {videos}; pass --testdata")
     prep = clips.PrepConfig(max_frames=args.max_frames, min_frames=min(16, args.max_frames))
-    rows = [bench_prepare(videos / name, prep, args.repeats) for name in VIDEOS if (videos / name).exists()]
+    clips.prepare_clip(videos / VIDEOS[0], prep)        # load dlib's models outside the timing
+    rows = []
+    for name in VIDEOS:
+        if not (videos / name).exists():
+            continue
+        row, full = bench_prepare(videos / name, prep, args.repeats)
+        if args.fast_detect:
+            fast_row, fast = bench_prepare(videos / name, dataclasses.replace(prep, fast_detect=args.fast_detect),
+                                           args.repeats)
+            d = keypoint_distance(full, fast)
+            row.update(fast_frames_per_s=fast_row["frames_per_s"], speedup=fast_row["frames_per_s"] / row["frames_per_s"],
+                       fast_keypoint_mean_pct=float(d.mean() * 100) if d.size else None,
+                       fast_keypoint_median_pct=float(np.median(d) * 100) if d.size else None, both_detected=int(d.size))
+        rows.append(row)
     with tempfile.TemporaryDirectory() as tmp:
         for k, name in enumerate(VIDEOS):
             clip = clips.prepare_clip(videos / name, prep)
@@ -80,15 +110,20 @@ def main() -> None:
 
     print(f"machine: {machine()}; one worker process; {args.max_frames} frames stored per clip, "
           f"{prep.image_size}x{prep.image_size} crops")
-    print(f"{'video':<28}{'frames':>8}{'s/clip':>9}{'clips/s':>9}{'frames/s':>10}")
+    fast = f"{'fast f/s':>9}{'x':>6}{'kp mean%':>9}{'median%':>8}" if args.fast_detect else ""
+    print(f"{'video':<28}{'frames':>8}{'s/clip':>9}{'clips/s':>9}{'frames/s':>10}{fast}")
     for r in rows:
+        more = (f"{r['fast_frames_per_s']:>9.1f}{r['speedup']:>6.2f}{r['fast_keypoint_mean_pct'] or 0:>9.2f}"
+                f"{r['fast_keypoint_median_pct'] or 0:>8.2f}") if args.fast_detect else ""
         print(f"{r['video']:<28}{r['source_frames']:>8}{r['seconds_per_clip']:>9.3f}{r['clips_per_s']:>9.2f}"
-              f"{r['frames_per_s']:>10.1f}")
+              f"{r['frames_per_s']:>10.1f}{more}")
     print(f"shard read: {read['records_per_s']:.0f} records/s, {read['mb_per_s']:.0f} MB/s "
           f"({read['mean_record_kb']:.0f} kB/record); with 16-frame JPEG decode: "
           f"{read['decoded_clips_per_s']:.0f} clips/s")
     print(json.dumps({"machine": machine(), "prepare": rows, "read": read,
-                      "frames_per_s_per_worker": statistics.median(r["frames_per_s"] for r in rows)}))
+                      "frames_per_s_per_worker": statistics.median(r["frames_per_s"] for r in rows),
+                      "fast_frames_per_s_per_worker": statistics.median(r["fast_frames_per_s"] for r in rows)
+                      if args.fast_detect else None, "fast_detect": args.fast_detect}))
 
 
 if __name__ == "__main__":

@@ -249,6 +249,104 @@ def detect_faces(frame: np.ndarray, upsample: int = 0, threshold: float = 0.0) -
     return dets
 
 
+FAST_FACE_SIDE = 100
+"""Our reading (``detect_faces_fast``): around the face followed, the region searched is shrunk until that face
+is about this many pixels wide. dlib's HOG window is 80x80 pixels, so a face that shrank by a fifth since the
+previous sampled frame is still found; searching fewer pixels is what makes the detector fast."""
+
+FAST_REGION = 2.0
+"""Our reading (``detect_faces_fast``): the region searched around the face followed is a square this many times
+the side of its previous box, centred on it (the face moves by less than half its size between sampled frames
+in the test videos)."""
+
+
+def pyramid_scale(size: float, target: float) -> float:
+    """The shrink factor (5/6)^k, k >= 0 the largest with ``size`` * (5/6)^k >= ``target``: a level of dlib's
+    HOG image pyramid (each level 5/6 of the one before), so a shrunken image is searched at scales the
+    full-size detector also searches, and its boxes come in the same sizes."""
+    if size <= target:
+        return 1.0
+    return float((5 / 6) ** np.floor(np.log(target / size) / np.log(5 / 6)))
+
+
+def _search(rgb: np.ndarray, region: tuple[int, int, int, int], scale: float, threshold: float) -> list[Detection]:
+    """dlib's detections in ``region`` (x0, y0, x1, y1) of ``rgb`` shrunk by ``scale``, in frame pixels."""
+    x0, y0, x1, y1 = region
+    part = rgb[y0:y1, x0:x1]
+    if scale < 1.0:
+        part = cv2.resize(part, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+                          interpolation=cv2.INTER_AREA)
+    sx, sy = (x1 - x0) / part.shape[1], (y1 - y0) / part.shape[0]
+    found = detect_faces(np.ascontiguousarray(part), upsample=0, threshold=threshold)
+    return [Detection(x0 + d.x0 * sx, y0 + d.y0 * sy, x0 + d.x1 * sx, y0 + d.y1 * sy, d.score) for d in found]
+
+
+def _around(rgb: np.ndarray, box: np.ndarray, threshold: float) -> list[Detection]:
+    """``_search`` in the square of ``FAST_REGION`` times ``box``'s side around it, the face at about
+    ``FAST_FACE_SIDE`` pixels (a pyramid level); empty where the region is under dlib's 80-pixel window."""
+    height, width = rgb.shape[:2]
+    face = float(max(box[2] - box[0], box[3] - box[1]))
+    cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, face * FAST_REGION / 2
+    x0, y0 = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+    x1, y1 = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
+    if x1 - x0 < 80 or y1 - y0 < 80:
+        return []
+    return _search(rgb, (x0, y0, x1, y1), pyramid_scale(face, FAST_FACE_SIDE), threshold)
+
+
+def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None = None, upsample: int = 0,
+                      threshold: float = 0.0) -> list[Detection]:
+    """``detect_faces`` on fewer pixels: shrunken copies of the frame, boxes mapped back to frame pixels.
+
+    The first of three tries that finds a face gives the result:
+
+    1. with ``previous`` (the box of the face followed, in the previous sampled frame): the square region of
+       ``FAST_REGION`` times its side around its centre, shrunk so that the face is about ``FAST_FACE_SIDE``
+       pixels wide;
+    2. the whole frame shrunk so that its longer side is about ``side`` pixels; this only locates faces
+       (a face near dlib's 80-pixel window there gets a loose box): the largest is searched again as in
+       1, around its box, and that box is taken where found;
+    3. ``detect_faces(frame, upsample, threshold)``: the full frame, as without this function (small faces,
+       and frames with none).
+
+    Every shrink factor is a level of dlib's image pyramid (``pyramid_scale``), so the boxes come in the
+    sizes the full-size detector gives. A frame without a face costs more than with ``detect_faces`` (all
+    three tries run), one with a face much less. The boxes differ a little from the full-size detector's;
+    the key-points, fitted at full size in them, stay within the tolerance ``clips.PrepConfig.fast_detect``
+    states (tests/test_faces.py). A try that finds a face sees only its region: ``len(result)`` counts the
+    faces there, not always in the whole frame.
+
+    Args:
+      frame: the image, any layout ``to_rgb`` accepts.
+      side: the longer side, pixels, the whole frame is shrunk to in try 2 (>= 80, dlib's window).
+      previous: (4,) box (x0, y0, x1, y1) of the face followed, frame pixels, or None.
+      upsample, threshold: as ``detect_faces`` (upsample in try 3 only).
+    Returns:
+      ``Detection`` list in frame pixel coordinates, largest first (empty: no face at full size either).
+    Raises:
+      ValueError: ``side`` < 80, ``upsample`` < 0, or ``frame`` is not an image ``to_rgb`` accepts.
+      FaceModelError: dlib is not installed.
+    """
+    if side < 80:
+        raise ValueError(f"the fast detector's frame side must be >= 80 pixels (dlib's window), got {side}")
+    if upsample < 0:
+        raise ValueError(f"upsample must be >= 0, got {upsample}")
+    rgb = to_rgb(frame)
+    height, width = rgb.shape[:2]
+    dets = _around(rgb, previous, threshold) if previous is not None and np.all(np.isfinite(previous)) else []
+    if not dets:
+        located = _search(rgb, (0, 0, width, height), pyramid_scale(max(height, width), side), threshold)
+        if located:
+            located.sort(key=lambda d: (-d.area, -d.score))
+            refined = _around(rgb, located[0].box, threshold)
+            best = max(refined, key=lambda d: box_iou(d.box, located[0].box)) if refined else located[0]
+            dets = [best] + [d for d in located[1:] if box_iou(d.box, best.box) < FOLLOW_IOU]
+    if not dets:
+        return detect_faces(rgb, upsample=upsample, threshold=threshold)
+    dets.sort(key=lambda d: (-d.area, -d.score))
+    return dets
+
+
 _DETECTOR_CALLS = 0
 
 
@@ -278,11 +376,16 @@ class FrameCache:
         self.detections: dict[tuple, list[Detection]] = {}
         self.fits: dict[tuple, np.ndarray] = {}
 
-    def detect(self, key: Any, rgb: np.ndarray, upsample: int, threshold: float) -> list[Detection]:
-        """``detect_faces(rgb, upsample, threshold)``, run once per (key, upsample, threshold)."""
+    def detect(self, key: Any, rgb: np.ndarray, upsample: int, threshold: float, fast_side: int = 0,
+               previous: np.ndarray | None = None) -> list[Detection]:
+        """``detect_faces(rgb, upsample, threshold)``, run once per (key, upsample, threshold); with
+        ``fast_side``, ``detect_faces_fast(rgb, fast_side, previous, upsample, threshold)``, once per (key,
+        upsample, threshold, fast_side, previous box)."""
         k = (key, int(upsample), float(threshold))
+        if fast_side:
+            k += (int(fast_side), None if previous is None else tuple(np.asarray(previous, np.float32).tolist()))
         if k not in self.detections:
-            self.detections[k] = detect_faces(rgb, upsample=upsample, threshold=threshold)
+            self.detections[k] = _detect(rgb, upsample, threshold, fast_side, previous)
         return list(self.detections[k])
 
     def fit(self, key: Any, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -303,14 +406,24 @@ class _Frames:
                              f"{'no' if keys is None else len(keys)} keys")
         self.cache, self.keys = cache, keys
 
-    def detect(self, t: int, rgb: np.ndarray, upsample: int, threshold: float) -> list[Detection]:
+    def detect(self, t: int, rgb: np.ndarray, upsample: int, threshold: float, fast_side: int = 0,
+               previous: np.ndarray | None = None) -> list[Detection]:
         if self.cache is None:
-            return detect_faces(rgb, upsample=upsample, threshold=threshold)
-        return self.cache.detect(self.keys[t], rgb, upsample, threshold)
+            return _detect(rgb, upsample, threshold, fast_side, previous)
+        return self.cache.detect(self.keys[t], rgb, upsample, threshold, fast_side, previous)
+
 
     def fit(self, t: int, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         box = np.asarray(box, np.float64)
         return _fit(rgb, box) if self.cache is None else self.cache.fit(self.keys[t], rgb, box)
+
+
+def _detect(rgb: np.ndarray, upsample: int, threshold: float, fast_side: int, previous: np.ndarray | None
+            ) -> list[Detection]:
+    """``detect_faces``, or ``detect_faces_fast`` where ``fast_side`` is set (> 0)."""
+    if fast_side:
+        return detect_faces_fast(rgb, fast_side, previous, upsample=upsample, threshold=threshold)
+    return detect_faces(rgb, upsample=upsample, threshold=threshold)
 
 
 def fit_landmarks(frame: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -517,7 +630,7 @@ def follow_face(detections: list[Detection], previous: np.ndarray | None) -> Det
 
 
 def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DEFAULT_MARGIN,
-                upsample: int = 0, detect_every: int = 1, threshold: float = 0.0,
+                upsample: int = 0, detect_every: int = 1, threshold: float = 0.0, fast_side: int = 0,
                 cache: FrameCache | None = None, keys: Sequence[Any] | None = None) -> FaceTrack:
     """Face box and 68 landmarks for every frame of a clip (a sequence of RGB uint8 frames).
 
@@ -538,6 +651,9 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
       upsample: dlib detector upsampling (see ``detect_faces``).
       detect_every: run the detector on every n-th frame (1: on all frames).
       threshold: dlib's adjust_threshold (see ``detect_faces``).
+      fast_side: 0 (default): the detector sees every frame at full size; else ``detect_faces_fast`` with
+        this side and the box of the face followed in the previous detector frame (shrunken frames, a
+        region around the face: faster, boxes within the tolerance its docstring states).
       cache: detections and landmark fits shared with other clips of the same video (``FrameCache``);
         the result is the same with or without.
       keys: with ``cache``, one key per frame naming it in its video (its decoded frame index).
@@ -565,7 +681,7 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     followed, identity = None, 0
     for t in sorted(run_at):
         rgb = first if t == 0 else to_rgb(frames[t])
-        dets = ops.detect(t, rgb, upsample, threshold)
+        dets = ops.detect(t, rgb, upsample, threshold, fast_side, followed)
         track.num_faces[t] = len(dets)
         if dets:
             d = follow_face(dets, followed)
