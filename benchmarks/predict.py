@@ -69,7 +69,9 @@ def looped(video: Path, times: int, out: Path) -> tuple[Path, float, int]:
 class _Uncached(faces.FrameCache):
     """A FrameCache that keeps nothing: every window detects its frames' faces again."""
 
-    def detect(self, key, rgb, upsample, threshold):
+    def detect(self, key, rgb, upsample, threshold, fast_side=0, previous=None):
+        if fast_side:
+            return faces.detect_faces_fast(rgb, fast_side, previous, upsample=upsample, threshold=threshold)
         return faces.detect_faces(rgb, upsample=upsample, threshold=threshold)
 
     def fit(self, key, rgb, box):
