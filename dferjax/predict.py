@@ -139,6 +139,9 @@ class Prediction:
     face: int | None = None                 # with faces="all": which face (0: the largest); None: the one face
     class_names: list[str] | None = field(default=None, repr=False)
     exception: clips.ClipError | None = field(default=None, repr=False, compare=False)
+    region_names: list[str] | None = None   # a model with facial regions (lnlj): their names
+    region_weights: np.ndarray | None = None  # float32 (R,) each region's weight (mean over the inputs)
+    region_boxes: np.ndarray | None = None    # float32 (R, 4) each region's window, source pixels (first input)
 
     @property
     def duration_s(self) -> float:
@@ -199,6 +202,18 @@ class Prediction:
         return points[0] if self.still else points
 
     @property
+    def regions(self) -> dict[str, dict[str, Any]] | None:
+        """A region model's (``lnlj``) weight of each facial region and its window: {name: {"weight": w,
+        "box": [x0, y0, x1, y1] source pixels, or None for a clip (the windows move with the face)}}, in the
+        model's region order; the weights are the non-local network's (softmax: they sum to 1), averaged over
+        the inputs of a clip. None for a model without regions or on error."""
+        if self.region_names is None or self.region_weights is None:
+            return None
+        boxes = self.region_boxes if self.still and self.region_boxes is not None else [None] * len(self.region_names)
+        return {name: {"weight": float(w), "box": None if b is None else [float(v) for v in b]}
+                for name, w, b in zip(self.region_names, self.region_weights, boxes)}
+
+    @property
     def frame_indices(self) -> np.ndarray | None:
         """int32 (T,) source frame of each stored frame (``[0]`` for an image); None on error."""
         return None if self.clip is None else np.asarray(self.clip.frame_indices)
@@ -210,7 +225,8 @@ class Prediction:
         "probabilities" ({class name: probability}), "box" and "keypoints" (source pixels: [x0, y0,
         x1, y1] and 18 [x, y] for an image, one of each per stored frame for a clip; null for an
         unknown point), "notes"; a clip adds "frames" (source frames), "fps", "duration_s",
-        "detected_share", "frame_indices" (of the stored frames) and, with a timeline, "windows".
+        "detected_share", "frame_indices" (of the stored frames) and, with a timeline, "windows"; a model
+        with facial regions (``lnlj``) adds "regions" ({name: {"weight", "box"}}, :attr:`regions`).
 
         Args:
           class_names: the model's class names; default :attr:`class_names`.
@@ -238,6 +254,11 @@ class Prediction:
             out.update(frames=self.num_frames, fps=round(self.fps, 4), duration_s=round(self.duration_s, 4),
                        detected_share=_round(self.detected_share),
                        frame_indices=[int(i) for i in self.frame_indices])
+        regions = self.regions
+        if regions is not None:
+            out["regions"] = {name: {"weight": round(r["weight"], 6),
+                                     "box": None if r["box"] is None else [round(v, 2) for v in r["box"]]}
+                              for name, r in regions.items()}
         out["notes"] = list(self.notes)
         if self.windows:
             out["windows"] = []
@@ -323,6 +344,17 @@ class Predictor:
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
         self._forward = forward
+        self.region_names: list[str] | None = None
+        """The facial regions of a model that weighs them (``lnlj``: REGION_NAMES), else None."""
+        if getattr(type(self.model), "REGION_NAMES", None) and hasattr(self.model, "region_weights"):
+            self.region_names = list(type(self.model).REGION_NAMES)
+
+            @jax.jit
+            def regions(state, inputs):
+                model = nnx.merge(graphdef, state)
+                return model.region_weights(inputs).astype(jnp.float32), model.region_boxes(inputs)
+
+            self._regions = regions
 
     def describe(self) -> str:
         best = self.meta.get("best") or {}
@@ -411,12 +443,8 @@ class Predictor:
         frames, points, heatmaps, take = self.inputs(clip)
         return [(frames, heatmaps)], frames, points, take
 
-    def probabilities(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray | None]) -> np.ndarray:
-        """Class probabilities (N, K) of N model inputs, in batches of ``batch_size`` (one compiled shape).
-
-        ``heatmaps``: one per input, None for a model that takes none.
-        """
-        out = []
+    def _batches(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray | None]):
+        """(batch, n): the inputs in batches of ``batch_size``, the last padded to the compiled shape."""
         b = self.batch_size
         for i in range(0, len(frames), b):
             batch = {"frames": np.stack(frames[i:i + b])}
@@ -425,8 +453,32 @@ class Predictor:
             n = len(batch["frames"])
             if n < b:        # pad the last batch so every call has the compiled shape
                 batch = {k: np.concatenate([v, np.repeat(v[-1:], b - n, axis=0)]) for k, v in batch.items()}
-            out.append(np.asarray(self._forward(self._state, batch))[:n])
+            yield batch, n
+
+    def probabilities(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray | None]) -> np.ndarray:
+        """Class probabilities (N, K) of N model inputs, in batches of ``batch_size`` (one compiled shape).
+
+        ``heatmaps``: one per input, None for a model that takes none.
+        """
+        out = [np.asarray(self._forward(self._state, batch))[:n] for batch, n in self._batches(frames, heatmaps)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def regions(self, frames: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray | None]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """A region model's (``region_names`` set) weights float32 (N, R) and windows float32 (N, R, 4) (x0, y0,
+        x1, y1 in the model input's pixels) of N model inputs, each the mean (weights) and the first (windows)
+        over an input's frames. ValueError for a model without regions."""
+        if self.region_names is None:
+            raise ValueError(f"model {self.model_description} weighs no facial regions")
+        weights, boxes = [], []
+        for batch, n in self._batches(frames, heatmaps):
+            w, b = (np.asarray(x) for x in self._regions(self._state, batch))
+            per = w.shape[0] // len(batch["frames"])          # frames per input
+            weights.append(w.reshape(-1, per, w.shape[-1]).mean(axis=1)[:n])
+            boxes.append(b.reshape(-1, per, *b.shape[1:])[:, 0][:n])
+        r = len(self.region_names)
+        return (np.concatenate(weights) if weights else np.zeros((0, r), np.float32),
+                np.concatenate(boxes) if boxes else np.zeros((0, r, 4), np.float32))
 
 
 def window_ranges(num_frames: int, fps: float, window_s: float, stride_s: float) -> list[tuple[int, int]]:
@@ -640,7 +692,26 @@ def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], wi
     for (item, _, _), p in zip(pending, probs):          # an item with several inputs: their mean
         shares.setdefault(id(item), []).append(p)
         item.probabilities = np.mean(shares[id(item)], axis=0).astype(np.float32)
+    if predictor.region_names is not None:
+        _add_regions(predictor, [p for p in pending if isinstance(p[0], Prediction)])
     return results
+
+
+def _add_regions(predictor: Predictor, pending: list) -> None:
+    """Set ``region_names``, ``region_weights`` (mean over an input's model inputs) and ``region_boxes``
+    (source pixels, its first model input's windows) of each Prediction in ``pending`` (item, frames,
+    heat-maps)."""
+    weights, boxes = predictor.regions([p[1] for p in pending], [p[2] for p in pending])
+    seen: dict[int, list[np.ndarray]] = {}
+    for (item, _, _), w, b in zip(pending, weights, boxes):
+        seen.setdefault(id(item), []).append(w)
+        item.region_names = list(predictor.region_names)
+        item.region_weights = np.mean(seen[id(item)], axis=0).astype(np.float32)
+        if len(seen[id(item)]) == 1 and item.clip is not None and item.clip.boxes is not None:
+            first = int(item.take[0]) if item.take is not None and len(item.take) else 0
+            corners = faces.crop_to_frame(b.reshape(1, -1, 2), item.clip.boxes[first:first + 1],
+                                          predictor.spec.image_size)
+            item.region_boxes = corners.reshape(-1, 4).astype(np.float32)
 
 
 def _add_result(predictor: Predictor, result: Prediction, source: Any, clip: clips.PreparedClip, timeline: Any,
@@ -1232,7 +1303,9 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
 
     The square is the region the model's crop was cut from (``Prediction.box``), green, where a face was
     found; the key-points are ``Prediction.keypoints``, coloured by group (brows, eyes, nose, mouth,
-    cheeks); the bars (top-left) are the probabilities, with their numbers. ``result`` may be the faces
+    cheeks); the bars (top-left) are the probabilities, with their numbers. A model that weighs facial
+    regions (``lnlj``) adds each region's window (orange), its line the wider the larger its weight,
+    labelled with its name and weight (``Prediction.regions``). ``result`` may be the faces
     of one image (faces="all"): each is drawn with its number and label above its box; the bars are the
     first (largest) face's.
 
@@ -1274,6 +1347,7 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
         drawn = True
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), DETECTED_COLOUR, max(1, radius), cv2.LINE_AA)
+        _draw_regions(canvas, r, max(1, radius))
         _draw_points(canvas, points, radius + 1)
         if r.face is not None:
             _face_label(canvas, box, f"face {r.face}: {r.label}", max(1, radius))
@@ -1284,6 +1358,37 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
     if not cv2.imwrite(str(out), canvas):
         raise OSError(f"cannot write {out}")
     return out
+
+
+REGION_COLOUR = (0, 200, 255)
+"""BGR colour of a facial region's window on an annotated image (orange); its line is the wider the larger
+its weight."""
+
+
+def _draw_regions(canvas: np.ndarray, result: Prediction, thickness: int) -> None:
+    """A region model's windows on ``canvas`` (BGR, in place): each region's box, its line 30-100% of
+    ``thickness`` pixels wide by its weight relative to the largest, and its name and weight at its centre
+    (the windows overlap)."""
+    regions = result.regions
+    if not regions:
+        return
+    top = max(r["weight"] for r in regions.values()) or 1.0
+    scale = max(0.3, min(canvas.shape[:2]) / 1100)
+    for name, r in regions.items():
+        if r["box"] is None or not np.all(np.isfinite(r["box"])):
+            continue
+        x0, y0, x1, y1 = (int(round(v)) for v in r["box"])
+        width = max(1, round(thickness * (0.3 + 0.7 * r["weight"] / top)))
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), REGION_COLOUR, width, cv2.LINE_AA)
+    for name, r in regions.items():           # labels last, over every window
+        if r["box"] is None or not np.all(np.isfinite(r["box"])):
+            continue
+        text = f"{name.replace('_', ' ')} {r['weight']:.2f}"
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cx, cy = int(round((r["box"][0] + r["box"][2]) / 2)), int(round((r["box"][1] + r["box"][3]) / 2))
+        origin = (cx - w // 2, cy + h // 2)
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, REGION_COLOUR, 1, cv2.LINE_AA)
 
 
 def image_folder(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:

@@ -14,6 +14,8 @@ from flax import nnx
 from dferjax import keypoints, models, train
 from dferjax.models import lnlj
 
+from .conftest import TESTDATA
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_classes=7, image_size=32, region_size=8, local_widths=(4, 8), nonlocal_widths=(8, 8),
             nonlocal_blocks=1, unet_widths=(4, 8), unet_features=4)
@@ -130,3 +132,40 @@ def test_the_still_image_demo_trains_lnlj(tmp_path):
     assert train.main(args) == 0
     results = json.loads((workdir / "results.json").read_text())
     assert results["last"]["epoch"] == 1 and 0.0 <= results["last"]["war"] <= 1.0
+    image = TESTDATA / "images" / "single_face.jpg"
+    if not image.is_file():
+        pytest.skip(f"{image} not found (shared/testdata): predict's region weights not checked")
+    check_predict_shows_region_weights(workdir, image, tmp_path)
+
+
+def check_predict_shows_region_weights(run: Path, image: Path, tmp_path: Path) -> None:
+    """Issue 19: predict on a photo with an lnlj run gives each region's weight and window (JSON "regions",
+    drawn by --annotate). The weights are the model's region_weights on the very inputs predict gave it
+    (softmax: they sum to 1); each window, mapped to the photo's pixels, is centred on its region's
+    key-points (found by data preparation, independently of the model) within 15% of the face box."""
+    import cv2
+
+    from dferjax import predict
+    predictor = predict.Predictor(run)
+    (result,) = predict.predict(predictor, [str(image)])
+    assert result.error is None and list(result.regions) == list(lnlj.REGION_NAMES)
+    weights = np.array([r["weight"] for r in result.regions.values()])
+    np.testing.assert_allclose(weights.sum(), 1.0, atol=1e-5)
+    frames, _, heatmaps, _ = predictor.inputs(result.clip)
+    expected = predictor.model.region_weights({"frames": jnp.asarray(frames[None]),
+                                               "heatmaps": jnp.asarray(heatmaps[None], jnp.float32)})
+    np.testing.assert_allclose(weights, np.asarray(expected[0]), rtol=1e-4, atol=1e-6)
+    side = float(result.box[2] - result.box[0])
+    for (name, idx), r in zip(lnlj.REGIONS, result.regions.values()):
+        centre = np.array([(r["box"][0] + r["box"][2]) / 2, (r["box"][1] + r["box"][3]) / 2])
+        points = result.keypoints[list(idx)]
+        assert np.linalg.norm(centre - np.nanmean(points, axis=0)) < 0.15 * side, name
+    data = predict.to_json(result, predictor.class_names)
+    assert set(data["regions"]) == set(lnlj.REGION_NAMES)
+    assert abs(sum(r["weight"] for r in data["regions"].values()) - 1) < 1e-4
+    out = predict.annotate_image(result, tmp_path / "annotated.png")
+    drawn = cv2.imread(str(out))
+    top = max(result.regions, key=lambda n: result.regions[n]["weight"])
+    x0, y0, x1, y1 = (int(round(v)) for v in result.regions[top]["box"])
+    edge = drawn[(y0 + y1) // 2, max(0, x0 - 2):x0 + 3].astype(int)        # the left side, mid-height
+    assert np.any(np.abs(edge - np.array(predict.REGION_COLOUR)).sum(axis=-1) < 60), edge

@@ -279,6 +279,9 @@ class LNLJModel(nnx.Module):
     RECIPE: ClassVar[dict[str, Any]] = {}
     """Empty: the preprint's training settings were not readable here (the base config's apply)."""
 
+    REGION_NAMES: ClassVar[tuple[str, ...]] = REGION_NAMES
+    """The regions ``region_weights`` and ``region_boxes`` report, in their order (predict shows them)."""
+
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         """Section ``config.model.lnlj`` (every value but num_frames = 1 is our reading; module docstring)."""
