@@ -10,7 +10,8 @@ all windows classified in batches. Without ``--checkpoint`` a demo-config model 
 8 frames) is trained for one epoch on 16 synthetic clips in a temporary folder: its weights do not matter
 for the time, only its input size.
 
-Prints a table (seconds, seconds per video-minute, times faster than real time) and, as its last line, one
+Prints a table (detector runs, the most decoded frames held at once, seconds, seconds per video-minute, times
+faster than real time) and, as its last line, one
 JSON object with the rows and a linear fit of seconds against video length: time linear in the length has
 a small intercept and per-length seconds that stay flat. The target of issue 20: ``--window 2 --stride 1``
 on a 2-minute 30-fps video in under 24 s with the demo model on 2 CPU cores (the 8x row: 124 s of video).
@@ -117,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         print(predictor.describe(), file=sys.stderr)
         # compile the forward once outside the timing (a fresh process pays it once per run, ~seconds)
         predict.predict(predictor, [str(args.video)], window_s=args.window, stride_s=args.stride)
+        held = []
+        read_timeline = clips.read_timeline
+
+        def counting(*a, **k):               # records how many decoded frames the timeline held at most
+            timeline = read_timeline(*a, **k)
+            held.append(timeline.frames_held)
+            return timeline
+
+        clips.read_timeline = counting
         for n in lengths:
             path, duration, count = looped(args.video, n, tmp / f"loop{n}.mp4")
             before = faces.detector_calls()
@@ -126,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             if result.error:
                 raise SystemExit(f"{path}: {result.error}")
             rows.append({"times": n, "video_s": round(duration, 2), "frames": count, "windows": len(result.windows),
-                         "detections": faces.detector_calls() - before, "seconds": round(seconds, 2),
+                         "detections": faces.detector_calls() - before, "frames_held": held[-1],
+                         "seconds": round(seconds, 2),
                          "s_per_video_minute": round(seconds / duration * 60, 2),
                          "x_real_time": round(duration / seconds, 2)})
             path.unlink()
@@ -135,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     slope, intercept = np.polyfit(x, y, 1) if len(rows) > 1 else (y[0] / x[0], 0.0)
     print(f"predict --window {args.window:g} --stride {args.stride:g} on {args.video.name} looped; "
           f"{'' if not args.no_shared_detection else 'no shared detection; '}{machine()}")
-    print(f"{'loops':>5} {'video s':>8} {'frames':>7} {'windows':>7} {'detects':>7} {'seconds':>8} "
+    print(f"{'loops':>5} {'video s':>8} {'frames':>7} {'windows':>7} {'detects':>7} {'held':>5} {'seconds':>8} "
           f"{'s/video-min':>11} {'x real time':>11}")
     for r in rows:
         print(f"{r['times']:>5} {r['video_s']:>8.1f} {r['frames']:>7} {r['windows']:>7} {r['detections']:>7} "
-              f"{r['seconds']:>8.2f} {r['s_per_video_minute']:>11.2f} {r['x_real_time']:>11.2f}")
+              f"{r['frames_held']:>5} {r['seconds']:>8.2f} {r['s_per_video_minute']:>11.2f} {r['x_real_time']:>11.2f}")
     print(f"linear fit: {slope * 60:.2f} s per video-minute + {intercept:.2f} s")
     print(json.dumps({"benchmark": "predict", "machine": machine(), "video": args.video.name,
                       "window_s": args.window, "stride_s": args.stride, "model": predictor.model_description,

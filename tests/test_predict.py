@@ -358,6 +358,11 @@ def test_timeline_windows_equal_single_window_predictions_of_their_frames(run, p
     assert len(windows) >= 25
     taken = {int(i) for w in windows for i in w.clip.frame_indices} | {int(i) for i in result.clip.frame_indices}
     assert calls == len(taken) < sum(len(w.clip.frame_indices) for w in windows)   # overlapping windows share
+    # memory: a window's frames are freed once it is prepared (the clip's own frames and those of the two
+    # or three windows in progress are held, not every frame taken)
+    from dferjax.data import clips
+    timeline = clips.read_timeline(video, predictor.prep, [(w.start_s, w.end_s) for w in result.windows])
+    assert 0 < timeline.frames_held <= 4 * predictor.prep.max_frames < len(taken)
     single = predict.Predictor(run, batch_size=1)
     for window in windows[::6] + windows[-1:]:
         indices = window.clip.frame_indices

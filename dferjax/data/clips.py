@@ -756,6 +756,8 @@ class VideoTimeline:
     timestamps: float64 (total,) presentation time of every frame, in seconds, as the file says.
     variable_rate: the frame intervals vary by more than half (a variable-frame-rate video).
     windows_s: the windows asked for, [(start_s, end_s)].
+    frames_held: the most decoded frames held in memory at once while reading (``read_timeline`` frees a
+      window's frames once it is prepared; 0 where not counted).
     """
 
     clip: PreparedClip | ClipError
@@ -763,6 +765,7 @@ class VideoTimeline:
     timestamps: np.ndarray
     variable_rate: bool
     windows_s: list[tuple[float, float]]
+    frames_held: int = 0
 
 
 def window_targets(start_s: float, end_s: float, count: int) -> np.ndarray:
@@ -778,7 +781,10 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
     first frame presented at or after its time, from the frames' presentation timestamps (so windows of
     a variable-frame-rate video span what they say). Each frame's faces are found once
     (``faces.FrameCache``) and shared by the windows (and the clip) that take it: the result is what
-    ``prepare_frames`` gives each window's frames alone. Time linear in the video's length.
+    ``prepare_frames`` gives each window's frames alone. A window is prepared as soon as the decoding has
+    passed its last frame, and decoded frames no window still needs are freed then: memory holds the frames
+    of the windows in progress and the whole clip's, not the video's (``VideoTimeline.frames_held``). Time
+    linear in the video's length.
 
     Args:
       source: a video file.
@@ -790,9 +796,72 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
       ClipError: the file cannot be read (a clip or window without a face is reported in the result).
     """
     path = Path(source)
-    frames, clip_indices, picked, header, fps, timestamps = _decode_timeline(path, config, windows_s)
-    total = len(timestamps)
+    header, fps = probe_clip(path)
+    clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
+    targets = sorted((t, w) for w, (a, b) in enumerate(windows_s) for t in window_targets(a, b, config.max_frames))
+    left = [0] * len(windows_s)                       # targets of each window not yet reached
+    for _, w in targets:
+        left[w] += 1
+    picked: list[list[int]] = [[] for _ in windows_s]
+    results: list[PreparedClip | ClipError | None] = [None] * len(windows_s)
+    users: dict[int, int] = {}                        # frame index -> windows in progress that take it
+    frames: dict[int, np.ndarray] = {}
     cache = faces.FrameCache()
+    stamps: list[float] = []
+    held, k, last = 0, 0, -1
+
+    def finish(w: int) -> None:
+        """Prepare window ``w`` (its frames are all decoded) and free the frames nobody needs any more."""
+        results[w] = _prepared(path, config, frames, sorted(set(picked[w])), header, fps, cache)
+        for i in set(picked[w]):
+            users[i] -= 1
+            if users[i] == 0:
+                del users[i]
+                if i not in clip_wanted and i != last:
+                    frames.pop(i, None)
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while cap.grab():
+            i = len(stamps)
+            stamps.append(float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0)
+            done = []
+            take = i in clip_wanted
+            while k < len(targets) and targets[k][0] <= stamps[-1] + 1e-9:
+                w = targets[k][1]
+                if not picked[w] or picked[w][-1] != i:
+                    users[i] = users.get(i, 0) + 1
+                picked[w].append(i)
+                left[w] -= 1
+                if left[w] == 0:
+                    done.append(w)
+                take, k = True, k + 1
+            if take:
+                rgb = _retrieve_rgb(cap)
+                if rgb is not None:
+                    if last >= 0 and last not in users and last not in clip_wanted:
+                        frames.pop(last, None)        # the latest decoded frame is kept for the video's end
+                    frames[i], last = rgb, i
+                    held = max(held, len(frames))
+            for w in done:
+                finish(w)
+    finally:
+        cap.release()
+    total = len(stamps)
+    if total == 0:
+        raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
+    for _, w in targets[k:]:                          # times past the last frame: the last frame
+        if total - 1 not in frames and frames:        # not decoded (not wanted): the latest decoded one
+            i = max(frames)
+        else:
+            i = total - 1
+        if not picked[w] or picked[w][-1] != i:
+            users[i] = users.get(i, 0) + 1
+        picked[w].append(i)
+    for w in range(len(windows_s)):
+        if results[w] is None:
+            finish(w)
+    timestamps = np.asarray(stamps, np.float64)
     if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
         clip: PreparedClip | ClipError
         try:
@@ -800,9 +869,11 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
         except ClipError as error:
             clip = error
     else:
-        clip = _prepared(path, config, frames, clip_indices, total, fps, cache)
-    results = [_prepared(path, config, frames, sorted(set(p)), total, fps, cache) for p in picked]
-    return VideoTimeline(clip, results, timestamps, _variable_rate(timestamps), list(windows_s))
+        clip = _prepared(path, config, frames, sorted(clip_wanted), total, fps, cache)
+    for result in results:
+        if isinstance(result, PreparedClip):
+            result.num_source_frames = total
+    return VideoTimeline(clip, results, timestamps, _variable_rate(timestamps), list(windows_s), held)
 
 
 def _variable_rate(timestamps: np.ndarray) -> bool:
