@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import jax
 import pytest
 
 from dferjax import models
 from dferjax.config import base_config
+
+# One XLA compilation cache for the whole test session, shared with the training subprocesses the fault tests
+# start (through the environment): the suite compiles the same tiny programs again and again (every train.main,
+# every subprocess), and JAX's persistent cache turns a repeat into a load. A fresh folder per session, removed
+# at exit: a cached executable is what the same compilation gives, so no result changes.
+_XLA_CACHE = tempfile.mkdtemp(prefix="dferjax-tests-xla-cache-")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
