@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast-detect", type=int, default=0, metavar="SIDE",
                         help="search faces on shrunken frames first (a region around the face followed, then the "
                              "frame at a longer side of SIDE px, e.g. 320; full size where neither finds one): "
-                             "about 2x the clips/s, key-points within about 2%% of the face size (0: off, default)")
+                             "1.3-2.9x the frames/s per worker on the test videos, key-points within 2%% of the "
+                             "face size (median; 0: off, default)")
     parser.add_argument("--csv", help="label file for --dataset csv (default ROOT/labels.csv)")
     parser.add_argument("--num-classes", type=int, choices=[7, 8, 11],
                         help="classes: 7 (default; mafw: 11), 8 with contempt (affectnet, ferplus, folder, csv), "

@@ -1304,8 +1304,8 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
     The square is the region the model's crop was cut from (``Prediction.box``), green, where a face was
     found; the key-points are ``Prediction.keypoints``, coloured by group (brows, eyes, nose, mouth,
     cheeks); the bars (top-left) are the probabilities, with their numbers. A model that weighs facial
-    regions (``lnlj``) adds each region's window (orange), its line the wider the larger its weight,
-    labelled with its name and weight (``Prediction.regions``). ``result`` may be the faces
+    regions (``lnlj``) adds each region's window in its own colour, its line the wider the larger its
+    weight, and a legend of the regions' weights at the bottom right (``Prediction.regions``). ``result`` may be the faces
     of one image (faces="all"): each is drawn with its number and label above its box; the bars are the
     first (largest) face's.
 
@@ -1360,35 +1360,42 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
     return out
 
 
-REGION_COLOUR = (0, 200, 255)
-"""BGR colour of a facial region's window on an annotated image (orange); its line is the wider the larger
-its weight."""
+REGION_COLOURS = ((255, 140, 0), (255, 0, 255), (0, 200, 255), (0, 0, 255), (0, 220, 120), (220, 220, 0))
+"""BGR colours of a region model's windows on an annotated image, in its region order (one each)."""
 
 
 def _draw_regions(canvas: np.ndarray, result: Prediction, thickness: int) -> None:
-    """A region model's windows on ``canvas`` (BGR, in place): each region's box, its line 30-100% of
-    ``thickness`` pixels wide by its weight relative to the largest, and its name and weight at its centre
-    (the windows overlap)."""
+    """A region model's windows on ``canvas`` (BGR, in place): each region's box in its colour
+    (``REGION_COLOURS``), its line 1 to 2 x ``thickness`` pixels wide by its weight relative to the largest;
+    and a legend at the bottom right: colour, name (left/right as seen in the image) and weight, largest
+    weight first (the windows overlap, so the numbers are not written on the face)."""
     regions = result.regions
     if not regions:
         return
     top = max(r["weight"] for r in regions.values()) or 1.0
-    scale = max(0.3, min(canvas.shape[:2]) / 1100)
+    colours = dict(zip(regions, REGION_COLOURS * (len(regions) // len(REGION_COLOURS) + 1)))
     for name, r in regions.items():
         if r["box"] is None or not np.all(np.isfinite(r["box"])):
             continue
         x0, y0, x1, y1 = (int(round(v)) for v in r["box"])
-        width = max(1, round(thickness * (0.3 + 0.7 * r["weight"] / top)))
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), REGION_COLOUR, width, cv2.LINE_AA)
-    for name, r in regions.items():           # labels last, over every window
-        if r["box"] is None or not np.all(np.isfinite(r["box"])):
-            continue
-        text = f"{name.replace('_', ' ')} {r['weight']:.2f}"
-        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        cx, cy = int(round((r["box"][0] + r["box"][2]) / 2)), int(round((r["box"][1] + r["box"][3]) / 2))
-        origin = (cx - w // 2, cy + h // 2)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, REGION_COLOUR, 1, cv2.LINE_AA)
+        width = max(1, round(thickness * 2 * r["weight"] / top))
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), colours[name], width, cv2.LINE_AA)
+    scale = max(0.35, min(canvas.shape[:2]) / 1200)
+    rows = [(f"{name.replace('_', ' ')}  {r['weight']:.2f}", colours[name])
+            for name, r in sorted(regions.items(), key=lambda item: -item[1]["weight"])]
+    sizes = [cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0] for text, _ in rows]
+    line = max(h for _, h in sizes) + 6
+    width = max(w for w, _ in sizes) + line + 10
+    x, y = canvas.shape[1] - width - 4, canvas.shape[0] - line * (len(rows) + 1) - 4
+    panel = canvas[max(0, y):, max(0, x):]
+    panel[:] = (panel * 0.4).astype(canvas.dtype)                   # a darkened panel under the legend
+    cv2.putText(canvas, "region weights", (x + 4, y + line - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                1, cv2.LINE_AA)
+    for k, (text, colour) in enumerate(rows, start=1):
+        yy = y + line * (k + 1) - 4
+        cv2.rectangle(canvas, (x + 4, yy - line + 8), (x + line - 2, yy), colour, -1)
+        cv2.putText(canvas, text, (x + line + 4, yy), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
 
 
 def image_folder(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:

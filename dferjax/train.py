@@ -229,9 +229,21 @@ def recorded_origin(run_dir: str | Path) -> dict[str, Any] | None:
 
 def build_demo_set(config: ml_collections.ConfigDict) -> None:
     """Draw the synthetic demo set into data.dir when the config has a ``synthetic`` section and the
-    directory has no dataset_info.json yet."""
+    directory has no dataset_info.json yet; where it has one drawn with other counts or sizes than the
+    config asks for, say in one line that the set there is used as it is (and how to draw the other)."""
     data_dir = Path(config.data.dir)
-    if "synthetic" not in config or not config.data.dir or (data_dir / dataset.INFO_FILE).is_file():
+    if "synthetic" not in config or not config.data.dir:
+        return
+    if (data_dir / dataset.INFO_FILE).is_file():
+        s, info = config.synthetic, dataset.read_info(data_dir)
+        splits, prep = info.get("splits") or {}, info.get("prep") or {}
+        have = (splits.get("train", {}).get("records"), splits.get("test", {}).get("records"), prep.get("image_size"))
+        want = (s.num_train, s.num_test, s.image_size)
+        if info.get("dataset") == "synthetic" and have != want:
+            print(f"note: {data_dir} holds a synthetic set of {have[0]} train / {have[1]} test samples at {have[2]} px; "
+                  f"the config asks for {want[0]} / {want[1]} at {want[2]} px: training on the set that is there "
+                  f"(remove {data_dir}, or pass --config.data.dir=ANOTHER_FOLDER, to draw the one asked for)",
+                  file=sys.stderr, flush=True)
         return
     from dferjax.data.clips import PrepConfig
     from dferjax.data.synthetic import make_demo_set

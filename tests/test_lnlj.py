@@ -168,4 +168,5 @@ def check_predict_shows_region_weights(run: Path, image: Path, tmp_path: Path) -
     top = max(result.regions, key=lambda n: result.regions[n]["weight"])
     x0, y0, x1, y1 = (int(round(v)) for v in result.regions[top]["box"])
     edge = drawn[(y0 + y1) // 2, max(0, x0 - 2):x0 + 3].astype(int)        # the left side, mid-height
-    assert np.any(np.abs(edge - np.array(predict.REGION_COLOUR)).sum(axis=-1) < 60), edge
+    colour = predict.REGION_COLOURS[lnlj.REGION_NAMES.index(top)]
+    assert np.any(np.abs(edge - np.array(colour)).sum(axis=-1) < 60), edge

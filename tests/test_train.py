@@ -660,3 +660,20 @@ def test_two_processes_stop_together_on_sigterm(shards, tmp_path):
     run_two_processes(tiny_args(shards, workdir), expected=0)
     assert ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0] == 8
     assert [x["epoch"] for x in metrics_lines(workdir) if x["kind"] == "eval"] == [1, 2]
+
+
+def test_a_demo_set_of_other_counts_is_used_with_a_note_and_one_epoch_keeps_its_learning_rate(shards, capsys):
+    """A new user's quick try: data.dir holds a synthetic set drawn with other counts than the config's
+    train=/test= (16 / 7 at 48 px here): it is used as it is and one line says so and how to draw the other;
+    one epoch (or two of the still-image demo) trains at the configured learning rate, not a decayed one."""
+    from dferjax.config import config_file_module
+    demo = config_file_module(DEMO).get_config("train=140,test=70,epochs=1")
+    demo.data.dir = str(shards)
+    train.build_demo_set(demo)
+    err = capsys.readouterr().err
+    assert f"{shards} holds a synthetic set of 16 train / 7 test samples at 48 px" in err
+    assert "asks for 140 / 70 at 64 px" in err and "--config.data.dir=" in err and err.count("\n") == 1
+    assert tuple(demo.train.lr_decay_epochs) == ()
+    images = config_file_module(str(ROOT / "configs" / "demo_images.py"))
+    assert tuple(images.get_config("epochs=2").train.lr_decay_epochs) == ()
+    assert tuple(config_file_module(DEMO).get_config("epochs=10").train.lr_decay_epochs) == (9,)
