@@ -96,9 +96,11 @@ def main() -> None:
             fast_row, fast = bench_prepare(videos / name, dataclasses.replace(prep, fast_detect=args.fast_detect),
                                            args.repeats)
             d = keypoint_distance(full, fast)
-            row.update(fast_frames_per_s=fast_row["frames_per_s"], speedup=fast_row["frames_per_s"] / row["frames_per_s"],
+            row.update(fast_frames_per_s=fast_row["frames_per_s"],
+                       speedup=fast_row["frames_per_s"] / row["frames_per_s"],
                        fast_keypoint_mean_pct=float(d.mean() * 100) if d.size else None,
-                       fast_keypoint_median_pct=float(np.median(d) * 100) if d.size else None, both_detected=int(d.size))
+                       fast_keypoint_median_pct=float(np.median(d) * 100) if d.size else None,
+                       both_detected=int(d.size))
         rows.append(row)
     with tempfile.TemporaryDirectory() as tmp:
         for k, name in enumerate(VIDEOS):

@@ -240,8 +240,8 @@ def build_demo_set(config: ml_collections.ConfigDict) -> None:
         have = (splits.get("train", {}).get("records"), splits.get("test", {}).get("records"), prep.get("image_size"))
         want = (s.num_train, s.num_test, s.image_size)
         if info.get("dataset") == "synthetic" and have != want:
-            print(f"note: {data_dir} holds a synthetic set of {have[0]} train / {have[1]} test samples at {have[2]} px; "
-                  f"the config asks for {want[0]} / {want[1]} at {want[2]} px: training on the set that is there "
+            print(f"note: {data_dir} holds a synthetic set of {have[0]} train / {have[1]} test samples at "
+                  f"{have[2]} px; the config asks for {want[0]} / {want[1]} at {want[2]} px: training on the set that is there "
                   f"(remove {data_dir}, or pass --config.data.dir=ANOTHER_FOLDER, to draw the one asked for)",
                   file=sys.stderr, flush=True)
         return

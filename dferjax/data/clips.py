@@ -94,7 +94,8 @@ class PrepConfig:
         shrunken pixels first (``faces.detect_faces_fast``: a region around the face followed, then the
         whole frame at a longer side of N pixels, then full size where neither finds a face): the detector
         about 5x faster on frames with a face, a clip 1.3-2.9x (decoding stays; benchmarks/RESULTS.md);
-        key-points within 2% of the face size of the full-size path (median over frames) on the test videos. Recorded by ``to_dict`` only when on (earlier builds keep their recorded settings).
+        key-points within 2% of the face size of the full-size path (median over frames) on the test videos.
+        Recorded by ``to_dict`` only when on (earlier builds keep their recorded settings).
     """
 
     image_size: int = 112          # side of the square face crops
