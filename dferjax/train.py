@@ -243,7 +243,7 @@ def build_demo_set(config: ml_collections.ConfigDict) -> None:
             print(f"note: {data_dir} holds a synthetic set of {have[0]} train / {have[1]} test samples at "
                   f"{have[2]} px; the config asks for {want[0]} / {want[1]} at {want[2]} px: training on the set that is there "
                   f"(remove {data_dir}, or pass --config.data.dir=ANOTHER_FOLDER, to draw the one asked for)",
-                  file=sys.stderr, flush=True)
+                  flush=True)
         return
     from dferjax.data.clips import PrepConfig
     from dferjax.data.synthetic import make_demo_set

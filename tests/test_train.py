@@ -670,9 +670,9 @@ def test_a_demo_set_of_other_counts_is_used_with_a_note_and_one_epoch_keeps_its_
     demo = config_file_module(DEMO).get_config("train=140,test=70,epochs=1")
     demo.data.dir = str(shards)
     train.build_demo_set(demo)
-    err = capsys.readouterr().err
-    assert f"{shards} holds a synthetic set of 16 train / 7 test samples at 48 px" in err
-    assert "asks for 140 / 70 at 64 px" in err and "--config.data.dir=" in err and err.count("\n") == 1
+    out = capsys.readouterr().out           # with the run's other progress lines; stderr keeps errors only
+    assert f"{shards} holds a synthetic set of 16 train / 7 test samples at 48 px" in out
+    assert "asks for 140 / 70 at 64 px" in out and "--config.data.dir=" in out and out.count("\n") == 1
     assert tuple(demo.train.lr_decay_epochs) == ()
     images = config_file_module(str(ROOT / "configs" / "demo_images.py"))
     assert tuple(images.get_config("epochs=2").train.lr_decay_epochs) == ()
