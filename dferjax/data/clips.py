@@ -25,7 +25,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -797,72 +797,16 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
       ClipError: the file cannot be read (a clip or window without a face is reported in the result).
     """
     path = Path(source)
-    header, fps = probe_clip(path)
-    clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
-    targets = sorted((t, w) for w, (a, b) in enumerate(windows_s) for t in window_targets(a, b, config.max_frames))
-    left = [0] * len(windows_s)                       # targets of each window not yet reached
-    for _, w in targets:
-        left[w] += 1
-    picked: list[list[int]] = [[] for _ in windows_s]
-    results: list[PreparedClip | ClipError | None] = [None] * len(windows_s)
-    users: dict[int, int] = {}                        # frame index -> windows in progress that take it
-    frames: dict[int, np.ndarray] = {}
     cache = faces.FrameCache()
-    stamps: list[float] = []
-    held, k, last = 0, 0, -1
+    results: list[PreparedClip | ClipError | None] = [None] * len(windows_s)
+    header, fps = probe_clip(path)
 
-    def finish(w: int) -> None:
-        """Prepare window ``w`` (its frames are all decoded) and free the frames nobody needs any more."""
-        results[w] = _prepared(path, config, frames, sorted(set(picked[w])), header, fps, cache)
-        for i in set(picked[w]):
-            users[i] -= 1
-            if users[i] == 0:
-                del users[i]
-                if i not in clip_wanted and i != last:
-                    frames.pop(i, None)
+    def ready(w: int, indices: list[int], frames: dict[int, np.ndarray]) -> None:
+        results[w] = _prepared(path, config, frames, sorted(set(indices)), header, fps, cache)
 
-    cap = cv2.VideoCapture(str(path))
-    try:
-        while cap.grab():
-            i = len(stamps)
-            stamps.append(float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0)
-            done = []
-            take = i in clip_wanted
-            while k < len(targets) and targets[k][0] <= stamps[-1] + 1e-9:
-                w = targets[k][1]
-                if not picked[w] or picked[w][-1] != i:
-                    users[i] = users.get(i, 0) + 1
-                picked[w].append(i)
-                left[w] -= 1
-                if left[w] == 0:
-                    done.append(w)
-                take, k = True, k + 1
-            if take:
-                rgb = _retrieve_rgb(cap)
-                if rgb is not None:
-                    if last >= 0 and last not in users and last not in clip_wanted:
-                        frames.pop(last, None)        # the latest decoded frame is kept for the video's end
-                    frames[i], last = rgb, i
-                    held = max(held, len(frames))
-            for w in done:
-                finish(w)
-    finally:
-        cap.release()
-    total = len(stamps)
-    if total == 0:
-        raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
-    for _, w in targets[k:]:                          # times past the last frame: the last frame
-        if total - 1 not in frames and frames:        # not decoded (not wanted): the latest decoded one
-            i = max(frames)
-        else:
-            i = total - 1
-        if not picked[w] or picked[w][-1] != i:
-            users[i] = users.get(i, 0) + 1
-        picked[w].append(i)
-    for w in range(len(windows_s)):
-        if results[w] is None:
-            finish(w)
-    timestamps = np.asarray(stamps, np.float64)
+    frames, clip_indices, _, header, fps, timestamps, held = _decode_timeline(path, config, windows_s, ready,
+                                                                              (header, fps))
+    total = len(timestamps)
     if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
         clip: PreparedClip | ClipError
         try:
@@ -870,7 +814,7 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
         except ClipError as error:
             clip = error
     else:
-        clip = _prepared(path, config, frames, sorted(clip_wanted), total, fps, cache)
+        clip = _prepared(path, config, frames, clip_indices, total, fps, cache)
     for result in results:
         if isinstance(result, PreparedClip):
             result.num_source_frames = total
@@ -883,40 +827,92 @@ def _variable_rate(timestamps: np.ndarray) -> bool:
     return bool(len(intervals) > 1 and intervals.min() > 0 and intervals.max() > 1.5 * intervals.min())
 
 
-def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float, float]]
-                     ) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray]:
+def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float, float]],
+                     ready: Callable[[int, list[int], dict[int, np.ndarray]], None] | None = None,
+                     probed: tuple[int, float] | None = None) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray, int]:
     """The one decode pass of a timeline: (RGB frames by index, the whole clip's indices from the header's
-    count, each window's frame indices, the header's count, fps, float64 timestamps of every frame)."""
-    header, fps = probe_clip(path)
+    count, each window's frame indices, the header's count, fps, float64 timestamps of every frame, the
+    most frames held at once).
+
+    With ``ready``, ``ready(w, indices, frames)`` is called for window w as soon as the decoding has passed
+    its last frame (the rest at the end), and the frames that neither an unfinished window nor the whole
+    clip takes are freed then (the latest decoded frame is kept for windows past the video's end): the
+    frames returned are the clip's. Without, every decoded frame is returned. ``probed``: what ``probe_clip``
+    gave for ``path``, where the caller read it already (else it is read here).
+    """
+    header, fps = probed or probe_clip(path)
     clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
     targets = sorted((t, w) for w, (a, b) in enumerate(windows_s) for t in window_targets(a, b, config.max_frames))
-    cap = cv2.VideoCapture(str(path))
-    frames: dict[int, np.ndarray] = {}
+    left = [0] * len(windows_s)                       # targets of each window not yet reached
+    for _, w in targets:
+        left[w] += 1
     picked: list[list[int]] = [[] for _ in windows_s]
+    finished = [False] * len(windows_s)
+    users: dict[int, int] = {}                        # frame index -> unfinished windows that take it
+    frames: dict[int, np.ndarray] = {}
     stamps: list[float] = []
-    k = 0
+    held, k, last = 0, 0, -1
+
+    def keep(i: int) -> bool:
+        return ready is None or i in users or i in clip_wanted or i == last
+
+    def pick(w: int, i: int) -> None:
+        if not picked[w] or picked[w][-1] != i:
+            users[i] = users.get(i, 0) + 1
+        picked[w].append(i)
+
+    def finish(w: int) -> None:
+        finished[w] = True
+        if ready is None:
+            return
+        ready(w, picked[w], frames)
+        for i in set(picked[w]):
+            users[i] -= 1
+            if users[i] == 0:
+                del users[i]
+                if not keep(i):
+                    frames.pop(i, None)
+
+    cap = cv2.VideoCapture(str(path))
     try:
         while cap.grab():
             i = len(stamps)
             stamps.append(float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0)
+            done = []
             take = i in clip_wanted
             while k < len(targets) and targets[k][0] <= stamps[-1] + 1e-9:
-                picked[targets[k][1]].append(i)
+                w = targets[k][1]
+                pick(w, i)
+                left[w] -= 1
+                if left[w] == 0:
+                    done.append(w)
                 take, k = True, k + 1
             if take:
                 rgb = _retrieve_rgb(cap)
                 if rgb is not None:
+                    previous, last = last, i
+                    if previous >= 0 and not keep(previous):
+                        frames.pop(previous, None)
                     frames[i] = rgb
+                    held = max(held, len(frames))
+            for w in done:
+                finish(w)
     finally:
         cap.release()
     total = len(stamps)
     if total == 0:
         raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
-    for t, w in targets[k:]:                          # times past the last frame: the last frame
-        picked[w].append(total - 1)
+    for _, w in targets[k:]:                          # times past the last frame: the last frame
+        pick(w, total - 1)
     if frames and total - 1 not in frames and any(total - 1 in p for p in picked):
-        picked = [[i if i in frames else max(frames) for i in p] for p in picked]
-    return frames, sorted(clip_wanted), picked, header, fps, np.asarray(stamps, np.float64)
+        for p in picked:                              # not decoded (not wanted): the latest decoded one
+            p[:] = [i if i in frames else max(frames) for i in p]
+        for i in [i for i in users if i not in frames]:
+            users[max(frames)] = users.get(max(frames), 0) + users.pop(i)
+    for w in range(len(windows_s)):
+        if not finished[w]:
+            finish(w)
+    return frames, sorted(clip_wanted), picked, header, fps, np.asarray(stamps, np.float64), held
 
 
 def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list[tuple[float, float]]
@@ -955,7 +951,7 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
             if isinstance(clip, PreparedClip):
                 clip.track_id = 0
         return [timeline]
-    frames, clip_indices, picked, header, fps, timestamps = _decode_timeline(path, config, windows_s)
+    frames, clip_indices, picked, header, fps, timestamps, _ = _decode_timeline(path, config, windows_s)
     total = len(timestamps)
     if total != header:                   # a wrong header: the whole clip's frames as prepare_clip chooses them
         clip_indices = range_indices(None, total, config.max_frames).tolist()
