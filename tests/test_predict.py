@@ -447,3 +447,36 @@ def test_an_annotated_copy_keeps_a_variable_frame_rate(predictor, tmp_path):
     assert len(written) == len(given) == 72
     np.testing.assert_allclose(written, given, atol=1.0)
     assert np.diff(written)[40] > 4 * np.diff(written)[10]         # the slow half stays slow
+
+
+@pytest.mark.skipif(not (CASES / "long_video").is_dir(), reason=f"{CASES / 'long_video'} not found (shared/cases)")
+def test_the_long_video_case_is_read_in_one_pass_with_bounded_memory(monkeypatch):
+    """cases/long_video (woman2.mp4 looped 8x: 3,712 frames, 124 s) at --window 2 --stride 2: one decode pass
+    (every frame grabbed once), each sampled frame's face detected once, and the decoded frames held at once
+    bounded by a few windows' worth, not the video's."""
+    from dferjax.data import clips
+    video = CASES / "long_video" / "long8x.mp4"
+    count, fps = clips.probe_clip(video)
+    grabs = {"n": 0}
+    real = cv2.VideoCapture
+
+    class Counting:
+        def __init__(self, *args):
+            self.cap = real(*args)
+
+        def grab(self):
+            grabs["n"] += 1
+            return self.cap.grab()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(clips.cv2, "VideoCapture", Counting)
+    spans = predict.window_times(count / fps, 2.0, 2.0)
+    before = faces.detector_calls()
+    timeline = clips.read_timeline(video, PREP, spans)
+    assert len(timeline.windows) == len(spans) >= 60 and grabs["n"] <= count + 1
+    taken = {int(i) for w in timeline.windows if isinstance(w, clips.PreparedClip) for i in w.frame_indices}
+    taken |= {int(i) for i in timeline.clip.frame_indices}
+    assert faces.detector_calls() - before == len(taken)
+    assert 0 < timeline.frames_held <= 4 * PREP.max_frames < len(taken)
