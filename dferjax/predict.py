@@ -120,6 +120,8 @@ class Prediction:
       face: with ``faces="all"``, which face of the input this is (0: the largest, then by size); None
         for the default one face (the largest, followed).
       class_names: the model's class names (set by ``predict``).
+      model: the model that predicted, in words (``Predictor.model_description``: its registered name, input
+        and variant; set by ``predict``), so that a saved result says what produced it.
       exception: the ``clips.ClipError`` (``NoFaceError`` when ``no_face``) behind ``error``.
     """
 
@@ -138,6 +140,7 @@ class Prediction:
     still: bool = False
     face: int | None = None                 # with faces="all": which face (0: the largest); None: the one face
     class_names: list[str] | None = field(default=None, repr=False)
+    model: str | None = None
     exception: clips.ClipError | None = field(default=None, repr=False, compare=False)
     region_names: list[str] | None = None   # a model with facial regions (lnlj): their names
     region_weights: np.ndarray | None = None  # float32 (R,) each region's weight (mean over the inputs)
@@ -221,7 +224,7 @@ class Prediction:
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """What ``--json`` prints for this input: JSON-ready values, pixels to 0.01, probabilities to 1e-6.
 
-        Keys: "source", "kind" ("image" | "clip"); on error "error" and "no_face"; else "label",
+        Keys: "source", "kind" ("image" | "clip"), "model" (where set: :attr:`model`); on error "error" and "no_face"; else "label",
         "probabilities" ({class name: probability}), "box" and "keypoints" (source pixels: [x0, y0,
         x1, y1] and 18 [x, y] for an image, one of each per stored frame for a clip; null for an
         unknown point), "notes"; a clip adds "frames" (source frames), "fps", "duration_s",
@@ -241,6 +244,8 @@ class Prediction:
             return {name: round(float(v), 6) for name, v in zip(names, p)}
 
         out: dict[str, Any] = {"source": self.source, "kind": self.kind}
+        if self.model is not None:
+            out["model"] = self.model
         if self.face is not None:
             out["face"] = self.face
         if self.error:
@@ -655,6 +660,7 @@ def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], wi
         raise ValueError(f"faces must be one of {', '.join(FACES)}, got {faces!r}")
     results: list[Prediction] = []
     pending: list[tuple[Prediction | Window, np.ndarray, np.ndarray | None]] = []
+    model = predictor.model_description
     for index, source in enumerate(sources):
         name = _source_name(source, index, len(sources))
         still = _is_still(source)
@@ -662,14 +668,14 @@ def predict(predictor: Predictor, sources: Sequence[str | Path | np.ndarray], wi
         try:
             pairs, upsample = _prepare_retrying(predictor, source, window_here, stride_s, default_fps, faces)
         except (clips.ClipError, ValueError) as error:     # ValueError: an array that is no image, say
-            result = Prediction(name, still=still, class_names=list(predictor.class_names))
+            result = Prediction(name, still=still, class_names=list(predictor.class_names), model=model)
             results.append(result)
             failure = error if isinstance(error, clips.ClipError) else clips.ClipError(name, str(error))
             result.exception = _named(failure, name)
             result.error, result.no_face = str(result.exception), isinstance(failure, clips.NoFaceError)
             continue
         for clip, timeline in pairs:
-            result = Prediction(name, still=still, class_names=list(predictor.class_names),
+            result = Prediction(name, still=still, class_names=list(predictor.class_names), model=model,
                                 face=None if faces == "largest" else len([r for r in results if r.source == name
                                                                           and r.face is not None]))
             results.append(result)

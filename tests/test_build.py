@@ -15,13 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dferjax import jobs
+from dferjax.data import clips
 from dferjax.data import dataset as B
 from data_prep.adapters import list_clips
 from dferjax.data import records, synthetic
 from dferjax.data.clips import PrepConfig
+from dferjax.data.faces import FaceSource
 
 PREP = PrepConfig(image_size=32, max_frames=4, min_frames=4)
 
@@ -160,6 +163,28 @@ def test_a_build_that_writes_nothing_exits_1_with_the_first_reasons(testdata, tm
                          "--max-frames", "4", "--min-frames", "4", "--image-size", "32"])
     err = capsys.readouterr().err
     assert code == 1 and "no clip was written" in err and "no face found" in err
+
+
+def test_fast_detection_options_are_recorded_and_used(testdata, tmp_path):
+    """--fast-detect 320 --detect-every 2 reach the PrepConfig the build records (dataset_info.json's prep, which
+    predict reads back), and its clip is what prepare_clip gives with those settings (frames detected and, in
+    between, TRACKED)."""
+    from data_prep import build as command
+    root = tmp_path / "clips"
+    (root / "happy").mkdir(parents=True)
+    os.symlink(testdata / "videos" / "single_face.mp4", root / "happy" / "a.mp4")
+    out = tmp_path / "out"
+    assert command.main(["--dataset", "folder", "--root", str(root), "--out", str(out), "--workers", "1",
+                         "--max-frames", "8", "--min-frames", "8", "--image-size", "32", "--fast-detect", "320",
+                         "--detect-every", "2"]) == 0
+    prep = PrepConfig.from_dict(B.read_info(out)["prep"])
+    assert prep == PrepConfig(image_size=32, max_frames=8, min_frames=8, fast_detect=320, detect_every=2)
+    expected = clips.prepare_clip(testdata / "videos" / "single_face.mp4", prep)
+    assert set(expected.sources.tolist()) == {FaceSource.DETECTED, FaceSource.TRACKED}
+    source = records.ShardedDataSource(sorted(out.glob("*.tfrecord")))
+    written = records.decode_example(source[0])
+    np.testing.assert_array_equal(written["sources"], expected.sources)
+    np.testing.assert_allclose(written["keypoints"], expected.keypoints, atol=1e-3)
 
 
 # --- the build on a shared machine: real processes of python -m data_prep.synthetic ------------------------

@@ -126,6 +126,7 @@ def test_json_timeline_covers_the_video(run, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     out = json.loads(lines[0])
+    assert out["model"].startswith("dfer (") and " px" in out["model"]    # the line says what produced it
     windows = out["windows"]
     cap = cv2.VideoCapture(str(video))
     frames, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)

@@ -92,10 +92,12 @@ class PrepConfig:
         with a 25% margin the whole frame is 1.5 times the box dlib's predictor was trained on.
       fast_detect: 0 (default): the detector sees every sampled frame at full size. N > 0: it searches
         shrunken pixels first (``faces.detect_faces_fast``: a region around the face followed, then the
-        whole frame at a longer side of N pixels, then full size where neither finds a face): the detector
-        about 5x faster on frames with a face, a clip 1.3-2.9x (decoding stays; benchmarks/RESULTS.md);
-        key-points within 2% of the face size of the full-size path (median over frames) on the test videos.
-        Recorded by ``to_dict`` only when on (earlier builds keep their recorded settings).
+        whole frame at a longer side of N pixels, then full size where neither finds a face and no large
+        face is followed): the detector about 5x faster on frames with a face. With ``detect_every`` 2 at
+        64 stored frames, a clip of the test videos is prepared 2.8-4.1x faster per worker than on the
+        full-size path (decoding stays; benchmarks/RESULTS.md), the key-points within 2% of the face size of
+        the full-size path's (median over frames; mean under 3%; tests/test_faces.py). Recorded by
+        ``to_dict`` only when on (earlier builds keep their recorded settings).
     """
 
     image_size: int = 112          # side of the square face crops

@@ -259,6 +259,13 @@ FAST_REGION = 2.0
 the side of its previous box, centred on it (the face moves by less than half its size between sampled frames
 in the test videos)."""
 
+FAST_SEEN = 1.44
+"""Our reading (``detect_faces_fast``): where the face followed, shrunk with the whole frame in try 2, is at least
+this many times dlib's 80-pixel window (two pyramid levels, (6/5)^2), a frame in which try 2 finds no face is
+taken to show none, and the full-size try 3 is not run: that face would have been found at 70% of its size, so
+what the full size could add is only a much smaller face, not the one followed. Frames without a face (a head
+turned away) then cost two small searches instead of three and a full-size one."""
+
 
 def pyramid_scale(size: float, target: float) -> float:
     """The shrink factor (5/6)^k, k >= 0 the largest with ``size`` * (5/6)^k >= ``target``: a level of dlib's
@@ -307,11 +314,13 @@ def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None 
        (a face near dlib's 80-pixel window there gets a loose box): the largest is searched again as in
        1, around its box, and that box is taken where found;
     3. ``detect_faces(frame, upsample, threshold)``: the full frame, as without this function (small faces,
-       and frames with none).
+       and frames with none), except where the face followed (``previous``) is large enough to have been
+       found in try 2 at 70% of its size (``FAST_SEEN``): then no face is returned.
 
     Every shrink factor is a level of dlib's image pyramid (``pyramid_scale``), so the boxes come in the
-    sizes the full-size detector gives. A frame without a face costs more than with ``detect_faces`` (all
-    three tries run), one with a face much less. The boxes differ a little from the full-size detector's;
+    sizes the full-size detector gives. A frame without a face costs a little more than with ``detect_faces``
+    where no face is followed yet (all three tries run), two small searches where one is; a frame with a face
+    much less. The boxes differ a little from the full-size detector's;
     the key-points, fitted at full size in them, stay within the tolerance ``clips.PrepConfig.fast_detect``
     states (tests/test_faces.py). A try that finds a face sees only its region: ``len(result)`` counts the
     faces there, not always in the whole frame.
@@ -333,15 +342,19 @@ def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None 
         raise ValueError(f"upsample must be >= 0, got {upsample}")
     rgb = to_rgb(frame)
     height, width = rgb.shape[:2]
-    dets = _around(rgb, previous, threshold) if previous is not None and np.all(np.isfinite(previous)) else []
+    followed = previous is not None and bool(np.all(np.isfinite(previous)))
+    dets = _around(rgb, previous, threshold) if followed else []
+    whole = pyramid_scale(max(height, width), side)
     if not dets:
-        located = _search(rgb, (0, 0, width, height), pyramid_scale(max(height, width), side), threshold)
+        located = _search(rgb, (0, 0, width, height), whole, threshold)
         if located:
             located.sort(key=lambda d: (-d.area, -d.score))
             refined = _around(rgb, located[0].box, threshold)
             best = max(refined, key=lambda d: box_iou(d.box, located[0].box)) if refined else located[0]
             dets = [best] + [d for d in located[1:] if box_iou(d.box, best.box) < FOLLOW_IOU]
     if not dets:
+        if followed and max(previous[2] - previous[0], previous[3] - previous[1]) * whole >= FAST_SEEN * 80:
+            return []
         return detect_faces(rgb, upsample=upsample, threshold=threshold)
     dets.sort(key=lambda d: (-d.area, -d.score))
     return dets
