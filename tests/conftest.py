@@ -51,3 +51,21 @@ def testdata() -> Path:
     if not TESTDATA.is_dir():
         pytest.skip(f"real test media not found at {TESTDATA} (it lives in the team's shared/ folder)")
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def trained_demo(tmp_path_factory) -> tuple[Path, Path]:
+    """(shards, run): a synthetic demo set (8 train / 7 test clips of 8 frames of 48 px) and the tiny model
+    (tests/test_train.py's TINY) trained on it for one epoch (2 steps): real weights, not good ones. One for
+    the session, read only: the modules that predict, export and evaluate with it write elsewhere."""
+    from dferjax import train
+    from dferjax.data import synthetic
+    from dferjax.data.clips import PrepConfig
+
+    from .test_train import tiny_args
+    shards = tmp_path_factory.mktemp("demo_shards")
+    synthetic.make_demo_set(shards, num_train=8, num_test=7, prep=PrepConfig(image_size=48, max_frames=8, min_frames=8),
+                            progress=False)
+    workdir = tmp_path_factory.mktemp("demo_run") / "run"
+    assert train.main(tiny_args(shards, workdir, "--config.train.epochs=1")) == 0
+    return shards, workdir

@@ -16,31 +16,27 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from dferjax import evaluate, export, predict, train
+from dferjax import evaluate, export, predict
 from dferjax.data import synthetic
 from dferjax.data.clips import PrepConfig
 from dferjax.engine import checkpoints as ckpt
 
 from .conftest import TESTDATA
-from .test_train import ROOT, tiny_args
+from .test_train import ROOT
 
 PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8)
 VIDEO = TESTDATA / "videos" / "single_face.mp4"
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export_demo")
-    synthetic.make_demo_set(out, num_train=8, num_test=7, prep=PREP, progress=False)
-    return out
+def shards(trained_demo):
+    return trained_demo[0]
 
 
 @pytest.fixture(scope="module")
-def run(shards, tmp_path_factory):
+def run(trained_demo):
     """A tiny model trained for 1 epoch (2 steps): real weights, not good ones."""
-    workdir = tmp_path_factory.mktemp("export_run") / "run"
-    assert train.main(tiny_args(shards, workdir, "--config.train.epochs=1")) == 0
-    return workdir
+    return trained_demo[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from dferjax import predict, train
+from dferjax import predict
 from dferjax.data import dataset, faces, records, synthetic
 from dferjax.data import input_pipeline as ip
 from dferjax.data.clips import PrepConfig
 from dferjax.engine import checkpoints as ckpt
 
 from .conftest import TESTDATA
-from .test_train import tiny_args
 
 needs_testdata = pytest.mark.skipif(not TESTDATA.is_dir(),
                                     reason=f"real test media not found at {TESTDATA} (the team's shared/ folder)")
@@ -28,18 +27,14 @@ PREP = PrepConfig(image_size=48, max_frames=8, min_frames=8)
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("predict_demo")
-    synthetic.make_demo_set(out, num_train=8, num_test=7, prep=PREP, progress=False)
-    return out
+def shards(trained_demo):
+    return trained_demo[0]
 
 
 @pytest.fixture(scope="module")
-def run(shards, tmp_path_factory):
+def run(trained_demo):
     """A tiny model trained for 2 steps (its weights are not meant to be good, only real)."""
-    workdir = tmp_path_factory.mktemp("predict_run") / "run"
-    assert train.main(tiny_args(shards, workdir, "--config.train.epochs=1")) == 0
-    return workdir
+    return trained_demo[1]
 
 
 @pytest.fixture(scope="module")

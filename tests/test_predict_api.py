@@ -10,25 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-from dferjax import predict, train
-from dferjax.data import synthetic
-from dferjax.data.clips import PrepConfig
+from dferjax import predict
 
 from .conftest import TESTDATA
-from .test_train import tiny_args
 
 VIDEOS = TESTDATA / "videos"
 needs_testdata = pytest.mark.skipif(not TESTDATA.is_dir(), reason=f"real test media not found at {TESTDATA}")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    shards = tmp_path_factory.mktemp("api_demo")
-    synthetic.make_demo_set(shards, num_train=8, num_test=7, prep=PrepConfig(image_size=48, max_frames=8, min_frames=8),
-                            progress=False)
-    workdir = tmp_path_factory.mktemp("api_run") / "run"
-    assert train.main(tiny_args(shards, workdir, "--config.train.epochs=1")) == 0
-    return workdir
+def run(trained_demo):
+    return trained_demo[1]
 
 
 @pytest.fixture(scope="module")

@@ -255,27 +255,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(shards, tmp_path):
-    """Two processes on localhost (jax.distributed, CPU collectives) run two steps like one process."""
-    single, multi = tmp_path / "single", tmp_path / "multi"
-    assert train.main(tiny_args(shards, single, "--config.train.max_steps=2")) == 0
-    outputs = run_two_processes(tiny_args(shards, multi, "--config.train.max_steps=2"), expected=0)
-    assert "2 process(es), 2 cpu device(s)" in outputs[0]
-    step_a, state_a = latest_state(single)
-    step_b, state_b = latest_state(multi)
-    assert step_a == step_b == 2
-    # Two devices sum the gradient in another order. Adam's step lr * m / sqrt(v) turns that rounding
-    # into up to +-lr on a weight whose gradient is ~0, so: nearly every element within 1e-5, and none
-    # further than 2 steps x 2 lr.
-    lr = 1e-3
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state_a), jax.tree.leaves(state_b)):
-        diff = np.abs(a - b)
-        assert diff.max() <= 4 * lr, jax.tree_util.keystr(path)
-        assert (diff > 1e-5).sum() <= max(1, 0.005 * diff.size), jax.tree_util.keystr(path)   # 1 of a small one
-    losses_a, losses_b = train_losses(single), train_losses(multi)
-    np.testing.assert_allclose([losses_b[s] for s in (1, 2)], [losses_a[s] for s in (1, 2)], rtol=1e-5)
-
-
 def test_cpu_device_count_divides_the_batches():
     assert engine_mesh.cpu_device_count(0, 2, (8, 70)) == 0
     assert engine_mesh.cpu_device_count(3, 2, (8, 70)) == 3
@@ -648,18 +627,34 @@ def test_a_record_damaged_after_the_start_up_check_is_found_and_named(shards, tm
     assert train.describe_record_error(source, np.arange(6), spec, str(copy)) is None
 
 
-def test_two_processes_stop_together_on_sigterm(shards, tmp_path):
-    """Both processes get SIGTERM after their step 3 (a scheduler signals every process of a job): JAX's
-    preemption sync point makes them save the same step and both exit 75."""
+def test_two_processes_stop_together_on_sigterm_and_match_one_process(shards, straight_run, tmp_path):
+    """Two processes on localhost (jax.distributed, CPU collectives). Both get SIGTERM after their step 3 (a
+    scheduler signals every process of a job): JAX's preemption sync point makes them save the same step and
+    both exit 75. Resumed to the end, the run is the one-process run's: the same losses (float32 rounding)
+    and parameters within what two devices' summation order gives through Adam."""
     workdir = tmp_path / "run"
     outputs = run_two_processes(tiny_args(shards, workdir), expected=75, env={train.SIGNAL_ENV: "3"})
     step = ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0]
     assert step >= 3 and all(f"stopped at step {step}" in out for out in outputs)
+    assert "2 process(es), 2 cpu device(s)" in outputs[0]
     # Resumed to the end, through both epochs' evaluations and best saves (the two checkpoint managers
     # save the same steps: their barriers must not meet each other's).
     run_two_processes(tiny_args(shards, workdir), expected=0)
     assert ckpt.complete_steps(workdir / ckpt.LATEST_DIR)[0] == 8
     assert [x["epoch"] for x in metrics_lines(workdir) if x["kind"] == "eval"] == [1, 2]
+    losses_a, losses_b = train_losses(straight_run), train_losses(workdir)
+    np.testing.assert_allclose([losses_b[s] for s in range(1, 9)], [losses_a[s] for s in range(1, 9)], rtol=1e-4)
+    np.testing.assert_allclose([losses_b[s] for s in (1, 2)], [losses_a[s] for s in (1, 2)], rtol=1e-5)
+    # Two devices sum the gradient in another order. Adam's step lr * m / sqrt(v) turns that rounding into up
+    # to +-lr on a weight whose gradient is ~0, so: nearly every element within 1e-5 (measured: all, the
+    # largest 6e-6), none further than 8 steps x 2 lr.
+    _, state_a = latest_state(straight_run)
+    _, state_b = latest_state(workdir)
+    lr = 1e-3
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state_a), jax.tree.leaves(state_b)):
+        diff = np.abs(a - b)
+        assert diff.max() <= 16 * lr, jax.tree_util.keystr(path)
+        assert (diff > 1e-5).sum() <= max(1, 0.005 * diff.size), jax.tree_util.keystr(path)   # 1 of a small one
 
 
 def test_a_demo_set_of_other_counts_is_used_with_a_note_and_one_epoch_keeps_its_learning_rate(shards, capsys):
