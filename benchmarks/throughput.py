@@ -20,14 +20,15 @@ Without an accelerator the host is split into one JAX CPU device per core (``--c
 two calls), each repeat times about ``--seconds`` of calls, ending with ``block_until_ready``; the
 median repeat is reported. FLOPs per sample come from XLA's cost analysis
 of the compiled computation; achieved FLOP/s = FLOPs per sample x samples/s; the peak is a square
-matrix product of the same dtype timed in the same run, so MFU = achieved / measured peak.
+matrix product of the same dtype, timed beside the model in each repeat (a shared VM's speed drifts
+within a minute), so MFU = achieved / measured peak, the median over the repeats.
 
 Prints a table with, for ``dfer``, the paper's Table 8 row (RTX 3090: 52 samples/s inference; 6 h for
 80 epochs of DFEW fold 1) beside ours, and for every model the time one training recipe would take at
 the best training rate (its data set's training split: DFEW fold 1 for a video model, RAF-DB for a
 still-image one; the model's recipe epochs, else the base config's 80); then one JSON line:
 infer_samples_per_s, train_samples_per_s, flops_per_sample (inference), peak_flops, mfu (of the best
-inference row), model, backend, device, recipe_hours (with recipe_workload), and every row measured.
+inference row), train_mfu (of the best training row), model, backend, device, recipe_hours (with recipe_workload), and every row measured.
 """
 
 from __future__ import annotations
@@ -97,32 +98,44 @@ def cost_flops(lowered: Any, compiled: Any, devices: int) -> float:
     return flops or _flops(compiled.cost_analysis()) * devices
 
 
-def time_calls(call: Callable[[], Any], seconds: float, repeats: int) -> float:
-    """Median seconds per call over ``repeats`` runs of about ``seconds`` each (synchronised at the end),
-    after two warm-up calls that also size the runs."""
+def calls_for(call: Callable[[], Any], seconds: float) -> int:
+    """Two warm-up calls of ``call`` (compilation, first-touch), then how many calls take about ``seconds``."""
     jax.block_until_ready(call())
     start = time.perf_counter()
     jax.block_until_ready(call())
-    iters = max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = None
-        for _ in range(iters):
-            out = call()
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - start) / iters)
-    return statistics.median(times)
+    return max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
 
 
-def peak_flops(dtype: str, size: int, repeats: int) -> float:
-    """FLOP/s of an N x N x N matrix product in ``dtype`` on the default device."""
+def seconds_per_call(call: Callable[[], Any], iters: int) -> float:
+    """Mean seconds per call over ``iters`` calls, synchronised at the end."""
+    start = time.perf_counter()
+    out = None
+    for _ in range(iters):
+        out = call()
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / iters
+
+
+def time_calls(call: Callable[[], Any], seconds: float, repeats: int) -> float:
+    """Median seconds per call over ``repeats`` runs of about ``seconds`` each, after two warm-up calls that
+    also size the runs."""
+    iters = calls_for(call, seconds)
+    return statistics.median(seconds_per_call(call, iters) for _ in range(repeats))
+
+
+def peak_matmul(dtype: str, size: int) -> tuple[Callable[[], Any], float]:
+    """(a call of one N x N x N matrix product in ``dtype`` on the default device, its FLOPs)."""
     key = jax.random.key(0)
     a = jax.random.normal(key, (size, size), jnp.float32).astype(dtype)
     b = jax.random.normal(jax.random.fold_in(key, 1), (size, size), jnp.float32).astype(dtype)
     matmul = jax.jit(lambda x, y: x @ y)
-    seconds = time_calls(lambda: matmul(a, b), 1.0, repeats)
-    return 2 * size ** 3 / seconds
+    return (lambda: matmul(a, b)), 2.0 * size ** 3
+
+
+def peak_flops(dtype: str, size: int, repeats: int) -> float:
+    """FLOP/s of an N x N x N matrix product in ``dtype`` on the default device."""
+    call, flops = peak_matmul(dtype, size)
+    return flops / time_calls(call, 1.0, repeats)
 
 
 def make_batch(batch: int, spec: models.InputSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -136,7 +149,14 @@ def make_batch(batch: int, spec: models.InputSpec, rng: np.random.Generator) -> 
     return out
 
 
-def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeats: int) -> dict[str, Any]:
+def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeats: int,
+          peak: tuple[Callable[[], Any], float]) -> dict[str, Any]:
+    """One row: the model's samples/s and its share of the matmul peak ``peak`` (a call and its FLOPs).
+
+    Each of ``repeats`` rounds times about ``seconds / 2`` of the peak matmul and then about ``seconds`` of
+    the model, back to back: the share of peak of a round compares the two at the same moment (this VM's
+    speed drifts by +-20% within a minute), and the row reports the median round (``mfu``, ``peak_flops``,
+    ``samples_per_s``: medians over the rounds)."""
     mesh = make_mesh()
     devices = len(jax.devices())
     if batch % devices:
@@ -149,7 +169,9 @@ def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeat
         step = jit_eval_step(graphdef, mesh)
         lowered = step.lower(state, data)
         compiled = lowered.compile()
-        per_call = time_calls(lambda: compiled(state, data)["logits"], seconds, repeats)
+
+        def call():
+            return compiled(state, data)["logits"]
     else:
         tx = make_optimizer(config, steps_per_epoch=1000)
         params, rest = jax.tree.map(jnp.array, (params, rest))       # copies: the step donates them
@@ -162,10 +184,20 @@ def bench(config: Any, model: Any, batch: int, mode: str, seconds: float, repeat
             box["state"], metrics = compiled(box["state"], data)
             return metrics["loss"]
 
-        per_call = time_calls(call, seconds, repeats)
     flops = cost_flops(lowered, compiled, devices) / batch
-    return {"mode": mode, "dtype": config.model.dtype, "batch": batch, "samples_per_s": batch / per_call,
-            "ms_per_batch": 1e3 * per_call, "flops_per_sample": flops, "achieved_flops": flops * batch / per_call}
+    peak_call, peak_per_call = peak
+    iters, peak_iters = calls_for(call, seconds), calls_for(peak_call, seconds / 2)
+    per_call, peaks, shares = [], [], []
+    for _ in range(repeats):
+        peaks.append(peak_per_call / seconds_per_call(peak_call, peak_iters))
+        per_call.append(seconds_per_call(call, iters))
+        shares.append(flops * batch / per_call[-1] / peaks[-1])
+    t = statistics.median(per_call)
+    return {"mode": mode, "dtype": config.model.dtype, "batch": batch, "samples_per_s": batch / t,
+            "ms_per_batch": 1e3 * t, "flops_per_sample": flops, "achieved_flops": flops * batch / t,
+            "peak_flops": statistics.median(peaks), "mfu": statistics.median(shares),
+            "mfu_rounds": shares, "best_samples_per_s": batch / min(per_call),
+            "mfu_best": flops * batch / min(per_call) / max(peaks)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     size = args.matmul_size or (2048 if on_cpu else 8192)
     print(f"backend {backend}; device: {machine()}; jax {jax.__version__}", flush=True)
 
-    peaks = {d: peak_flops(d, size, args.repeats) for d in dtypes}
-    for d, p in peaks.items():
-        print(f"peak ({size}x{size} matmul, {d}): {p / 1e9:,.1f} GFLOP/s", flush=True)
+    peaks = {d: peak_matmul(d, size) for d in dtypes}
+    for d in dtypes:
+        print(f"peak ({size}x{size} matmul, {d}) at the start: {peak_flops(d, size, args.repeats) / 1e9:,.1f} "
+              "GFLOP/s (each row's share of peak is against the peak timed beside it)", flush=True)
     rows = []
     for dtype in dtypes:
         config = base_config(models.default_config())
@@ -209,12 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         model = models.build_model(config.model, seed=0)
         for mode in ("infer",) + (() if args.no_train else ("train",)):
             for batch in batches:
-                row = bench(config, model, batch, mode, args.seconds, args.repeats)
-                row["mfu"] = row["achieved_flops"] / peaks[dtype]
+                row = bench(config, model, batch, mode, args.seconds, args.repeats, peaks[dtype])
                 rows.append(row)
                 print(f"  {mode:5s} {dtype:8s} batch {batch:4d}: {row['samples_per_s']:9.1f} samples/s  "
                       f"{row['flops_per_sample'] / 1e9:6.2f} GFLOP/sample  "
-                      f"{row['achieved_flops'] / 1e9:9.1f} GFLOP/s  {100 * row['mfu']:5.1f}% of peak", flush=True)
+                      f"{row['achieved_flops'] / 1e9:9.1f} GFLOP/s  {100 * row['mfu']:5.1f}% of peak "
+                      f"({row['peak_flops'] / 1e9:,.0f} GFLOP/s beside it; rounds "
+                      f"{', '.join(f'{100 * m:.0f}' for m in row['mfu_rounds'])}%)", flush=True)
 
     infer = max((r for r in rows if r["mode"] == "infer"), key=lambda r: r["samples_per_s"])
     trains = [r for r in rows if r["mode"] == "train"]
@@ -239,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         "infer_samples_per_s": infer["samples_per_s"],
         "train_samples_per_s": best_train["samples_per_s"] if best_train else None,
         "flops_per_sample": infer["flops_per_sample"],
-        "peak_flops": peaks[infer["dtype"]],
+        "peak_flops": infer["peak_flops"],
         "mfu": infer["mfu"],
+        "train_mfu": best_train["mfu"] if best_train else None,
         "model": args.model,
         "backend": backend,
         "device": machine(),
