@@ -94,6 +94,7 @@ class Window:
     error: str | None = None
     clip: clips.PreparedClip | None = None
     detected_share: float | None = None     # of the frames the model saw, those with a face detected
+    keyframes: int | None = None            # a keyframe model (tdrag): distinct keyframes the model saw
 
 
 @dataclass
@@ -228,7 +229,9 @@ class Prediction:
         "probabilities" ({class name: probability}), "box" and "keypoints" (source pixels: [x0, y0,
         x1, y1] and 18 [x, y] for an image, one of each per stored frame for a clip; null for an
         unknown point), "notes"; a clip adds "frames" (source frames), "fps", "duration_s",
-        "detected_share", "frame_indices" (of the stored frames) and, with a timeline, "windows"; a model
+        "detected_share", "frame_indices" (of the stored frames) and, with a timeline, "windows" (each with
+        "keyframes", the distinct keyframes the model saw of its frames, for a keyframe model such as
+        ``tdrag``: fewer than the model's frames where the window is mostly still); a model
         with facial regions (``lnlj``) adds "regions" ({name: {"weight", "box"}}, :attr:`regions`).
 
         Args:
@@ -273,6 +276,8 @@ class Prediction:
                 if w.probabilities is not None:
                     entry.update(label=names[int(np.argmax(w.probabilities))], probabilities=probs(w.probabilities),
                                  detected_share=_round(w.detected_share))
+                    if w.keyframes is not None:
+                        entry["keyframes"] = w.keyframes
                     warning = _rests_on_filled(w.detected_share if w.detected_share is not None else 1.0)
                     if warning:
                         entry["note"] = warning
@@ -768,6 +773,8 @@ def _add_result(predictor: Predictor, result: Prediction, source: Any, clip: cli
         window.clip = window_clip
         w_given, _, _, w_take = predictor.model_inputs(window_clip)
         window.detected_share = detected_share(window_clip, w_take)
+        if predictor.spec.keyframes:
+            window.keyframes = len(np.unique(w_take))
         pending.extend((window, f, h) for f, h in w_given)
 
     if window_here and timeline is not None:           # a video: its windows came with the one decode pass

@@ -371,3 +371,13 @@ def test_tdrag_trains_end_to_end_through_the_engine(tmp_path):
         result = predictor.predict(video)
         kept = len(np.unique(result.take))
         assert any(n.startswith(f"keyframes: {kept} of {len(result.clip.frames)} stored frames") for n in result.notes)
+        # and per window of a timeline: the keyframes the selection keeps among that window's stored frames,
+        # as many as the model takes at most (4)
+        timeline = predictor.predict(video, window=1.0, stride=1.0)
+        windows = timeline.to_dict()["windows"]
+        assert len(windows) >= 2
+        for window, entry in zip(timeline.windows, windows):
+            stored = np.stack([records.decode_jpeg(records.encode_jpeg(f, predictor.jpeg_quality))
+                               for f in window.clip.frames])          # as a shard holds them
+            expected = kf.select_keyframes(stored, "ssim", 0.99)
+            assert entry["keyframes"] == window.keyframes == min(len(expected), 4)
