@@ -167,7 +167,7 @@ def test_a_folder_of_images_is_one_row_per_image_with_images(predictor, fast_mai
     assert f"{empty}: --images: the folder holds no image file" in lines[3]["error"]
     assert f"error: {empty}: --images" in captured.err and "readme.txt" in captured.err
     for line in lines[:3]:
-        assert set(line) == {"source", "kind", "label", "probabilities", "box", "keypoints", "notes"}
+        assert set(line) == {"source", "kind", "model", "label", "probabilities", "box", "keypoints", "notes"}
         assert line["kind"] == "image" and sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
         assert len(line["box"]) == 4 and np.asarray(line["keypoints"]).shape == (18, 2)
