@@ -11,8 +11,8 @@ the trace's per-op events, by kind:
 - ``convolution / dot``: XLA:CPU's ``ynn_fusion.*`` (YNNPACK convolutions and matrix products with their
   fused epilogues), ``convolution*``, ``dot*``;
 - ``transpose / copy``: layout changes (e.g. activations transposed for a weight gradient);
-- ``collectives and waits``: ``all-reduce*``, ``all-gather*`` (and the other collectives), ``Rendezvous`` and ``Wait`` (one device waiting for the other
-  at a collective: imbalance and the all-reduce itself);
+- ``collectives and waits``: ``all-reduce*``, ``all-gather*`` (and the other collectives), ``Rendezvous``
+  and ``Wait`` (one device waiting for the other at a collective: imbalance and the all-reduce itself);
 - every other fusion kind by its name without the number.
 
 Op time is summed over the devices' threads, so shares are of the ops' total, not of wall time. Prints a

@@ -28,7 +28,8 @@ Prints a table with, for ``dfer``, the paper's Table 8 row (RTX 3090: 52 samples
 the best training rate (its data set's training split: DFEW fold 1 for a video model, RAF-DB for a
 still-image one; the model's recipe epochs, else the base config's 80); then one JSON line:
 infer_samples_per_s, train_samples_per_s, flops_per_sample (inference), peak_flops, mfu (of the best
-inference row), train_mfu (of the best training row), model, backend, device, recipe_hours (with recipe_workload), and every row measured.
+inference row), train_mfu (of the best training row), model, backend, device, recipe_hours (with
+recipe_workload), and every row measured.
 """
 
 from __future__ import annotations

@@ -225,10 +225,10 @@ class Prediction:
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """What ``--json`` prints for this input: JSON-ready values, pixels to 0.01, probabilities to 1e-6.
 
-        Keys: "source", "kind" ("image" | "clip"), "model" (where set: :attr:`model`); on error "error" and "no_face"; else "label",
-        "probabilities" ({class name: probability}), "box" and "keypoints" (source pixels: [x0, y0,
-        x1, y1] and 18 [x, y] for an image, one of each per stored frame for a clip; null for an
-        unknown point), "notes"; a clip adds "frames" (source frames), "fps", "duration_s",
+        Keys: "source", "kind" ("image" | "clip"), "model" (where set: :attr:`model`); on error "error"
+        and "no_face"; else "label", "probabilities" ({class name: probability}), "box" and "keypoints"
+        (source pixels: [x0, y0, x1, y1] and 18 [x, y] for an image, one of each per stored frame for a
+        clip; null for an unknown point), "notes"; a clip adds "frames" (source frames), "fps", "duration_s",
         "detected_share", "frame_indices" (of the stored frames) and, with a timeline, "windows" (each with
         "keyframes", the distinct keyframes the model saw of its frames, for a keyframe model such as
         ``tdrag``: fewer than the model's frames where the window is mostly still); a model
