@@ -461,3 +461,13 @@ def test_fast_detection_skips_full_size_only_where_the_followed_face_would_have_
     before = faces.detector_calls()
     assert faces.detect_faces_fast(canvas, 320, big) == []
     assert faces.detector_calls() - before == 2
+
+    # track_faces gives the fast detector the face followed only while it was found lately (FAST_RECENT): after
+    # a cut from a close-up to the small face, full size is searched again and the small face found.
+    close_up = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    face = faces.detect_faces(close_up)[0]
+    scale = faces.pyramid_scale(1280, 560)
+    assert (face.x1 - face.x0) * scale >= faces.FAST_SEEN * 80 and (full[0].x1 - full[0].x0) * scale < 80
+    track = faces.track_faces([close_up] + [canvas] * 4, fast_side=560)
+    detected = list(track.flags == FaceSource.DETECTED)
+    assert detected == [True] + [False] * faces.FAST_RECENT + [True] * (4 - faces.FAST_RECENT), detected

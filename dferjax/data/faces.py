@@ -259,6 +259,12 @@ FAST_REGION = 2.0
 the side of its previous box, centred on it (the face moves by less than half its size between sampled frames
 in the test videos)."""
 
+FAST_RECENT = 2
+"""Our reading (``track_faces`` with ``fast_side``): ``detect_faces_fast`` skips its full-size try (``FAST_SEEN``)
+only while one of the last this-many detector frames found the face followed (``recent``). After longer without
+it (a head turned away, a cut to another shot), full size is searched again, so that a smaller face is not left
+unfound; the region around the last box is still searched first."""
+
 FAST_SEEN = 1.44
 """Our reading (``detect_faces_fast``): where the face followed, shrunk with the whole frame in try 2, is at least
 this many times dlib's 80-pixel window (two pyramid levels, (6/5)^2), a frame in which try 2 finds no face is
@@ -302,7 +308,7 @@ def _around(rgb: np.ndarray, box: np.ndarray, threshold: float) -> list[Detectio
 
 
 def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None = None, upsample: int = 0,
-                      threshold: float = 0.0) -> list[Detection]:
+                      threshold: float = 0.0, recent: bool = True) -> list[Detection]:
     """``detect_faces`` on fewer pixels: shrunken copies of the frame, boxes mapped back to frame pixels.
 
     The first of three tries that finds a face gives the result:
@@ -314,8 +320,8 @@ def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None 
        (a face near dlib's 80-pixel window there gets a loose box): the largest is searched again as in
        1, around its box, and that box is taken where found;
     3. ``detect_faces(frame, upsample, threshold)``: the full frame, as without this function (small faces,
-       and frames with none), except where the face followed (``previous``) is large enough to have been
-       found in try 2 at 70% of its size (``FAST_SEEN``): then no face is returned.
+       and frames with none), except where the face followed (``previous``, ``recent``) is large enough to
+       have been found in try 2 at 70% of its size (``FAST_SEEN``): then no face is returned.
 
     Every shrink factor is a level of dlib's image pyramid (``pyramid_scale``), so the boxes come in the
     sizes the full-size detector gives. A frame without a face costs a little more than with ``detect_faces``
@@ -330,6 +336,8 @@ def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None 
       side: the longer side, pixels, the whole frame is shrunk to in try 2 (>= 80, dlib's window).
       previous: (4,) box (x0, y0, x1, y1) of the face followed, frame pixels, or None.
       upsample, threshold: as ``detect_faces`` (upsample in try 3 only).
+      recent: ``previous`` was found lately (``track_faces``: in one of its last ``FAST_RECENT`` detector
+        frames); False: the full-size try 3 runs whatever its size (after a cut, a smaller face may be there).
     Returns:
       ``Detection`` list in frame pixel coordinates, largest first (empty: no face at full size either).
     Raises:
@@ -353,7 +361,8 @@ def detect_faces_fast(frame: np.ndarray, side: int, previous: np.ndarray | None 
             best = max(refined, key=lambda d: box_iou(d.box, located[0].box)) if refined else located[0]
             dets = [best] + [d for d in located[1:] if box_iou(d.box, best.box) < FOLLOW_IOU]
     if not dets:
-        if followed and max(previous[2] - previous[0], previous[3] - previous[1]) * whole >= FAST_SEEN * 80:
+        seen = max(previous[2] - previous[0], previous[3] - previous[1]) * whole if followed else 0.0
+        if recent and seen >= FAST_SEEN * 80:
             return []
         return detect_faces(rgb, upsample=upsample, threshold=threshold)
     dets.sort(key=lambda d: (-d.area, -d.score))
@@ -390,15 +399,16 @@ class FrameCache:
         self.fits: dict[tuple, np.ndarray] = {}
 
     def detect(self, key: Any, rgb: np.ndarray, upsample: int, threshold: float, fast_side: int = 0,
-               previous: np.ndarray | None = None) -> list[Detection]:
+               previous: np.ndarray | None = None, recent: bool = True) -> list[Detection]:
         """``detect_faces(rgb, upsample, threshold)``, run once per (key, upsample, threshold); with
-        ``fast_side``, ``detect_faces_fast(rgb, fast_side, previous, upsample, threshold)``, once per (key,
-        upsample, threshold, fast_side, previous box)."""
+        ``fast_side``, ``detect_faces_fast(rgb, fast_side, previous, upsample, threshold, recent)``, once per
+        (key, upsample, threshold, fast_side, previous box, recent)."""
         k = (key, int(upsample), float(threshold))
         if fast_side:
-            k += (int(fast_side), None if previous is None else tuple(np.asarray(previous, np.float32).tolist()))
+            k += (int(fast_side), None if previous is None else tuple(np.asarray(previous, np.float32).tolist()),
+                  bool(recent))
         if k not in self.detections:
-            self.detections[k] = _detect(rgb, upsample, threshold, fast_side, previous)
+            self.detections[k] = _detect(rgb, upsample, threshold, fast_side, previous, recent)
         return list(self.detections[k])
 
     def fit(self, key: Any, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -420,10 +430,10 @@ class _Frames:
         self.cache, self.keys = cache, keys
 
     def detect(self, t: int, rgb: np.ndarray, upsample: int, threshold: float, fast_side: int = 0,
-               previous: np.ndarray | None = None) -> list[Detection]:
+               previous: np.ndarray | None = None, recent: bool = True) -> list[Detection]:
         if self.cache is None:
-            return _detect(rgb, upsample, threshold, fast_side, previous)
-        return self.cache.detect(self.keys[t], rgb, upsample, threshold, fast_side, previous)
+            return _detect(rgb, upsample, threshold, fast_side, previous, recent)
+        return self.cache.detect(self.keys[t], rgb, upsample, threshold, fast_side, previous, recent)
 
 
     def fit(self, t: int, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -431,11 +441,11 @@ class _Frames:
         return _fit(rgb, box) if self.cache is None else self.cache.fit(self.keys[t], rgb, box)
 
 
-def _detect(rgb: np.ndarray, upsample: int, threshold: float, fast_side: int, previous: np.ndarray | None
-            ) -> list[Detection]:
+def _detect(rgb: np.ndarray, upsample: int, threshold: float, fast_side: int, previous: np.ndarray | None,
+            recent: bool = True) -> list[Detection]:
     """``detect_faces``, or ``detect_faces_fast`` where ``fast_side`` is set (> 0)."""
     if fast_side:
-        return detect_faces_fast(rgb, fast_side, previous, upsample=upsample, threshold=threshold)
+        return detect_faces_fast(rgb, fast_side, previous, upsample=upsample, threshold=threshold, recent=recent)
     return detect_faces(rgb, upsample=upsample, threshold=threshold)
 
 
@@ -665,8 +675,9 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
       detect_every: run the detector on every n-th frame (1: on all frames).
       threshold: dlib's adjust_threshold (see ``detect_faces``).
       fast_side: 0 (default): the detector sees every frame at full size; else ``detect_faces_fast`` with
-        this side and the box of the face followed in the previous detector frame (shrunken frames, a
-        region around the face: faster, boxes within the tolerance its docstring states).
+        this side and the box of the face followed, ``recent`` where one of the last ``FAST_RECENT`` detector
+        frames found it (shrunken frames, a region around the face: faster, boxes within the tolerance its
+        docstring states; after a cut to a shot of a small face, full size is searched again).
       cache: detections and landmark fits shared with other clips of the same video (``FrameCache``);
         the result is the same with or without.
       keys: with ``cache``, one key per frame naming it in its video (its decoded frame index).
@@ -691,11 +702,12 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     track = _empty_track(t_len, (int(first.shape[0]), int(first.shape[1])), margin)
 
     run_at = set(range(0, t_len, detect_every)) | {t_len - 1}
-    followed, identity = None, 0
+    followed, identity, misses = None, 0, 0
     for t in sorted(run_at):
         rgb = first if t == 0 else to_rgb(frames[t])
-        dets = ops.detect(t, rgb, upsample, threshold, fast_side, followed)
+        dets = ops.detect(t, rgb, upsample, threshold, fast_side, followed, misses < FAST_RECENT)
         track.num_faces[t] = len(dets)
+        misses = 0 if dets else misses + 1
         if dets:
             d = follow_face(dets, followed)
             if followed is not None and d is None:            # the face followed is gone: the largest
