@@ -15,7 +15,9 @@ the trace's per-op events, by kind:
   and ``Wait`` (one device waiting for the other at a collective: imbalance and the all-reduce itself);
 - every other fusion kind by its name without the number.
 
-Op time is summed over the devices' threads, so shares are of the ops' total, not of wall time. Prints a
+The op events read are XLA:CPU's (those on its ``tf_XLAEigen`` threads); on a GPU, keep the trace
+(``--trace-dir``) and open it in Perfetto or TensorBoard's profile plugin instead. Op time is summed over the
+devices' threads, so shares are of the ops' total, not of wall time. Prints a
 table of the kinds, the ``--top`` single ops, and one JSON line (machine, model, mode, batch, wall seconds
 per step, op milliseconds per kind). The trace is left in ``--trace-dir`` (default: a temporary folder,
 removed) for a look in Perfetto.
