@@ -299,29 +299,37 @@ def test_same_names_in_other_folders_get_their_own_outputs(run, tmp_path, capsys
     assert predict._width(row) == len(header)            # aligned in terminal columns
 
 
+def count_grabs(monkeypatch) -> dict[str, int]:
+    """Counts, from now on, the videos clips.py opens with OpenCV ("opens") and the frames it grabs ("n")."""
+    from dferjax.data import clips
+    counts = {"n": 0, "opens": 0}
+    real = cv2.VideoCapture
+
+    class Counting:
+        def __init__(self, *args):
+            counts["opens"] += 1
+            self.cap = real(*args)
+
+        def grab(self):
+            counts["n"] += 1
+            return self.cap.grab()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(clips.cv2, "VideoCapture", Counting)
+    return counts
+
+
 @needs_testdata
 def test_a_timeline_decodes_the_video_once_and_its_clip_is_prepare_clips(predictor, monkeypatch):
     """cases/long_video's kind: all windows of a video come from one decode pass (every frame grabbed
     once, whatever the number of windows), and the whole clip is exactly what prepare_clip gives."""
     from dferjax.data import clips
     video = VIDEOS / "woman2.mp4"
-    grabs = {"n": 0, "opens": 0}
-    real = cv2.VideoCapture
-
-    class Counting:
-        def __init__(self, *args):
-            grabs["opens"] += 1
-            self.cap = real(*args)
-
-        def grab(self):
-            grabs["n"] += 1
-            return self.cap.grab()
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
     count = clips.probe_clip(video)[0]
-    monkeypatch.setattr(clips.cv2, "VideoCapture", Counting)
+    real = cv2.VideoCapture
+    grabs = count_grabs(monkeypatch)
     results = predict.predict(predictor, [str(video)], window_s=1.0, stride_s=0.5)
     assert len(results[0].windows) >= 25 and results[0].error is None
     assert grabs["n"] <= count + 1 and grabs["opens"] <= 3          # probes open without decoding
@@ -453,21 +461,7 @@ def test_the_long_video_case_is_read_in_one_pass_with_bounded_memory(monkeypatch
     from dferjax.data import clips
     video = CASES / "long_video" / "long8x.mp4"
     count, fps = clips.probe_clip(video)
-    grabs = {"n": 0}
-    real = cv2.VideoCapture
-
-    class Counting:
-        def __init__(self, *args):
-            self.cap = real(*args)
-
-        def grab(self):
-            grabs["n"] += 1
-            return self.cap.grab()
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
-    monkeypatch.setattr(clips.cv2, "VideoCapture", Counting)
+    grabs = count_grabs(monkeypatch)
     spans = predict.window_times(count / fps, 2.0, 2.0)
     before = faces.detector_calls()
     timeline = clips.read_timeline(video, PREP, spans)
