@@ -831,7 +831,8 @@ def _variable_rate(timestamps: np.ndarray) -> bool:
 
 def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float, float]],
                      ready: Callable[[int, list[int], dict[int, np.ndarray]], None] | None = None,
-                     probed: tuple[int, float] | None = None) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray, int]:
+                     probed: tuple[int, float] | None = None
+                     ) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray, int]:
     """The one decode pass of a timeline: (RGB frames by index, the whole clip's indices from the header's
     count, each window's frame indices, the header's count, fps, float64 timestamps of every frame, the
     most frames held at once).
