@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dferjax import keypoints
 from dferjax.data import clips, faces
 from dferjax.data.faces import FaceSource
 
@@ -219,3 +220,46 @@ def test_timeline_windows_take_their_frames_from_each_face_track(two_faces, tmp_
     # The one-face timeline is unchanged: its whole clip is prepare_clip's.
     single = clips.read_timeline(path, PREP, windows)
     np.testing.assert_array_equal(single.clip.boxes, clips.prepare_clip(path, PREP).boxes)
+
+
+def test_track_timelines_of_a_long_video_hold_few_frames_and_equal_tracking_all_frames_at_once(two_faces, tmp_path):
+    """Two decode passes (track, then cut) hold a bounded number of frames, and give each window what the
+    whole timeline's frames tracked in memory give: the same boxes, sources, crops and key-points."""
+    frames, seam = two_faces
+    frames = [f.copy() for f in (frames + frames[::-1]) * 4]     # 64 frames at 8 fps: 8 seconds
+    for t in range(24, 40):
+        frames[t][:, seam:] = 128                                # the right face is gone for two seconds
+    path = tmp_path / "two_faces_long.avi"
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (width, height))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    prep = clips.PrepConfig(image_size=48, max_frames=4, min_frames=4, detect_every=2)
+    windows = [(float(s), s + 1.0) for s in range(8)]
+    timelines = clips.read_track_timelines(path, prep, windows)
+    assert len(timelines) == 2
+
+    # The reference: every frame the timeline took, decoded here by OpenCV and tracked at once.
+    taken = sorted({int(i) for tl in timelines for c in [tl.clip, *tl.windows] if isinstance(c, clips.PreparedClip)
+                    for i in c.frame_indices})
+    decoded = read_frames(path, count=len(frames), step=1)
+    tracks = faces.track_all_faces([decoded[i] for i in taken], margin=prep.margin, detect_every=prep.detect_every)
+    assert len(tracks) == 2
+    position = {i: k for k, i in enumerate(taken)}
+    assert 0 < timelines[0].frames_held <= 2 * prep.max_frames + 8 < len(taken)
+    for tl, track in zip(timelines, tracks):
+        assert tl.frames_held == timelines[0].frames_held
+        for c in [tl.clip, *tl.windows]:
+            if isinstance(c, clips.NoFaceError):
+                continue
+            assert isinstance(c, clips.PreparedClip) and c.track_id == track.track_id
+            part = track.take([position[int(i)] for i in c.frame_indices])
+            np.testing.assert_array_equal(c.boxes, part.boxes)
+            np.testing.assert_array_equal(c.sources, part.flags)
+            crops, _ = faces.crop_faces([decoded[i] for i in c.frame_indices], part.boxes, prep.image_size)
+            np.testing.assert_array_equal(c.frames, crops)
+            landmarks = faces.landmarks_to_crop(part.landmarks, part.boxes, prep.image_size)
+            np.testing.assert_array_equal(c.keypoints, keypoints.keypoints_from_landmarks(landmarks))
+    right = next(tl for tl in timelines if np.all(centres_x(tl.clip.boxes) > seam))
+    assert [isinstance(w, clips.NoFaceError) for w in right.windows] == [False] * 3 + [True] * 2 + [False] * 3

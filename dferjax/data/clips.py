@@ -831,7 +831,8 @@ def _variable_rate(timestamps: np.ndarray) -> bool:
 
 def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float, float]],
                      ready: Callable[[int, list[int], dict[int, np.ndarray]], None] | None = None,
-                     probed: tuple[int, float] | None = None
+                     probed: tuple[int, float] | None = None,
+                     seen: Callable[[int, np.ndarray], None] | None = None
                      ) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray, int]:
     """The one decode pass of a timeline: (RGB frames by index, the whole clip's indices from the header's
     count, each window's frame indices, the header's count, fps, float64 timestamps of every frame, the
@@ -841,7 +842,8 @@ def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float
     its last frame (the rest at the end), and the frames that neither an unfinished window nor the whole
     clip takes are freed then (the latest decoded frame is kept for windows past the video's end): the
     frames returned are the clip's. Without, every decoded frame is returned. ``probed``: what ``probe_clip``
-    gave for ``path``, where the caller read it already (else it is read here).
+    gave for ``path``, where the caller read it already (else it is read here). ``seen(i, rgb)`` is called
+    for every frame decoded, in time order, as it is decoded.
     """
     header, fps = probed or probe_clip(path)
     clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
@@ -898,6 +900,8 @@ def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float
                         frames.pop(previous, None)
                     frames[i] = rgb
                     held = max(held, len(frames))
+                    if seen is not None:
+                        seen(i, rgb)
             for w in done:
                 finish(w)
     finally:
@@ -922,12 +926,19 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
                          ) -> list[VideoTimeline]:
     """``read_timeline`` for every face of a video: one :class:`VideoTimeline` per face, largest first.
 
-    One decode pass reads the frames ``read_timeline`` reads (the whole clip's and every window's). The
-    faces are followed once, by ``faces.track_all_faces``, over all these frames in time order, so face k
-    is the same person in the whole clip and in every window; then each face's clip and windows take
-    their frames out of its track (``FaceTrack.take``) and are cut, noted and padded as ``prepare_tracks``
-    does (``track_id`` k). A window (or the whole clip) in none of whose frames face k was detected is a
-    NoFaceError in that timeline, not a clip of boxes held from elsewhere.
+    The frames are those ``read_timeline`` reads (the whole clip's and every window's). The faces are
+    followed once, by ``faces.FaceTracker`` (``faces.track_all_faces`` one frame at a time), over all these
+    frames in time order, so face k is the same person in the whole clip and in every window; then each
+    face's clip and windows take their frames out of its track (``FaceTrack.take``) and are cut, noted and
+    padded as ``prepare_tracks`` does (``track_id`` k). A window (or the whole clip) in none of whose frames
+    face k was detected is a NoFaceError in that timeline, not a clip of boxes held from elsewhere.
+
+    Memory is bounded as ``read_timeline``'s, not by the video's length: the faces are tracked in a first
+    decode pass that frees each frame once the tracker has seen it and no window in progress needs it;
+    where a track's boxes are known (at the end), a second pass decodes the same frames again and cuts
+    each window's faces as soon as the decoding has passed it (``VideoTimeline.frames_held``: the most
+    frames either pass held, the tracker's included). The cost is the second decode (a third where the
+    file's header gives a wrong frame count: the first pass is repeated with the true count).
 
     Differences from ``prepare_tracks`` on the same video (which follows the faces over the whole clip's
     frames only): a frame where a face was not detected is filled from the nearest of all decoded frames
@@ -954,34 +965,56 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
             if isinstance(clip, PreparedClip):
                 clip.track_id = 0
         return [timeline]
-    frames, clip_indices, picked, header, fps, timestamps, _ = _decode_timeline(path, config, windows_s)
+
+    def follow(probed: tuple[int, float]) -> tuple[faces.FaceTracker, list[int], int, float, np.ndarray, int]:
+        """Pass 1: the tracker fed every frame the timeline takes, in time order (and those frames)."""
+        tracker = faces.FaceTracker(margin=config.margin, upsample=config.upsample,
+                                    detect_every=config.detect_every)
+        order: list[int] = []
+
+        def seen(i: int, rgb: np.ndarray) -> None:
+            order.append(i)
+            tracker.add(rgb)
+
+        _, _, _, header, fps, timestamps, held = _decode_timeline(path, config, windows_s, _nothing, probed, seen)
+        return tracker, order, header, fps, timestamps, held
+
+    tracker, order, header, fps, timestamps, held = follow(probe_clip(path))
     total = len(timestamps)
     if total != header:                   # a wrong header: the whole clip's frames as prepare_clip chooses them
-        clip_indices = range_indices(None, total, config.max_frames).tolist()
-        missing = set(clip_indices) - set(frames)
-        if missing:
-            _, more, got, _ = _decode_pass(path, missing)
-            frames.update(zip(got, more))
-    order = sorted(frames)
+        tracker, order, _, _, timestamps, held = follow((total, fps))
+    tracks = tracker.finish()
+    if not tracks:
+        raise _no_face(str(path), len(order), config)
     position = {i: k for k, i in enumerate(order)}
-    tracks = _track_all([frames[i] for i in order], config, str(path))
 
-    def part(track: faces.FaceTrack, indices: list[int], where: str) -> PreparedClip | ClipError:
-        got = [i for i in indices if i in frames]
+    def part(track: faces.FaceTrack, indices: list[int], frames: dict[int, np.ndarray], where: str
+             ) -> PreparedClip | ClipError:
+        got = [i for i in sorted(set(indices)) if i in frames]
         if not got:
             return ClipError(str(path), "no frame could be decoded")
         taken = track.take([position[i] for i in got])
-        seen = (faces.FaceSource.DETECTED, faces.FaceSource.TRACKED)
-        if not np.any(np.isin(taken.flags, seen)):
+        if not np.any(np.isin(taken.flags, (faces.FaceSource.DETECTED, faces.FaceSource.TRACKED))):
             return NoFaceError(str(path), f"face {track.track_id} was not detected in any of {where}'s "
                                           f"{len(got)} frames")
         clip = _track_clip([frames[i] for i in got], taken, tracks, config, still=False)
         return _finished(clip, np.asarray(got), total, fps, [], False, config)
 
+    windows: list[list[PreparedClip | ClipError | None]] = [[None] * len(windows_s) for _ in tracks]
+
+    def ready(w: int, indices: list[int], frames: dict[int, np.ndarray]) -> None:
+        for k, face in enumerate(tracks):
+            windows[k][w] = part(face, indices, frames, "the window")
+
+    frames, clip_indices, _, _, _, _, held_cut = _decode_timeline(path, config, windows_s, ready, (total, fps))
+    held = max(held + tracker.most_held, held_cut)
     variable = _variable_rate(timestamps)
-    return [VideoTimeline(part(track, clip_indices, "the clip"),
-                          [part(track, sorted(set(p)), "the window") for p in picked],
-                          timestamps, variable, list(windows_s)) for track in tracks]
+    return [VideoTimeline(part(face, clip_indices, frames, "the clip"), windows[k], timestamps, variable,
+                          list(windows_s), held) for k, face in enumerate(tracks)]
+
+
+def _nothing(*_: Any) -> None:
+    """A ``ready`` that keeps nothing: the decode pass frees each window's frames once it is passed."""
 
 
 def _prepared(path: Path, config: PrepConfig, frames: dict[int, np.ndarray], indices: list[int], total: int,

@@ -751,6 +751,12 @@ def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_a
                 track.flags[t] = FaceSource.TRACKED
                 track.identity[t] = track.identity[a]
 
+    _finish_track(track, margin)
+
+
+def _finish_track(track: FaceTrack, margin: float) -> None:
+    """The square crop boxes (``margin``) of a track's frames with data, then every other frame filled by
+    ``_fill_gaps`` (in place)."""
     ok = track.flags != FaceSource.NONE
     track.boxes[ok] = square_box(track.face_boxes[ok], margin)
     _fill_gaps(track)
@@ -822,12 +828,15 @@ class FaceTracks(list):
 
 @dataclass
 class _Building:
-    """A track while the clip is scanned: its detections by frame, last box, last detector frame, looks."""
+    """A track while the clip is scanned: its detections by frame, last box, last detector frame, looks, the
+    landmarks fitted at its detections and its TRACKED frames' boxes and fits."""
 
     detections: dict[int, Detection]
     last_box: np.ndarray
     last_run: int
     look: np.ndarray
+    fits: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)      # landmarks by detector frame
+    tracked: dict[int, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)  # (box, fit)
 
 
 def _greedy(scores: list[tuple[float, int, int]], minimum: float, used_tracks: set[int], used_dets: set[int]
@@ -877,7 +886,8 @@ def track_all_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float 
     Each frame's data belong to one face (``identity`` 0, ``switches`` empty: a face never becomes
     another). On a clip whose faces stay apart, face 0 is the face ``track_faces`` follows (the largest
     in its first frame, when it stays the largest); ``track_faces`` stays the single-face preparation.
-    A still image (one frame) gives one one-frame track per detected face.
+    A still image (one frame) gives one one-frame track per detected face. ``FaceTracker`` is this
+    tracker fed one frame at a time (what a video too long to hold in memory needs).
 
     Args:
       frames: the clip's T frames, a sequence of images (or one (T, H, W, 3) array) in any layout
@@ -901,34 +911,83 @@ def track_all_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float 
         ``min_frames`` < 1, or a frame is not an image ``to_rgb`` accepts.
       FaceModelError: dlib or its landmark model file is missing (not raised for an empty clip).
     """
-    if detect_every < 1:
-        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    if max_missed < 1:
-        raise ValueError(f"max_missed must be >= 1, got {max_missed}")
-    if min_frames is not None and min_frames < 1:
-        raise ValueError(f"min_frames must be >= 1, got {min_frames}")
-    frames = list(frames) if not isinstance(frames, np.ndarray) else frames
-    t_len = len(frames)
-    if t_len == 0:
-        return FaceTracks(min_frames=min_frames or 1)
-    first = to_rgb(frames[0])
-    frame_size = (int(first.shape[0]), int(first.shape[1]))
-    run_at = set(range(0, t_len, detect_every)) | {t_len - 1}
-    num_faces = np.full(t_len, -1, np.int16)
+    tracker = FaceTracker(margin=margin, upsample=upsample, detect_every=detect_every, threshold=threshold,
+                          min_frames=min_frames, iou_threshold=iou_threshold,
+                          appearance_threshold=appearance_threshold, max_missed=max_missed)
+    for frame in (frames if isinstance(frames, np.ndarray) else list(frames)):
+        tracker.add(frame)
+    return tracker.finish()
 
-    building: list[_Building] = []
-    for r, t in enumerate(sorted(run_at)):
-        rgb = first if t == 0 else to_rgb(frames[t])
-        dets = detect_faces(rgb, upsample=upsample, threshold=threshold)
-        num_faces[t] = len(dets)
-        live = [k for k, b in enumerate(building) if r - b.last_run <= max_missed]
+
+class FaceTracker:
+    """``track_all_faces`` one frame at a time, for clips too long to hold: ``add`` each frame, then ``finish``.
+
+    The same tracker (the steps of ``track_all_faces``, whose result ``finish`` returns for the frames added)
+    holding no frame longer than it needs: a detector frame is searched, its detections associated and
+    their landmarks fitted when it is added; a frame the detector skips (``detect_every``) is held until
+    the next detector frame, where its TRACKED fits are made. At most ``detect_every`` frames are held. The
+    last frame added is a detector frame, as in ``track_all_faces``: it is searched in ``finish``
+    (``most_held``: the most frames held at once). Every
+    detection's landmarks are fitted when it is found (which tracks are kept is known only at the end), so
+    a dropped track costs its fits.
+
+    Args (keywords): those of ``track_all_faces``.
+    Raises:
+      ValueError: as ``track_all_faces`` (at construction; a frame that is not an image in ``add``).
+      FaceModelError: dlib or its landmark model file is missing (at the first ``add``).
+    """
+
+    def __init__(self, *, margin: float = DEFAULT_MARGIN, upsample: int = 0, detect_every: int = 1,
+                 threshold: float = 0.0, min_frames: int | None = None, iou_threshold: float = FOLLOW_IOU,
+                 appearance_threshold: float = TRACK_APPEARANCE, max_missed: int = TRACK_MAX_MISSED):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        if max_missed < 1:
+            raise ValueError(f"max_missed must be >= 1, got {max_missed}")
+        if min_frames is not None and min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+        self.margin, self.upsample, self.detect_every, self.threshold = margin, upsample, detect_every, threshold
+        self.min_frames, self.iou_threshold = min_frames, iou_threshold
+        self.appearance_threshold, self.max_missed = appearance_threshold, max_missed
+        self.frame_size: tuple[int, int] | None = None
+        self.num_faces: list[int] = []          # per frame added: faces detected, -1 where not searched
+        self._building: list[_Building] = []
+        self._skipped: list[tuple[int, np.ndarray]] = []     # (t, RGB) since the last detector frame
+        self._last_run = -1                     # the last detector frame
+        self._runs = 0                          # detector frames so far
+        self.most_held = 0                      # the most frames held at once (skipped, awaiting their fits)
+
+    def __len__(self) -> int:
+        return len(self.num_faces)
+
+    def add(self, frame: np.ndarray) -> None:
+        """The clip's next frame (any layout ``to_rgb`` accepts; the first sets ``frame_size``)."""
+        rgb = to_rgb(frame)
+        t = len(self.num_faces)
+        if self.frame_size is None:
+            self.frame_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        self.num_faces.append(-1)
+        if t % self.detect_every == 0:
+            self._search(t, rgb)
+        else:
+            self._skipped.append((t, rgb))
+            self.most_held = max(self.most_held, len(self._skipped))
+
+    def _search(self, t: int, rgb: np.ndarray) -> None:
+        """Steps 1-4 of ``track_all_faces`` at detector frame t, and step 6's TRACKED fits of the frames
+        skipped since the previous detector frame."""
+        r = self._runs
+        building = self._building
+        dets = detect_faces(rgb, upsample=self.upsample, threshold=self.threshold)
+        self.num_faces[t] = len(dets)
+        live = [k for k, b in enumerate(building) if r - b.last_run <= self.max_missed]
         looks = [appearance(rgb, d.box) for d in dets]
         used_tracks: set[int] = set()
         used_dets: set[int] = set()
         pairs = _greedy([(box_iou(d.box, building[k].last_box), k, j) for k in live for j, d in enumerate(dets)],
-                        iou_threshold, used_tracks, used_dets)
+                        self.iou_threshold, used_tracks, used_dets)
         by_look = []
         for k in live:
             if k in used_tracks:
@@ -939,7 +998,7 @@ def track_all_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float 
                 ratio = max(d.width, d.height) / side
                 if j not in used_dets and 1 / _SIZE_RATIO <= ratio <= _SIZE_RATIO:
                     by_look.append((float(np.dot(building[k].look, looks[j])), k, j))
-        pairs += _greedy(by_look, appearance_threshold, used_tracks, used_dets)
+        pairs += _greedy(by_look, self.appearance_threshold, used_tracks, used_dets)
         for k, j in pairs:
             b = building[k]
             b.detections[t], b.last_box, b.last_run = dets[j], dets[j].box, r
@@ -948,32 +1007,61 @@ def track_all_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float 
         for j, d in enumerate(dets):
             if j not in used_dets:
                 building.append(_Building({t: d}, d.box, r, looks[j]))
+        for b in building:
+            if t in b.detections:
+                b.fits[t] = _fit(rgb, b.detections[t].box.astype(np.float64))
+        a = self._last_run
+        for b in building:             # a skipped frame between two detections of a face: TRACKED
+            if self._skipped and a in b.detections and t in b.detections:
+                start, end = b.detections[a].box, b.detections[t].box
+                for s, skipped in self._skipped:
+                    w = np.float32((s - a) / (t - a))                # as _lerp_rows
+                    box = (1 - w) * start + w * end
+                    b.tracked[s] = (box, _fit(skipped, box.astype(np.float64)))
+        self._skipped = []
+        self._last_run, self._runs = t, r + 1
 
-    detector_frames = len(run_at)
-    need = min_frames if min_frames is not None else max(1, int(np.ceil(MIN_TRACK_SHARE * detector_frames - 1e-9)))
+    def finish(self) -> FaceTracks:
+        """Steps 5-7 of ``track_all_faces`` over the frames added: the ``FaceTracks`` it returns for them."""
+        t_len = len(self.num_faces)
+        if t_len == 0:
+            return FaceTracks(min_frames=self.min_frames or 1)
+        if self._skipped and self._skipped[-1][0] == t_len - 1:      # the last frame is a detector frame
+            t, rgb = self._skipped.pop()
+            self._search(t, rgb)
+        building = self._building
+        detector_frames = self._runs
+        need = (self.min_frames if self.min_frames is not None
+                else max(1, int(np.ceil(MIN_TRACK_SHARE * detector_frames - 1e-9))))
 
-    def mean_area(b: _Building) -> float:
-        return float(np.mean([d.area for d in b.detections.values()]))
+        def mean_area(b: _Building) -> float:
+            return float(np.mean([d.area for d in b.detections.values()]))
 
-    kept = [b for b in building if len(b.detections) >= need]
-    if building and not kept:
-        kept = [max(building, key=lambda b: (len(b.detections), mean_area(b)))]
-    kept.sort(key=lambda b: (-mean_area(b), -len(b.detections), min(b.detections)))
+        kept = [b for b in building if len(b.detections) >= need]
+        if building and not kept:
+            kept = [max(building, key=lambda b: (len(b.detections), mean_area(b)))]
+        kept.sort(key=lambda b: (-mean_area(b), -len(b.detections), min(b.detections)))
 
-    tracks = []
-    for track_id, b in enumerate(kept):
-        track = _empty_track(t_len, frame_size, margin)
-        track.track_id = track_id
-        track.num_faces[:] = num_faces
-        for t, d in sorted(b.detections.items()):
-            track.identity[t] = 0
-            track.face_boxes[t] = d.box
-            track.scores[t] = d.score
-            track.landmarks[t] = _fit(first if t == 0 else to_rgb(frames[t]), d.box.astype(np.float64))
-            track.flags[t] = FaceSource.DETECTED
-        _complete(track, frames, run_at, margin)
-        tracks.append(track)
-    return FaceTracks(tracks, dropped=len(building) - len(kept), min_frames=need, detector_frames=detector_frames)
+        tracks = []
+        for track_id, b in enumerate(kept):
+            track = _empty_track(t_len, self.frame_size, self.margin)
+            track.track_id = track_id
+            track.num_faces[:] = self.num_faces
+            for t, d in sorted(b.detections.items()):
+                track.identity[t] = 0
+                track.face_boxes[t] = d.box
+                track.scores[t] = d.score
+                track.landmarks[t] = b.fits[t]
+                track.flags[t] = FaceSource.DETECTED
+            for t, (box, fit) in b.tracked.items():
+                track.identity[t] = 0
+                track.face_boxes[t] = box
+                track.landmarks[t] = fit
+                track.flags[t] = FaceSource.TRACKED
+            _finish_track(track, self.margin)
+            tracks.append(track)
+        return FaceTracks(tracks, dropped=len(building) - len(kept), min_frames=need,
+                          detector_frames=detector_frames)
 
 
 PRECROP_DETECT_SIDE = 160
