@@ -1,12 +1,13 @@
 """Prediction time on long videos: seconds per video-minute at 1x, 4x, 8x and 16x a test video's length.
 
     python benchmarks/predict.py [--checkpoint RUN] [--video ../shared/testdata/videos/woman2.mp4]
-                                 [--lengths 1,4,8,16] [--window 2] [--stride 1]
+                                 [--lengths 1,4,8,16] [--window 2] [--stride 1] [--faces all]
 
 The test video is looped N times into a temporary mp4 (OpenCV's mp4v writer) and ``predict`` is run on it
 with a timeline (``--window``/``--stride``), as ``python -m dferjax.predict --window 2 --stride 1 VIDEO``
 runs it: one decode pass, faces detected once per sampled frame and shared by the windows that take it,
-all windows classified in batches. Without ``--checkpoint`` a demo-config model (configs/demo.py: 64x64,
+all windows classified in batches (``--faces all``: every face followed, ``clips.read_track_timelines``'s
+two decode passes). Without ``--checkpoint`` a demo-config model (configs/demo.py: 64x64,
 8 frames) is trained for one epoch on 16 synthetic clips in a temporary folder: its weights do not matter
 for the time, only its input size.
 
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--stride", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--faces", choices=("largest", "all"), default="largest",
+                        help="predict's --faces: the largest face (default) or every face, each followed")
     parser.add_argument("--no-shared-detection", action="store_true",
                         help="detect faces again in every window (as before issue 20), to measure the cache")
     args = parser.parse_args(argv)
@@ -117,25 +120,29 @@ def main(argv: list[str] | None = None) -> int:
         predictor = predict.Predictor(checkpoint, batch_size=args.batch_size)
         print(predictor.describe(), file=sys.stderr)
         # compile the forward once outside the timing (a fresh process pays it once per run, ~seconds)
-        predict.predict(predictor, [str(args.video)], window_s=args.window, stride_s=args.stride)
+        predict.predict(predictor, [str(args.video)], window_s=args.window, stride_s=args.stride, faces=args.faces)
         held = []
-        read_timeline = clips.read_timeline
+        name = "read_timeline" if args.faces == "largest" else "read_track_timelines"
+        read = getattr(clips, name)
 
         def counting(*a, **k):               # records how many decoded frames the timeline held at most
-            timeline = read_timeline(*a, **k)
-            held.append(timeline.frames_held)
-            return timeline
+            timelines = read(*a, **k)
+            held.append(max(t.frames_held for t in ([timelines] if name == "read_timeline" else timelines)))
+            return timelines
 
-        clips.read_timeline = counting
+        setattr(clips, name, counting)
         for n in lengths:
             path, duration, count = looped(args.video, n, tmp / f"loop{n}.mp4")
             before = faces.detector_calls()
             start = time.perf_counter()
-            (result,) = predict.predict(predictor, [str(path)], window_s=args.window, stride_s=args.stride)
+            results = predict.predict(predictor, [str(path)], window_s=args.window, stride_s=args.stride,
+                                      faces=args.faces)
             seconds = time.perf_counter() - start
+            result = results[0]
             if result.error:
                 raise SystemExit(f"{path}: {result.error}")
             rows.append({"times": n, "video_s": round(duration, 2), "frames": count, "windows": len(result.windows),
+                         "faces": len(results),
                          "detections": faces.detector_calls() - before, "frames_held": held[-1],
                          "seconds": round(seconds, 2),
                          "s_per_video_minute": round(seconds / duration * 60, 2),
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     x = np.array([r["video_s"] for r in rows])
     y = np.array([r["seconds"] for r in rows])
     slope, intercept = np.polyfit(x, y, 1) if len(rows) > 1 else (y[0] / x[0], 0.0)
-    print(f"predict --window {args.window:g} --stride {args.stride:g} on {args.video.name} looped; "
+    print(f"predict --window {args.window:g} --stride {args.stride:g} --faces {args.faces} on {args.video.name} looped; "
           f"{'' if not args.no_shared_detection else 'no shared detection; '}{machine()}")
     print(f"{'loops':>5} {'video s':>8} {'frames':>7} {'windows':>7} {'detects':>7} {'held':>5} {'seconds':>8} "
           f"{'s/video-min':>11} {'x real time':>11}")
@@ -153,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['frames_held']:>5} {r['seconds']:>8.2f} {r['s_per_video_minute']:>11.2f} {r['x_real_time']:>11.2f}")
     print(f"linear fit: {slope * 60:.2f} s per video-minute + {intercept:.2f} s")
     print(json.dumps({"benchmark": "predict", "machine": machine(), "video": args.video.name,
-                      "window_s": args.window, "stride_s": args.stride, "model": predictor.model_description,
+                      "window_s": args.window, "stride_s": args.stride, "faces": args.faces,
+                      "model": predictor.model_description,
                       "shared_detection": not args.no_shared_detection,
                       "rows": rows, "fit_s_per_video_minute": round(float(slope) * 60, 3),
                       "fit_intercept_s": round(float(intercept), 3)}))
