@@ -263,3 +263,26 @@ def test_track_timelines_of_a_long_video_hold_few_frames_and_equal_tracking_all_
             np.testing.assert_array_equal(c.keypoints, keypoints.keypoints_from_landmarks(landmarks))
     right = next(tl for tl in timelines if np.all(centres_x(tl.clip.boxes) > seam))
     assert [isinstance(w, clips.NoFaceError) for w in right.windows] == [False] * 3 + [True] * 2 + [False] * 3
+
+
+def test_track_timelines_of_a_truncated_video_take_the_clip_frames_of_its_true_length(two_faces, tmp_path):
+    """A file cut short keeps its header's frame count: the first pass finds the true count, is repeated
+    with it, and the whole clip takes the frames prepare_clip takes (chosen from the frames that decode)."""
+    frames, _ = two_faces
+    whole = tmp_path / "whole.avi"
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 8, (width, height))
+    for frame in frames * 3:                                       # 24 frames at 8 fps
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    header, _ = clips.probe_clip(cut)
+    timelines = clips.read_track_timelines(cut, PREP, [(0.0, 1.0), (1.0, 2.0)])
+    total = len(timelines[0].timestamps)
+    assert 0 < total < header == 24
+    expected = clips.prepare_clip(cut, PREP).frame_indices
+    for tl in timelines:
+        np.testing.assert_array_equal(tl.clip.frame_indices, expected)
+        assert tl.clip.num_source_frames == total
+        assert all(isinstance(w, clips.PreparedClip) for w in tl.windows)

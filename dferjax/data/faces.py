@@ -959,9 +959,6 @@ class FaceTracker:
         self._runs = 0                          # detector frames so far
         self.most_held = 0                      # the most frames held at once (skipped, awaiting their fits)
 
-    def __len__(self) -> int:
-        return len(self.num_faces)
-
     def add(self, frame: np.ndarray) -> None:
         """The clip's next frame (any layout ``to_rgb`` accepts; the first sets ``frame_size``)."""
         rgb = to_rgb(frame)
