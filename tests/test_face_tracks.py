@@ -65,6 +65,16 @@ def two_faces(testdata: Path) -> tuple[list[np.ndarray], int]:
     return side_by_side(read_frames(left), read_frames(right))
 
 
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 8) -> Path:
+    """RGB ``frames`` written to ``path`` as an MJPG AVI at ``fps``."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
 def centres_x(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 0] + boxes[:, 2]) / 2
 
@@ -194,12 +204,7 @@ def test_timeline_windows_take_their_frames_from_each_face_track(two_faces, tmp_
     frames = [f.copy() for f in frames + frames]         # 16 frames at 8 fps: two seconds
     for t in range(8, 16):
         frames[t][:, seam:] = 128                        # the right face is gone for the second window
-    path = tmp_path / "two_faces.avi"
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (width, height))
-    for frame in frames:
-        writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    writer.release()
+    path = write_video(tmp_path / "two_faces.avi", frames)
     windows = [(0.0, 1.0), (1.0, 2.0)]
     timelines = clips.read_track_timelines(path, PREP, windows)
     assert len(timelines) == 2
@@ -229,12 +234,7 @@ def test_track_timelines_of_a_long_video_hold_few_frames_and_equal_tracking_all_
     frames = [f.copy() for f in (frames + frames[::-1]) * 4]     # 64 frames at 8 fps: 8 seconds
     for t in range(24, 40):
         frames[t][:, seam:] = 128                                # the right face is gone for two seconds
-    path = tmp_path / "two_faces_long.avi"
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (width, height))
-    for frame in frames:
-        writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    writer.release()
+    path = write_video(tmp_path / "two_faces_long.avi", frames)
     prep = clips.PrepConfig(image_size=48, max_frames=4, min_frames=4, detect_every=2)
     windows = [(float(s), s + 1.0) for s in range(8)]
     timelines = clips.read_track_timelines(path, prep, windows)
@@ -269,12 +269,7 @@ def test_track_timelines_of_a_truncated_video_take_the_clip_frames_of_its_true_l
     """A file cut short keeps its header's frame count: the first pass finds the true count, is repeated
     with it, and the whole clip takes the frames prepare_clip takes (chosen from the frames that decode)."""
     frames, _ = two_faces
-    whole = tmp_path / "whole.avi"
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 8, (width, height))
-    for frame in frames * 3:                                       # 24 frames at 8 fps
-        writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    writer.release()
+    whole = write_video(tmp_path / "whole.avi", frames * 3)       # 24 frames at 8 fps
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
     header, _ = clips.probe_clip(cut)
