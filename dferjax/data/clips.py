@@ -726,10 +726,22 @@ def prepare_tracks(source: str | Path | np.ndarray | list[np.ndarray], config: P
 
 def _track_all(frames: list[np.ndarray], config: PrepConfig, source: str) -> faces.FaceTracks:
     """``faces.track_all_faces`` of the frames at the config's settings; NoFaceError where it finds none."""
-    tracks = faces.track_all_faces(frames, margin=config.margin, upsample=config.upsample,
-                                   detect_every=config.detect_every)
+    tracker = _tracker(config)
+    for frame in frames:
+        tracker.add(frame)
+    return _tracks_found(tracker, config, source)
+
+
+def _tracker(config: PrepConfig) -> faces.FaceTracker:
+    """A ``faces.FaceTracker`` at the config's settings (margin, upsample, detect_every)."""
+    return faces.FaceTracker(margin=config.margin, upsample=config.upsample, detect_every=config.detect_every)
+
+
+def _tracks_found(tracker: faces.FaceTracker, config: PrepConfig, source: str) -> faces.FaceTracks:
+    """The tracks of the frames ``tracker`` was fed (``FaceTracker.finish``); NoFaceError where it found none."""
+    tracks = tracker.finish()
     if not tracks:
-        raise _no_face(source, len(frames), config)
+        raise _no_face(source, len(tracker.num_faces), config)
     return tracks
 
 
@@ -968,8 +980,7 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
 
     def follow(probed: tuple[int, float]) -> tuple[faces.FaceTracker, list[int], int, float, np.ndarray, int]:
         """Pass 1: the tracker fed every frame the timeline takes, in time order (and those frames)."""
-        tracker = faces.FaceTracker(margin=config.margin, upsample=config.upsample,
-                                    detect_every=config.detect_every)
+        tracker = _tracker(config)
         order: list[int] = []
 
         def seen(i: int, rgb: np.ndarray) -> None:
@@ -982,10 +993,10 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
     tracker, order, header, fps, timestamps, held = follow(probe_clip(path))
     total = len(timestamps)
     if total != header:                   # a wrong header: the whole clip's frames as prepare_clip chooses them
+        first_held = held
         tracker, order, _, _, timestamps, held = follow((total, fps))
-    tracks = tracker.finish()
-    if not tracks:
-        raise _no_face(str(path), len(order), config)
+        held = max(held, first_held)
+    tracks = _tracks_found(tracker, config, str(path))
     position = {i: k for k, i in enumerate(order)}
 
     def part(track: faces.FaceTrack, indices: list[int], frames: dict[int, np.ndarray], where: str
