@@ -202,6 +202,29 @@ def test_detect_every_fits_landmarks_between_detections():
     assert not np.array_equal(track.landmarks[1], track.landmarks[0])
 
 
+@needs_testdata
+def test_the_follower_fed_frame_by_frame_holds_only_the_skipped_frames_and_fits_them_between_detections():
+    """faces.FaceFollower (track_faces one frame at a time, for streams): with detect_every=3 it holds at most
+    the two frames between detector frames, and each of them gets the box interpolated linearly in time
+    between dlib's boxes of the detector frames around it (computed here from detect_faces) and the
+    landmark fit in that box (fit_landmarks); the 8th frame, the last, is a detector frame."""
+    frames = read_video("single_face.mp4", step=2, limit=8)
+    follower = faces.FaceFollower(detect_every=3)
+    for frame in frames:
+        follower.add(frame)
+    assert follower.most_held == 2
+    track = follower.finish()
+    assert track.flags.tolist() == [0, 5, 5, 0, 5, 5, 0, 0] and track.switches == []
+    dlib_boxes = {t: faces.detect_faces(frames[t])[0].box.astype(np.float64) for t in (0, 3, 6, 7)}
+    for s, (a, b) in {1: (0, 3), 2: (0, 3), 4: (3, 6), 5: (3, 6)}.items():
+        w = (s - a) / (b - a)
+        box = (1 - w) * dlib_boxes[a] + w * dlib_boxes[b]
+        np.testing.assert_allclose(track.face_boxes[s], box, atol=1e-3)
+        np.testing.assert_array_equal(track.landmarks[s], faces.fit_landmarks(frames[s], track.face_boxes[s]))
+    for t, box in dlib_boxes.items():
+        np.testing.assert_allclose(track.face_boxes[t], box, atol=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Crops (synthetic images, no test data needed)
 

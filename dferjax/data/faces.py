@@ -420,25 +420,28 @@ class FrameCache:
 
 
 class _Frames:
-    """The detector and the landmark fit of one clip's frames, through a ``FrameCache`` when one is given
-    (with ``keys[t]`` naming frame t), else called directly."""
+    """The detector and the landmark fit of a clip's frames, through a ``FrameCache`` when one is given
+    (each frame named by its key), else called directly."""
 
-    def __init__(self, cache: FrameCache | None, keys: Sequence[Any] | None, t_len: int):
-        if cache is not None and (keys is None or len(keys) != t_len):
-            raise ValueError(f"a FrameCache needs one key per frame: {t_len} frames, "
-                             f"{'no' if keys is None else len(keys)} keys")
-        self.cache, self.keys = cache, keys
+    def __init__(self, cache: FrameCache | None):
+        self.cache = cache
 
-    def detect(self, t: int, rgb: np.ndarray, upsample: int, threshold: float, fast_side: int = 0,
+    def detect(self, key: Any, rgb: np.ndarray, upsample: int, threshold: float, fast_side: int = 0,
                previous: np.ndarray | None = None, recent: bool = True) -> list[Detection]:
         if self.cache is None:
             return _detect(rgb, upsample, threshold, fast_side, previous, recent)
-        return self.cache.detect(self.keys[t], rgb, upsample, threshold, fast_side, previous, recent)
+        return self.cache.detect(key, rgb, upsample, threshold, fast_side, previous, recent)
 
-
-    def fit(self, t: int, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def fit(self, key: Any, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         box = np.asarray(box, np.float64)
-        return _fit(rgb, box) if self.cache is None else self.cache.fit(self.keys[t], rgb, box)
+        return _fit(rgb, box) if self.cache is None else self.cache.fit(key, rgb, box)
+
+
+def _check_keys(cache: FrameCache | None, keys: Sequence[Any] | None, t_len: int) -> None:
+    """ValueError unless a ``FrameCache`` comes with one key per frame."""
+    if cache is not None and (keys is None or len(keys) != t_len):
+        raise ValueError(f"a FrameCache needs one key per frame: {t_len} frames, "
+                         f"{'no' if keys is None else len(keys)} keys")
 
 
 def _detect(rgb: np.ndarray, upsample: int, threshold: float, fast_side: int, previous: np.ndarray | None,
@@ -593,9 +596,14 @@ def _empty_track(t: int, frame_size: tuple[int, int], margin: float) -> FaceTrac
     )
 
 
+def _lerp(start: np.ndarray, end: np.ndarray, w: float) -> np.ndarray:
+    """(1 - w) start + w end, the weight in float32 (every interpolation in time of a track)."""
+    w = np.float32(w)
+    return (1 - w) * start + w * end
+
+
 def _lerp_rows(arr: np.ndarray, t: int, a: int, b: int) -> np.ndarray:
-    w = np.float32((t - a) / (b - a))
-    return (1 - w) * arr[a] + w * arr[b]
+    return _lerp(arr[a], arr[b], (t - a) / (b - a))
 
 
 def _fill_gaps(track: FaceTrack) -> None:
@@ -666,6 +674,7 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     interpolation in time between the previous and next one when both show the same face
     (INTERPOLATED), else a copy of the nearest one (HELD): never a box between two people. With no face anywhere every flag is NONE and every value
     NaN; nothing is raised. ``boxes`` are square, ``margin`` of dlib's box size added on each side.
+    ``FaceFollower`` is this tracker fed one frame at a time (a stream too long to hold).
 
     Args:
       frames: the clip's T frames, a sequence of images (or one (T, H, W, 3) array) in any layout
@@ -689,69 +698,128 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
         ``to_rgb`` accepts, or ``cache`` without one key per frame.
       FaceModelError: dlib or its landmark model file is missing (not raised for an empty clip).
     """
-    if detect_every < 1:
-        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    frames = list(frames) if not isinstance(frames, np.ndarray) else frames
-    t_len = len(frames)
-    if t_len == 0:
-        return _empty_track(0, (0, 0), margin)
-    ops = _Frames(cache, keys, t_len)
-    first = to_rgb(frames[0])
-    track = _empty_track(t_len, (int(first.shape[0]), int(first.shape[1])), margin)
+    follower = FaceFollower(margin=margin, upsample=upsample, detect_every=detect_every, threshold=threshold,
+                            fast_side=fast_side, cache=cache)
+    frames = frames if isinstance(frames, np.ndarray) else list(frames)
+    if len(frames):
+        _check_keys(cache, keys, len(frames))
+    for t, frame in enumerate(frames):
+        follower.add(frame, None if keys is None else keys[t])
+    return follower.finish()
 
-    run_at = set(range(0, t_len, detect_every)) | {t_len - 1}
-    followed, identity, misses = None, 0, 0
-    for t in sorted(run_at):
-        rgb = first if t == 0 else to_rgb(frames[t])
-        dets = ops.detect(t, rgb, upsample, threshold, fast_side, followed, misses < FAST_RECENT)
-        track.num_faces[t] = len(dets)
-        misses = 0 if dets else misses + 1
+
+class FaceFollower:
+    """``track_faces`` one frame at a time: ``add`` each frame, then ``finish``.
+
+    The same steps and result as ``track_faces`` (which is a loop over this), holding no frame longer than
+    it needs: a detector frame is searched, its face followed and its landmarks fitted when it is added; a
+    frame the detector skips (``detect_every``) is held until the next detector frame, where its TRACKED
+    fit is made (``_fit_skipped``). At most ``detect_every`` - 1 frames are held (``most_held``); the last
+    frame added is a detector frame, as in ``track_faces``: it is searched in ``finish``.
+
+    Args (keywords): those of ``track_faces``; ``cache``: a ``FrameCache``, each ``add`` then naming its
+      frame by a key.
+    Raises:
+      ValueError: as ``track_faces`` (at construction; in ``add``: a frame that is not an image, or no key
+        with a cache).
+      FaceModelError: dlib or its landmark model file is missing (at the first ``add``).
+    """
+
+    def __init__(self, *, margin: float = DEFAULT_MARGIN, upsample: int = 0, detect_every: int = 1,
+                 threshold: float = 0.0, fast_side: int = 0, cache: FrameCache | None = None):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.margin, self.upsample, self.detect_every, self.threshold = margin, upsample, detect_every, threshold
+        self.fast_side, self.cache, self._ops = fast_side, cache, _Frames(cache)
+        self.frame_size: tuple[int, int] | None = None
+        self.num_faces: list[int] = []          # per frame added: faces detected, -1 where not searched
+        self.switches: list[int] = []
+        self._detected: dict[int, tuple[Detection, np.ndarray, int]] = {}   # t: (detection, fit, identity)
+        self._tracked: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}   # t: (box, fit, identity)
+        self._skipped: list[tuple[int, np.ndarray, Any]] = []   # (t, RGB, key) since the last detector frame
+        self._last_run = -1
+        self._followed: np.ndarray | None = None
+        self._identity, self._misses = 0, 0
+        self.most_held = 0
+
+    def add(self, frame: np.ndarray, key: Any = None) -> None:
+        """The clip's next frame (any layout ``to_rgb`` accepts; the first sets ``frame_size``); ``key``
+        names it in its video for the ``FrameCache`` (required with one)."""
+        t = len(self.num_faces)
+        if self.cache is not None and key is None:
+            raise ValueError(f"a FrameCache needs one key per frame: frame {t} has none")
+        rgb = to_rgb(frame)
+        if self.frame_size is None:
+            self.frame_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        self.num_faces.append(-1)
+        if t % self.detect_every == 0:
+            self._search(t, rgb, key)
+        else:
+            self._skipped.append((t, rgb, key))
+            self.most_held = max(self.most_held, len(self._skipped))
+
+    def _search(self, t: int, rgb: np.ndarray, key: Any) -> None:
+        """The detector at frame t, the face followed (``follow_face``; the largest where it is gone, a
+        switch recorded), and the TRACKED fits of the frames skipped since the previous detector frame."""
+        dets = self._ops.detect(key, rgb, self.upsample, self.threshold, self.fast_side, self._followed,
+                                self._misses < FAST_RECENT)
+        self.num_faces[t] = len(dets)
+        self._misses = 0 if dets else self._misses + 1
         if dets:
-            d = follow_face(dets, followed)
-            if followed is not None and d is None:            # the face followed is gone: the largest
-                d, identity = dets[0], identity + 1
-                track.switches.append(t)
-            followed = d.box
+            d = follow_face(dets, self._followed)
+            if self._followed is not None and d is None:            # the face followed is gone: the largest
+                d, self._identity = dets[0], self._identity + 1
+                self.switches.append(t)
+            self._followed = d.box
+            self._detected[t] = (d, self._ops.fit(key, rgb, d.box), self._identity)
+        a = self._last_run
+        if a in self._detected and t in self._detected and self._detected[a][2] == self._detected[t][2]:
+            end, _, identity = self._detected[t]
+            for s, (box, fit) in _fit_skipped(self._skipped, a, self._detected[a][0].box, t, end.box,
+                                               lambda rgb, box, key: self._ops.fit(key, rgb, box)).items():
+                self._tracked[s] = (box, fit, identity)
+        self._skipped = []
+        self._last_run = t
+
+    def finish(self) -> FaceTrack:
+        """The ``FaceTrack`` ``track_faces`` returns for the frames added (an empty one for none)."""
+        t_len = len(self.num_faces)
+        if t_len == 0:
+            return _empty_track(0, (0, 0), self.margin)
+        if self._skipped and self._skipped[-1][0] == t_len - 1:      # the last frame is a detector frame
+            t, rgb, key = self._skipped.pop()
+            self._search(t, rgb, key)
+        track = _empty_track(t_len, self.frame_size, self.margin)
+        track.num_faces[:] = self.num_faces
+        track.switches = list(self.switches)
+        for t, (d, fit, identity) in self._detected.items():
             track.identity[t] = identity
             track.face_boxes[t] = d.box
             track.scores[t] = d.score
-            track.landmarks[t] = ops.fit(t, rgb, d.box)
+            track.landmarks[t] = fit
             track.flags[t] = FaceSource.DETECTED
+        for t, (box, fit, identity) in self._tracked.items():
+            track.identity[t] = identity
+            track.face_boxes[t] = box
+            track.landmarks[t] = fit
+            track.flags[t] = FaceSource.TRACKED
+        _finish_track(track, self.margin)
+        return track
 
-    _complete(track, frames, run_at, margin, ops)
-    return track
 
-
-def _complete(track: FaceTrack, frames: Sequence[np.ndarray] | np.ndarray, run_at: set[int], margin: float,
-              ops: _Frames | None = None) -> None:
-    """A track's frames between its detections, as every tracker here fills them (in place).
-
-    ``track`` holds DETECTED frames only (face box, landmarks, identity); ``run_at`` are the frames the
-    detector ran on. A frame the detector skipped (``detect_every``) between two detector frames where
-    the same face was detected gets the interpolated box and its own landmark fit (TRACKED); then the
-    square crop boxes (``margin``), and every other frame is filled by ``_fill_gaps`` (INTERPOLATED /
-    HELD).
-    """
-    t_len = len(track)
-    ops = ops or _Frames(None, None, t_len)
-    if len(run_at) < t_len:
-        detected = set(np.flatnonzero(track.flags == FaceSource.DETECTED).tolist())
-        run_sorted = np.array(sorted(run_at))
-        for t in range(t_len):
-            if t in run_at:
-                continue
-            k = np.searchsorted(run_sorted, t)
-            a, b = int(run_sorted[k - 1]), int(run_sorted[k])
-            if a in detected and b in detected and track.identity[a] == track.identity[b]:
-                box = _lerp_rows(track.face_boxes, t, a, b)
-                track.face_boxes[t] = box
-                track.landmarks[t] = ops.fit(t, to_rgb(frames[t]), box)
-                track.flags[t] = FaceSource.TRACKED
-                track.identity[t] = track.identity[a]
-
-    _finish_track(track, margin)
+def _fit_skipped(skipped: list[tuple], a: int, start: np.ndarray, t: int, end: np.ndarray,
+                 fit: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The TRACKED rule of both trackers (``FaceFollower``, ``FaceTracker``): each frame s the detector skipped
+    between detector frames a and t where one face was detected (dlib boxes ``start``, ``end``) gets the
+    box interpolated linearly in time and its own landmark fit. ``skipped``: (s, RGB, ...) tuples, their
+    rest passed on, as ``fit(rgb, box, *rest)``. Returns {s: (box, landmarks)}."""
+    out = {}
+    for s, rgb, *rest in skipped:
+        box = _lerp(start, end, (s - a) / (t - a))
+        out[s] = (box, fit(rgb, box, *rest))
+    return out
 
 
 def _finish_track(track: FaceTrack, margin: float) -> None:
@@ -1009,12 +1077,9 @@ class FaceTracker:
                 b.fits[t] = _fit(rgb, b.detections[t].box.astype(np.float64))
         a = self._last_run
         for b in building:             # a skipped frame between two detections of a face: TRACKED
-            if self._skipped and a in b.detections and t in b.detections:
-                start, end = b.detections[a].box, b.detections[t].box
-                for s, skipped in self._skipped:
-                    w = np.float32((s - a) / (t - a))                # as _lerp_rows
-                    box = (1 - w) * start + w * end
-                    b.tracked[s] = (box, _fit(skipped, box.astype(np.float64)))
+            if a in b.detections and t in b.detections:
+                b.tracked.update(_fit_skipped(self._skipped, a, b.detections[a].box, t, b.detections[t].box,
+                                              lambda rgb, box: _fit(rgb, box.astype(np.float64))))
         self._skipped = []
         self._last_run, self._runs = t, r + 1
 
@@ -1139,7 +1204,8 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
     t_len = len(frames)
     if t_len == 0:
         return _empty_track(0, (0, 0), 0.0)
-    ops = _Frames(cache, keys, t_len)
+    _check_keys(cache, keys, t_len)
+    ops = _Frames(cache)
     track = _empty_track(t_len, (0, 0), 0.0)
     for t in range(t_len):
         rgb = to_rgb(frames[t])
@@ -1151,7 +1217,7 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
         flag = FaceSource.WHOLE_FRAME
         if detect:
             times = precrop_upsample(h, w, upsample) if small_face_upsample else upsample
-            dets = ops.detect(t, rgb, times, threshold)
+            dets = ops.detect(None if keys is None else keys[t], rgb, times, threshold)
             track.num_faces[t] = len(dets)
             if dets and dets[0].width >= min_face * min(h, w):
                 box = dets[0].box
@@ -1159,7 +1225,7 @@ def fit_landmarks_full_frame(frames: Sequence[np.ndarray] | np.ndarray, *, detec
                 flag = FaceSource.DETECTED
         track.boxes[t] = whole
         track.face_boxes[t] = box
-        track.landmarks[t] = ops.fit(t, rgb, box)
+        track.landmarks[t] = ops.fit(None if keys is None else keys[t], rgb, box)
         track.flags[t] = flag
     return track
 
