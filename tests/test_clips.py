@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
 from dferjax.data import input_pipeline as ip
 from dferjax.data import faces
+from dferjax.data import clips
 from dferjax.data.clips import ClipError, NoFaceError, PrepConfig, prepare_clip, segment_indices
 
 from .conftest import TESTDATA
@@ -34,6 +37,38 @@ def test_prepare_a_real_video(testdata):
         for j in range(18):
             r, c = int(clip.keypoints[t, j, 1] // 8), int(clip.keypoints[t, j, 0] // 8)
             assert maps[t, r, c, j] >= maps[t, :, :, j].max() - 1e-3      # float16 storage: ties allowed
+
+
+@pytest.mark.parametrize("config", [PrepConfig(image_size=64, max_frames=24, min_frames=8),
+                                    PrepConfig(image_size=64, max_frames=24, min_frames=8, detect_every=3,
+                                               fast_detect=320)], ids=["full", "fast-every-3"])
+def test_the_face_followed_while_the_video_decodes_is_the_face_followed_in_the_decoded_frames(testdata, config):
+    """prepare_clip finds the faces in a thread beside the decoding (clips._FaceWork): its clip is, array for
+    array, what following the face in line over the decoded frames gives (read_clip, then prepare_frames,
+    which calls faces.track_faces), on a real video with a switch from a face to none."""
+    video = testdata / "videos" / "face_noface.mov"
+    overlapped = prepare_clip(video, config)
+    frames, indices, total, fps, notes = clips.read_clip(video, config.max_frames)
+    in_line = clips.pad_to_min_frames(clips.prepare_frames(frames, config, str(video)), config.min_frames)
+    assert {faces.FaceSource.DETECTED, faces.FaceSource.HELD} <= set(overlapped.sources.tolist())
+    for name in ("frames", "keypoints", "sources", "boxes"):
+        np.testing.assert_array_equal(getattr(overlapped, name), getattr(in_line, name), err_msg=name)
+    assert overlapped.notes == in_line.notes and list(overlapped.frame_indices) == list(indices)
+
+
+def test_an_error_of_the_face_work_beside_the_decoding_is_raised_and_leaves_no_thread(testdata):
+    """A face-search error raised in the thread beside the decoding (here dlib's refusal of a negative
+    upsampling) comes out of prepare_clip, prepare_tracks, read_timeline and read_track_timelines as itself,
+    and no thread is left running."""
+    video = testdata / "videos" / "single_face.mp4"
+    bad = PrepConfig(image_size=64, max_frames=8, upsample=-1)
+    before = threading.active_count()
+    for prepare in (lambda: prepare_clip(video, bad), lambda: clips.prepare_tracks(video, bad),
+                    lambda: clips.read_timeline(video, bad, [(0.0, 1.0), (1.0, 2.0)]),
+                    lambda: clips.read_track_timelines(video, bad, [(0.0, 1.0)])):
+        with pytest.raises(ValueError, match="upsample must be >= 0, got -1"):
+            prepare()
+    assert threading.active_count() == before
 
 
 def test_no_face_is_a_clear_error(testdata):

@@ -21,11 +21,14 @@ segment centres at test time.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -268,6 +271,45 @@ def even_indices(num_available: int, count: int) -> np.ndarray:
     return np.round(np.linspace(0, num_available - 1, count)).astype(np.int32)
 
 
+class _FaceWork:
+    """The face work on a video's decoded frames, in one thread beside the decoding.
+
+    ``submit(fn, *args)`` queues ``fn(*args)`` on a one-thread ``ThreadPoolExecutor``: tasks run in the order
+    submitted, and once more than ``pending`` are unfinished ``submit`` waits for the oldest (memory stays
+    bounded; its error, if any, is raised there, so the decoding stops). OpenCV's decoder and dlib's detector
+    release the GIL, so a preparation decodes and searches faces at once (benchmarks/NOTES.md). The results
+    are those of the same calls made in line, in the same order.
+
+    Used as a context manager: leaving it waits for every task and raises the first task's error (after an
+    error of the decoding itself, the tasks not started are cancelled).
+    """
+
+    def __init__(self, pending: int = 8):
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dferjax-face-work")
+        self._futures: collections.deque[tuple[concurrent.futures.Future, frozenset[int]]] = collections.deque()
+        self._pending = pending
+
+    def submit(self, fn: Callable[..., Any], *args: Any, holds: Iterable[int] = ()) -> None:
+        """Queue ``fn(*args)``; ``holds``: the indices of the decoded frames it holds (``holding``)."""
+        self._futures.append((self._pool.submit(fn, *args), frozenset(holds)))
+        while len(self._futures) > self._pending:
+            self._futures.popleft()[0].result()
+
+    def holding(self) -> set[int]:
+        """The indices of the frames the unfinished tasks hold (as ``submit`` named them)."""
+        return set().union(*(holds for future, holds in self._futures if not future.done()))
+
+    def __enter__(self) -> _FaceWork:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            while kind is None and self._futures:
+                self._futures.popleft()[0].result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _retrieve_rgb(cap: cv2.VideoCapture) -> np.ndarray | None:
     """The frame a ``grab()`` just read, as RGB uint8; None where it does not decode."""
     ok, bgr = cap.retrieve()
@@ -278,42 +320,55 @@ def _retrieve_rgb(cap: cv2.VideoCapture) -> np.ndarray | None:
     return faces.to_rgb(bgr)
 
 
-def _decode_pass(path: Path, wanted: set[int]) -> tuple[int, list[np.ndarray], list[int], float]:
-    """One pass over a video: (frames that decode, RGB frames at ``wanted`` indices, their indices, fps)."""
+def _decode_pass(path: Path, wanted: set[int], seen: Callable[[np.ndarray], None] | None = None
+                 ) -> tuple[int, list[np.ndarray], list[int], float]:
+    """One pass over a video: (frames that decode, RGB frames at ``wanted`` indices, their indices, fps).
+    ``seen(rgb)`` is given each of those frames as it is decoded, in a ``_FaceWork`` thread beside the
+    decoding."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ClipError(str(path), "cannot be opened as a video (unreadable or not a video file)")
     frames, got, total = [], [], 0
     try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        while cap.grab():
-            if total in wanted:
-                rgb = _retrieve_rgb(cap)
-                if rgb is not None:
-                    frames.append(rgb)
-                    got.append(total)
-            total += 1
+        with _FaceWork() if seen is not None else contextlib.nullcontext() as work:
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            while cap.grab():
+                if total in wanted:
+                    rgb = _retrieve_rgb(cap)
+                    if rgb is not None:
+                        frames.append(rgb)
+                        got.append(total)
+                        if seen is not None:
+                            work.submit(seen, rgb)
+                total += 1
     finally:
         cap.release()
     return total, frames, got, fps
 
 
-def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None, header: int
+def _read_video(path: Path, max_frames: int, frame_range: tuple[int, int] | None, header: int,
+                follow: Callable[[], Callable[[np.ndarray], None]] | None = None
                 ) -> tuple[list[np.ndarray], np.ndarray, int, float]:
     """Decode the frames of a video that ``even_indices`` picks: (frames RGB, indices, total, fps).
 
     The frames are chosen from the header's frame count and decoded in one pass; where the header
     is wrong (it can be, e.g. for truncated files), a second pass chooses from the true count.
-    ``header``: the frame count ``probe_clip`` read. ``frame_range`` (start, stop) restricts the choice to those frames of the video.
+    ``header``: the frame count ``probe_clip`` read. ``frame_range`` (start, stop) restricts the choice to
+    those frames of the video.
+    ``follow``: called at the start of each pass, it returns the function given each frame kept, in order,
+    beside the decoding (``_decode_pass``'s ``seen``): the faces of the last pass's frames are then found.
     """
     def wanted(total: int) -> set[int]:
         return set(range_indices(frame_range, total, max_frames).tolist())
 
-    total, frames, got, fps = _decode_pass(path, wanted(header))
+    def seen() -> Callable[[np.ndarray], None] | None:
+        return None if follow is None else follow()
+
+    total, frames, got, fps = _decode_pass(path, wanted(header), seen())
     if total == 0:
         raise ClipError(str(path), "has no decodable frame (empty or truncated video)")
     if total != header:
-        total, frames, got, fps = _decode_pass(path, wanted(total))
+        total, frames, got, fps = _decode_pass(path, wanted(total), seen())
     if not frames:
         where = "" if frame_range is None else f" in frames {frame_range[0]}-{frame_range[1]}"
         raise ClipError(str(path), f"no frame could be decoded{where}")
@@ -398,7 +453,8 @@ def probe_clip(source: str | Path) -> tuple[int, float]:
         cap.release()
 
 
-def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] | None = None
+def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] | None = None, *,
+              follow: Callable[[], Callable[[np.ndarray], None]] | None = None
               ) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str]]:
     """Frames of a video file, frame folder or still image, at most ``max_frames`` spread evenly.
 
@@ -414,6 +470,11 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
         (``frame_files`` order) or an image file (``IMAGE_EXTENSIONS``: one frame, ``read_image``).
       max_frames: frames to read at most.
       frame_range: (start, stop) source frame indices, stop exclusive, or None for the whole clip.
+      follow: for a video, called at the start of each decode pass; it returns the function that is given
+        each frame the pass keeps, in order, in a thread beside the decoding (a face tracker's ``add``:
+        ``prepare_clip`` follows the face while the video decodes). The last function returned has seen
+        exactly the frames returned, and has returned for each before ``read_clip`` returns. Not called for
+        a folder or an image.
     Returns:
       A tuple (frames, indices, total, fps, notes): a list of uint8 (H, W, 3) RGB arrays, int32 (n,)
       their indices in the source, the source's frame count (frames that decode, for a video; image
@@ -436,7 +497,7 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
             raise ClipError(str(path), f"is a still image: it has no frames {frame_range[0]}-{frame_range[1]}")
         return [image], np.zeros(1, np.int32), 1, 0.0, []
     header, _ = probe_clip(path)      # raises on a missing file, an unknown extension, an unreadable file
-    frames, idx, total, fps = _read_video(path, max_frames, frame_range, header)
+    frames, idx, total, fps = _read_video(path, max_frames, frame_range, header, follow)
     return frames, idx, total, fps, []
 
 
@@ -444,7 +505,8 @@ def read_clip(source: str | Path, max_frames: int, frame_range: tuple[int, int] 
 
 def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "<frames>",
                    face_box: tuple[float, float, float, float] | None = None,
-                   cache: faces.FrameCache | None = None, keys: Sequence[int] | None = None) -> PreparedClip:
+                   cache: faces.FrameCache | None = None, keys: Sequence[int] | None = None,
+                   track: faces.FaceTrack | None = None) -> PreparedClip:
     """Face crops, key-points and flags for already decoded RGB frames (the core of prepare_clip).
 
     With ``config.precropped`` each frame is the crop: the landmarks are fitted in the face detected inside
@@ -465,6 +527,9 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
         (``faces.FrameCache``; ``read_timeline`` passes one to all its windows): the same result, each
         frame's faces found once.
       keys: with ``cache``, each frame's index in its video.
+      track: the face followed through these T frames already (``faces.FaceFollower`` at ``config``'s
+        settings fed them, as ``prepare_clip`` does while a video decodes: what ``faces.track_faces``
+        would give), used instead of following it here. Ignored with ``face_box`` or ``precropped``.
     Returns:
       A ``PreparedClip`` of T frames with ``boxes`` and ``notes`` set; ``frame_indices`` is 0..T-1,
       ``num_source_frames`` T and ``fps`` 0.0 (``prepare_clip`` overwrites them).
@@ -484,9 +549,12 @@ def prepare_frames(frames: list[np.ndarray], config: PrepConfig, source: str = "
                                                cache=cache, keys=keys)
         notes += _precropped_notes(track.flags, config)
     else:
-        track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
-                                  detect_every=config.detect_every, fast_side=config.fast_detect,
-                                  cache=cache, keys=keys)
+        if track is None:
+            track = faces.track_faces(frames, margin=config.margin, upsample=config.upsample,
+                                      detect_every=config.detect_every, fast_side=config.fast_detect,
+                                      cache=cache, keys=keys)
+        elif len(track) != len(frames):
+            raise ValueError(f"{source}: a face track of {len(track)} frames for {len(frames)} frames")
         if not track.has_face:
             raise _no_face(source, len(frames), config)
         if track.multiple_faces and len(frames) == 1:
@@ -655,17 +723,30 @@ def prepare_clip(source: str | Path | np.ndarray | list[np.ndarray], config: Pre
         face functions refuse (see ``prepare_frames``).
       faces.FaceModelError: dlib or its landmark model file is missing.
     """
-    frames, indices, total, fps, notes, name, still = _read_source(source, config, frame_range)
-    return _finished(prepare_frames(frames, config, name, face_box), indices, total, fps, notes, still, config)
+    follower: list[faces.FaceFollower] = []       # the face followed while a video decodes
+
+    def follow() -> Callable[[np.ndarray], None]:
+        follower[:] = [faces.FaceFollower(margin=config.margin, upsample=config.upsample,
+                                          detect_every=config.detect_every, fast_side=config.fast_detect)]
+        return follower[0].add
+
+    tracking = face_box is None and not config.precropped
+    frames, indices, total, fps, notes, name, still = _read_source(source, config, frame_range,
+                                                                   follow if tracking else None)
+    track = follower[0].finish() if follower else None
+    return _finished(prepare_frames(frames, config, name, face_box, track=track), indices, total, fps, notes,
+                     still, config)
 
 
 def _read_source(source: str | Path | np.ndarray | list[np.ndarray], config: PrepConfig,
-                 frame_range: tuple[int, int] | None
+                 frame_range: tuple[int, int] | None,
+                 follow: Callable[[], Callable[[np.ndarray], None]] | None = None
                  ) -> tuple[list[np.ndarray], np.ndarray, int, float, list[str], str, bool]:
-    """The frames ``prepare_clip`` prepares: (frames, their indices, total, fps, notes, name, still)."""
+    """The frames ``prepare_clip`` prepares: (frames, their indices, total, fps, notes, name, still);
+    ``follow`` as ``read_clip``'s (a video only)."""
     still = is_image_array(source) or (isinstance(source, (str, Path)) and is_image_file(source))
     if isinstance(source, (str, Path)):
-        frames, indices, total, fps, notes = read_clip(source, config.max_frames, frame_range)
+        frames, indices, total, fps, notes = read_clip(source, config.max_frames, frame_range, follow=follow)
         return frames, indices, total, fps, notes, str(source), still
     if still:
         return [source], np.zeros(1, np.int32), 1, 0.0, [], "<image>", True
@@ -717,19 +798,21 @@ def prepare_tracks(source: str | Path | np.ndarray | list[np.ndarray], config: P
         clip = prepare_clip(source, config, frame_range)
         clip.track_id = 0
         return [clip]
-    frames, indices, total, fps, notes, name, still = _read_source(source, config, frame_range)
+    tracker: list[faces.FaceTracker] = []       # the faces followed while a video decodes
+
+    def follow() -> Callable[[np.ndarray], None]:
+        tracker[:] = [_tracker(config)]
+        return tracker[0].add
+
+    frames, indices, total, fps, notes, name, still = _read_source(source, config, frame_range, follow)
     frames, _ = _uniform_frames(frames, config, name)
-    tracks = _track_all(frames, config, name)
+    if not tracker:                                # not a video: the frames read
+        tracker.append(_tracker(config))
+        for frame in frames:
+            tracker[0].add(frame)
+    tracks = _tracks_found(tracker[0], config, name)
     return [_finished(_track_clip(frames, track, tracks, config, still), indices, total, fps, list(notes), still,
                       config) for track in tracks]
-
-
-def _track_all(frames: list[np.ndarray], config: PrepConfig, source: str) -> faces.FaceTracks:
-    """``faces.track_all_faces`` of the frames at the config's settings; NoFaceError where it finds none."""
-    tracker = _tracker(config)
-    for frame in frames:
-        tracker.add(frame)
-    return _tracks_found(tracker, config, source)
 
 
 def _tracker(config: PrepConfig) -> faces.FaceTracker:
@@ -815,11 +898,16 @@ def read_timeline(source: str | Path, config: PrepConfig, windows_s: list[tuple[
     results: list[PreparedClip | ClipError | None] = [None] * len(windows_s)
     header, fps = probe_clip(path)
 
-    def ready(w: int, indices: list[int], frames: dict[int, np.ndarray]) -> None:
-        results[w] = _prepared(path, config, frames, sorted(set(indices)), header, fps, cache)
+    def prepare(w: int, indices: list[int], taken: dict[int, np.ndarray]) -> None:
+        results[w] = _prepared(path, config, taken, sorted(set(indices)), header, fps, cache)
 
-    frames, clip_indices, _, header, fps, timestamps, held = _decode_timeline(path, config, windows_s, ready,
-                                                                              (header, fps))
+    with _FaceWork(pending=2) as work:       # the windows' faces found while the decoding goes on
+        def ready(w: int, indices: list[int], frames: dict[int, np.ndarray]) -> None:
+            taken = {i: frames[i] for i in set(indices) if i in frames}
+            work.submit(prepare, w, indices, taken, holds=taken)
+
+        frames, clip_indices, _, _, _, timestamps, held = _decode_timeline(
+            path, config, windows_s, ready, (header, fps), elsewhere=work.holding)
     total = len(timestamps)
     if total != header:                               # a wrong header: the whole clip as prepare_clip reads it
         clip: PreparedClip | ClipError
@@ -844,7 +932,8 @@ def _variable_rate(timestamps: np.ndarray) -> bool:
 def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float, float]],
                      ready: Callable[[int, list[int], dict[int, np.ndarray]], None] | None = None,
                      probed: tuple[int, float] | None = None,
-                     seen: Callable[[int, np.ndarray], None] | None = None
+                     seen: Callable[[int, np.ndarray], None] | None = None,
+                     elsewhere: Callable[[], set[int]] | None = None
                      ) -> tuple[dict[int, np.ndarray], list[int], list[list[int]], int, float, np.ndarray, int]:
     """The one decode pass of a timeline: (RGB frames by index, the whole clip's indices from the header's
     count, each window's frame indices, the header's count, fps, float64 timestamps of every frame, the
@@ -855,7 +944,9 @@ def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float
     clip takes are freed then (the latest decoded frame is kept for windows past the video's end): the
     frames returned are the clip's. Without, every decoded frame is returned. ``probed``: what ``probe_clip``
     gave for ``path``, where the caller read it already (else it is read here). ``seen(i, rgb)`` is called
-    for every frame decoded, in time order, as it is decoded.
+    for every frame decoded, in time order, as it is decoded. ``elsewhere()``: the indices of frames the
+    caller still holds after they were freed here (windows queued for preparation): counted in the frames
+    held.
     """
     header, fps = probed or probe_clip(path)
     clip_wanted = set(range_indices(None, header, config.max_frames).tolist())
@@ -911,7 +1002,7 @@ def _decode_timeline(path: Path, config: PrepConfig, windows_s: list[tuple[float
                     if previous >= 0 and not keep(previous):
                         frames.pop(previous, None)
                     frames[i] = rgb
-                    held = max(held, len(frames))
+                    held = max(held, len(frames) if elsewhere is None else len(frames.keys() | elsewhere()))
                     if seen is not None:
                         seen(i, rgb)
             for w in done:
@@ -983,11 +1074,13 @@ def read_track_timelines(source: str | Path, config: PrepConfig, windows_s: list
         tracker = _tracker(config)
         order: list[int] = []
 
-        def seen(i: int, rgb: np.ndarray) -> None:
-            order.append(i)
-            tracker.add(rgb)
+        with _FaceWork() as work:            # the faces followed while the decoding goes on
+            def seen(i: int, rgb: np.ndarray) -> None:
+                order.append(i)
+                work.submit(tracker.add, rgb, holds=(i,))
 
-        _, _, _, header, fps, timestamps, held = _decode_timeline(path, config, windows_s, _nothing, probed, seen)
+            _, _, _, header, fps, timestamps, held = _decode_timeline(path, config, windows_s, _nothing, probed,
+                                                                      seen, work.holding)
         return tracker, order, header, fps, timestamps, held
 
     tracker, order, header, fps, timestamps, held = follow(probe_clip(path))

@@ -669,11 +669,12 @@ def track_faces(frames: Sequence[np.ndarray] | np.ndarray, *, margin: float = DE
     clip, as face trackers do: the largest in the first frame with a face, then in each frame the face
     overlapping its previous box (``follow_face``); where it is gone, the largest is taken and the switch
     recorded (``switches``, ``identity``). The landmarks are fitted in dlib's box (DETECTED). Frames
-    skipped by ``detect_every`` that lie between two successful detections of the same face get the linearly interpolated dlib box and their own landmark
-    fit (TRACKED). All other frames are filled from the nearest frames with a face: linear
-    interpolation in time between the previous and next one when both show the same face
-    (INTERPOLATED), else a copy of the nearest one (HELD): never a box between two people. With no face anywhere every flag is NONE and every value
-    NaN; nothing is raised. ``boxes`` are square, ``margin`` of dlib's box size added on each side.
+    skipped by ``detect_every`` that lie between two successful detections of the same face get the
+    linearly interpolated dlib box and their own landmark fit (TRACKED). All other frames are filled from
+    the nearest frames with a face: linear interpolation in time between the previous and next one when
+    both show the same face (INTERPOLATED), else a copy of the nearest one (HELD): never a box between two
+    people. With no face anywhere every flag is NONE and every value NaN; nothing is raised. ``boxes`` are
+    square, ``margin`` of dlib's box size added on each side.
     ``FaceFollower`` is this tracker fed one frame at a time (a stream too long to hold).
 
     Args:
