@@ -56,6 +56,28 @@ def test_the_face_followed_while_the_video_decodes_is_the_face_followed_in_the_d
     assert overlapped.notes == in_line.notes and list(overlapped.frame_indices) == list(indices)
 
 
+def test_face_thread_off_finds_the_faces_in_line_with_the_same_clip(testdata, monkeypatch):
+    """clips.face_thread: on (the default) the face followed is fed its frames in the thread beside the
+    decoding, off in the calling thread (what a build worker per core uses); the clip is the same."""
+    video = testdata / "videos" / "fer_test.mp4"
+    config = PrepConfig(image_size=64, max_frames=8, min_frames=8, detect_every=2)
+    threads: list[str] = []
+    add = faces.FaceFollower.add
+    monkeypatch.setattr(faces.FaceFollower, "add",
+                        lambda self, *a, **k: (threads.append(threading.current_thread().name), add(self, *a, **k)))
+    beside = prepare_clip(video, config)
+    assert len(threads) == 8 and all(name.startswith("dferjax-face-work") for name in threads)
+    threads.clear()
+    clips.face_thread(False)
+    try:
+        in_line = prepare_clip(video, config)
+    finally:
+        clips.face_thread(True)
+    assert threads == [threading.current_thread().name] * 8
+    for name in ("frames", "keypoints", "sources", "boxes"):
+        np.testing.assert_array_equal(getattr(beside, name), getattr(in_line, name), err_msg=name)
+
+
 def test_an_error_of_the_face_work_beside_the_decoding_is_raised_and_leaves_no_thread(testdata):
     """A face-search error raised in the thread beside the decoding (here dlib's refusal of a negative
     upsampling) comes out of prepare_clip, prepare_tracks, read_timeline and read_track_timelines as itself,

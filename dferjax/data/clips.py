@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -98,7 +97,8 @@ class PrepConfig:
         whole frame at a longer side of N pixels, then full size where neither finds a face and no large
         face is followed): the detector about 5x faster on frames with a face. With ``detect_every`` 2 at
         64 stored frames, a clip of the test videos is prepared 2.8-4.1x faster per worker than on the
-        full-size path (decoding stays; benchmarks/RESULTS.md), the key-points within 2% of the face size of
+        full-size path (faces found in line, as in a build worker per core; decoding stays;
+        benchmarks/RESULTS.md), the key-points within 2% of the face size of
         the full-size path's (median over frames; mean under 3%; tests/test_faces.py). Recorded by
         ``to_dict`` only when on (earlier builds keep their recorded settings).
     """
@@ -271,26 +271,50 @@ def even_indices(num_available: int, count: int) -> np.ndarray:
     return np.round(np.linspace(0, num_available - 1, count)).astype(np.int32)
 
 
+_FACE_THREAD = True      # face_thread(): the face work in a thread beside the decoding
+
+
+def face_thread(on: bool) -> None:
+    """Whether this process finds faces in a thread beside the decoding (on by default).
+
+    On, ``prepare_clip``, ``prepare_tracks``, ``read_timeline`` and ``read_track_timelines`` search each video's
+    faces while it decodes (OpenCV's decoder and dlib's detector release the GIL): one preparation on two
+    cores about 20% faster with the full-size detector (benchmarks/NOTES.md). Where every core already runs a
+    preparation of its own (data_prep's build workers, one per core) the thread only competes with them, and
+    the build turns it off in each worker. The results are the same either way.
+
+    Args:
+      on: True (the thread) or False (the face work in line, after each frame is decoded).
+    """
+    global _FACE_THREAD
+    _FACE_THREAD = bool(on)
+
+
 class _FaceWork:
-    """The face work on a video's decoded frames, in one thread beside the decoding.
+    """The face work on a video's decoded frames, in one thread beside the decoding (``face_thread``).
 
     ``submit(fn, *args)`` queues ``fn(*args)`` on a one-thread ``ThreadPoolExecutor``: tasks run in the order
     submitted, and once more than ``pending`` are unfinished ``submit`` waits for the oldest (memory stays
     bounded; its error, if any, is raised there, so the decoding stops). OpenCV's decoder and dlib's detector
     release the GIL, so a preparation decodes and searches faces at once (benchmarks/NOTES.md). The results
-    are those of the same calls made in line, in the same order.
+    are those of the same calls made in line, in the same order; with ``face_thread(False)`` they are made in
+    line, in ``submit``.
 
     Used as a context manager: leaving it waits for every task and raises the first task's error (after an
     error of the decoding itself, the tasks not started are cancelled).
     """
 
     def __init__(self, pending: int = 8):
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dferjax-face-work")
+        self._pool = (concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dferjax-face-work")
+                      if _FACE_THREAD else None)
         self._futures: collections.deque[tuple[concurrent.futures.Future, frozenset[int]]] = collections.deque()
         self._pending = pending
 
     def submit(self, fn: Callable[..., Any], *args: Any, holds: Iterable[int] = ()) -> None:
         """Queue ``fn(*args)``; ``holds``: the indices of the decoded frames it holds (``holding``)."""
+        if self._pool is None:
+            fn(*args)
+            return
         self._futures.append((self._pool.submit(fn, *args), frozenset(holds)))
         while len(self._futures) > self._pending:
             self._futures.popleft()[0].result()
@@ -307,7 +331,8 @@ class _FaceWork:
             while kind is None and self._futures:
                 self._futures.popleft()[0].result()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _retrieve_rgb(cap: cv2.VideoCapture) -> np.ndarray | None:
@@ -330,7 +355,7 @@ def _decode_pass(path: Path, wanted: set[int], seen: Callable[[np.ndarray], None
         raise ClipError(str(path), "cannot be opened as a video (unreadable or not a video file)")
     frames, got, total = [], [], 0
     try:
-        with _FaceWork() if seen is not None else contextlib.nullcontext() as work:
+        with _FaceWork() as work:
             fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             while cap.grab():
                 if total in wanted:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from dferjax import jobs, keypoints
 from dferjax.data import records
-from dferjax.data.clips import ClipError, PrepConfig, PreparedClip, prepare_clip
+from dferjax.data.clips import ClipError, PrepConfig, PreparedClip, face_thread, prepare_clip
 
 INFO_FILE = "dataset_info.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -266,9 +266,10 @@ def _write_text_atomic(path: Path, text: str) -> None:
             raise
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, beside: bool = False) -> None:
     """A worker process: prepare the clips the main process sends (``_work``), one at a time, until the main
-    process ends it or goes away.
+    process ends it or goes away. ``beside``: find the faces in a thread beside the decoding
+    (``clips.face_thread``), where the workers leave a core for each such thread.
 
     SIGINT is ignored: Ctrl-C reaches the whole process group, and the main process stops the build and
     ends the workers, which must not print tracebacks of their own. The worker started with SIGINT blocked
@@ -276,6 +277,7 @@ def _serve(conn: Connection) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    face_thread(beside)
     while True:
         try:
             task = conn.recv()
@@ -305,6 +307,9 @@ def _results(tasks: list[Any], workers: int) -> Iterator[tuple[bytes | None, lis
         yield from map(_work, tasks)
         return
     context = multiprocessing.get_context("spawn")    # never a parent's JAX or dlib state
+    # The faces in a thread beside each worker's decoding only where the workers leave a core for it: with
+    # a worker per core it competes with the others (2 workers on 2 cores: 4-20% slower; benchmarks/NOTES.md).
+    beside = 2 * min(workers, len(tasks)) <= _cores()
     # SIGINT blocked while the workers start: they inherit the mask (see _serve), and a Ctrl-C here waits
     # until the try below ends them. The resource tracker that spawning starts is started first: starting
     # it unblocks SIGINT.
@@ -316,7 +321,8 @@ def _results(tasks: list[Any], workers: int) -> Iterator[tuple[bytes | None, lis
         try:
             for _ in range(min(workers, len(tasks))):
                 conn, child = context.Pipe()
-                process = context.Process(target=_serve, args=(child,), daemon=True, name="dferjax-build-worker")
+                process = context.Process(target=_serve, args=(child, beside), daemon=True,
+                                          name="dferjax-build-worker")
                 process.start()
                 child.close()
                 processes.append(process)
@@ -331,6 +337,14 @@ def _results(tasks: list[Any], workers: int) -> Iterator[tuple[bytes | None, lis
             process.join()
         for conn in conns:
             conn.close()
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                            # not Linux
+        return os.cpu_count() or 1
 
 
 def _in_order(tasks: list[Any], processes: list[multiprocessing.process.BaseProcess], conns: list[Connection],
