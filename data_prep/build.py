@@ -87,7 +87,32 @@ def print_summary(info: dict[str, Any], out: Path, seconds: float) -> None:
     for split, s in info["splits"].items():
         per_class = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
         n = len(s["shards"])
-        print(f"  {split}: {s['records']} {kind.split()[0]} in {n} shard{'s' if n != 1 else ''} ({per_class})")
+        noun = kind.split()[0] if s["records"] != 1 else kind.split()[0][:-1]
+        print(f"  {split}: {s['records']} {noun} in {n} shard{'s' if n != 1 else ''} ({per_class})")
+    if info["splits"] and not any("test" in split for split in info["splits"]):
+        hint = (": the folder adapter holds out about a fifth of the clips by the hash of their ids (a few clips "
+                "can all fall in train), or takes ROOT/train/<label>/ and ROOT/test/<label>/ as given"
+                if info.get("dataset") == "folder" else "")
+        print(f"  no test split: training evaluates on one (data.test_splits){hint}")
+    reasons = skipped_reasons(out)
+    for reason in reasons[:SHOW_SKIPPED]:
+        print(f"  skipped: {reason}")
+    if len(reasons) > SHOW_SKIPPED:
+        print(f"  ... and {len(reasons) - SHOW_SKIPPED} more skipped (all in {out / MANIFEST_FILE})")
+
+
+SHOW_SKIPPED = 10
+"""The skipped inputs a build names on the console (all are in the manifest)."""
+
+
+def skipped_reasons(out: Path) -> list[str]:
+    """Each skipped input's reason from a build's manifest, in its order, naming the input."""
+    reasons = []
+    for line in map(json.loads, (out / MANIFEST_FILE).read_text().splitlines()):
+        if line.get("status") == "skipped":
+            reason, source = line.get("reason", ""), str(line.get("source", ""))
+            reasons.append(reason if source in reason else f"{source}: {reason}")
+    return reasons
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,10 +239,8 @@ def run_build(start: Callable[[], dict[str, Any]], out: Path, *, require_clips: 
 
 def no_clip_written(out: Path, show: int = 3) -> int:
     """Say that a build wrote nothing, with the first reasons from its manifest; the exit status 1."""
-    reasons = [line.get("reason", "") for line in map(json.loads, (out / MANIFEST_FILE).read_text().splitlines())
-               if line.get("status") == "skipped"][:show]
     print(f"error: no clip was written to {out}; the first reasons:", file=sys.stderr)
-    for reason in reasons:
+    for reason in skipped_reasons(out)[:show]:
         print(f"  {reason}", file=sys.stderr)
     return 1
 

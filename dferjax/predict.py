@@ -523,16 +523,11 @@ def window_times(duration_s: float, window_s: float, stride_s: float) -> list[tu
     return [(float(a), float(a) + window_s) for a in starts]
 
 
-MEASURED = (faces.FaceSource.DETECTED, faces.FaceSource.TRACKED, faces.FaceSource.WHOLE_FRAME,
-            faces.FaceSource.DRAWN, faces.FaceSource.GIVEN)
-"""Face sources where the face was measured in the frame itself (not filled from other frames)."""
-
-
 def detected_share(clip: clips.PreparedClip, take: np.ndarray) -> float:
     """Share of the model's input frames (stored frames ``take``) whose face was measured in that frame,
     not filled (interpolated or held) from frames with a face."""
     sources = np.asarray(clip.sources)[np.asarray(take)]
-    return float(np.isin(sources, [int(m) for m in MEASURED]).mean()) if len(sources) else 0.0
+    return float(np.isin(sources, [int(m) for m in faces.MEASURED]).mean()) if len(sources) else 0.0
 
 
 def _rests_on_filled(share: float) -> str | None:
@@ -1097,7 +1092,7 @@ def frame_tracks(result: Prediction, num_frames: int) -> tuple[np.ndarray, np.nd
         points = faces.crop_to_frame(clip.keypoints, clip.boxes, size)
         for i, f in enumerate(clip.frame_indices):
             known[int(f)] = (squares[i], points[i])
-            measured_at[int(f)] = int(clip.sources[i]) in [int(m) for m in MEASURED]
+            measured_at[int(f)] = int(clip.sources[i]) in [int(m) for m in faces.MEASURED]
     boxes = np.full((num_frames, 4), np.nan, np.float32)
     points = np.full((num_frames, kp.NUM_KEYPOINTS, 2), np.nan, np.float32)
     sampled = np.zeros(num_frames, bool)
@@ -1288,7 +1283,7 @@ def contact_sheet(result: Prediction, out: str | Path, class_names: Sequence[str
     sheet = np.full((header + rows * tile, columns * tile, 3), 255, np.uint8)
     for i, (frame, pts) in enumerate(zip(frames, points)):
         image = cv2.resize(np.ascontiguousarray(frame[..., ::-1]), (tile, tile), interpolation=cv2.INTER_LINEAR)
-        if int(result.clip.sources[result.take[i]]) in [int(m) for m in MEASURED]:
+        if int(result.clip.sources[result.take[i]]) in [int(m) for m in faces.MEASURED]:
             _draw_points(image, pts * scale, max(2, tile // 60))
         else:                                   # no face detected in this frame: say so, draw no key-points
             cv2.rectangle(image, (1, 1), (tile - 2, tile - 2), FILLED_COLOUR, 3)
@@ -1355,7 +1350,7 @@ def annotate_image(result: Prediction | Sequence[Prediction], out: str | Path,
     right = _bars_right(canvas, [r.box for r in faces_])
     for r in faces_:
         box, points = r.box, r.keypoints
-        if box is None or not np.all(np.isfinite(box)) or int(r.clip.sources[0]) not in [int(m) for m in MEASURED]:
+        if box is None or not np.all(np.isfinite(box)) or int(r.clip.sources[0]) not in [int(m) for m in faces.MEASURED]:
             continue
         drawn = True
         x0, y0, x1, y1 = (int(round(v)) for v in box)

@@ -165,6 +165,26 @@ def test_a_build_that_writes_nothing_exits_1_with_the_first_reasons(testdata, tm
     assert code == 1 and "no clip was written" in err and "no face found" in err
 
 
+def test_the_build_names_every_skipped_input_and_its_reason_on_the_console(mixed_folder, tmp_path, capsys):
+    """A user's report: the summary said "1 skipped (reasons in .../manifest.jsonl)" and nothing more. Each
+    skipped input is named with its reason below the summary (the manifest's lines, in its order); a build whose
+    clips all fell in train (two clips, the folder adapter's hash split) says that it has no test split."""
+    from data_prep import build as command
+    out = tmp_path / "out"
+    code = command.main(["--dataset", "folder", "--root", str(mixed_folder), "--out", str(out), "--workers", "1",
+                         "--max-frames", "4", "--min-frames", "4", "--image-size", "32"])
+    printed = capsys.readouterr().out
+    skipped = [line for line in manifest(out) if line["status"] == "skipped"]
+    assert code == 0 and len(skipped) == 4
+    listed = [line for line in printed.splitlines() if line.startswith("  skipped: ")]
+    assert len(listed) == 4
+    for line, entry in zip(listed, skipped):
+        assert entry["reason"] in line and Path(entry["source"]).name in line
+    assert any("c.mp4: no face found" in line for line in listed)
+    assert "  train: 2 clips in 1 shard" in printed
+    assert "  no test split: training evaluates on one (data.test_splits): the folder adapter" in printed
+
+
 def test_fast_detection_options_are_recorded_and_used(testdata, tmp_path):
     """--fast-detect 320 --detect-every 2 reach the PrepConfig the build records (dataset_info.json's prep, which
     predict reads back), and its clip is what prepare_clip gives with those settings (frames detected and, in

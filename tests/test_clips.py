@@ -104,6 +104,21 @@ def test_face_then_no_face_fills_the_rest(testdata):
     assert any("no face detected in" in note for note in clip.notes)
 
 
+def test_frames_the_detector_skipped_are_not_noted_as_filled(testdata):
+    """With detect_every=2 the frames between two detections of the face are TRACKED (their own landmark fit):
+    the clip's notes count as filled (no face detected, box taken from other frames) only the INTERPOLATED and
+    HELD frames, so a face in every frame gets no such note and no small-face hint (a user's report: "no face
+    detected in 31 of 64 frames" on a clip whose every frame showed the face)."""
+    every_other = PrepConfig(image_size=64, max_frames=16, min_frames=8, detect_every=2)
+    clip = prepare_clip(testdata / "videos" / "single_face.mp4", every_other)
+    assert (clip.sources == faces.FaceSource.TRACKED).sum() == 7
+    assert not any("no face detected" in note or "upsampling" in note for note in clip.notes), clip.notes
+    clip = prepare_clip(testdata / "videos" / "face_noface.mov", every_other)
+    filled = int(np.isin(clip.sources, (faces.FaceSource.INTERPOLATED, faces.FaceSource.HELD)).sum())
+    assert filled > 0 and (clip.sources == faces.FaceSource.TRACKED).any()
+    assert any(note.startswith(f"no face detected in {filled} of 16 frames") for note in clip.notes), clip.notes
+
+
 def test_short_frame_folder_with_a_broken_image_is_padded_and_noted(testdata, tmp_path):
     cap = cv2.VideoCapture(str(testdata / "videos" / "single_face.mp4"))
     for i in range(5):

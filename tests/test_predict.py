@@ -406,7 +406,7 @@ def test_frames_without_a_face_are_shown_and_reported_as_such(predictor, run, tm
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     result = predict.predict(predictor, [str(video)])[0]
     sources = np.asarray(result.clip.sources)[result.take]
-    expected = np.isin(sources, [int(m) for m in predict.MEASURED]).mean()           # counted here
+    expected = np.isin(sources, [int(m) for m in faces.MEASURED]).mean()           # counted here
     assert out["detected_share"] == pytest.approx(expected, abs=1e-4) and 0 < expected < 1
     shares = [w.get("detected_share") for w in out["windows"] if "probabilities" in w]
     assert shares[0] == 1.0 and all(0 <= s <= 1 for s in shares)

@@ -637,9 +637,10 @@ def _no_face(source: str, num_frames: int, config: PrepConfig) -> NoFaceError:
 
 
 def _filled_notes(flags: np.ndarray, config: PrepConfig) -> list[str]:
-    """The notes on frames whose face was not detected there (``flags``: a track's FaceSource per frame)."""
+    """The notes on frames whose face was not measured there but filled from other frames (``flags``: a track's
+    FaceSource per frame; a TRACKED frame, skipped by ``detect_every``, has its own landmark fit: not filled)."""
     notes = []
-    missing = int(np.sum(flags != faces.FaceSource.DETECTED))
+    missing = int(np.sum(~np.isin(flags, [int(m) for m in faces.MEASURED])))
     if missing:
         notes.append(f"no face detected in {missing} of {len(flags)} frames: box and landmarks "
                      "filled from the nearest frames with a face")

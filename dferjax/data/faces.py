@@ -57,6 +57,11 @@ class FaceSource(enum.IntEnum):
     GIVEN = 7         # landmarks fitted in a face box the data set's annotation gives (AffectNet), no detector
 
 
+MEASURED = (FaceSource.DETECTED, FaceSource.TRACKED, FaceSource.WHOLE_FRAME, FaceSource.DRAWN, FaceSource.GIVEN)
+"""Face sources where the face was measured in the frame itself (its own landmark fit or drawing), not filled
+from other frames (INTERPOLATED, HELD) or absent (NONE)."""
+
+
 # ----------------------------------------------------------------------------------------------
 # Models, loaded lazily once per process (keyed by pid, so forked workers load their own).
 
