@@ -89,7 +89,7 @@ def print_summary(info: dict[str, Any], out: Path, seconds: float) -> None:
         n = len(s["shards"])
         noun = kind.split()[0] if s["records"] != 1 else kind.split()[0][:-1]
         print(f"  {split}: {s['records']} {noun} in {n} shard{'s' if n != 1 else ''} ({per_class})")
-    if info["splits"] and not any("test" in split for split in info["splits"]):
+    if set(info["splits"]) == {"train"}:            # (k-fold sets write fold1..fold5: each is a test split)
         hint = (": the folder adapter holds out about a fifth of the clips by the hash of their ids (a few clips "
                 "can all fall in train), or takes ROOT/train/<label>/ and ROOT/test/<label>/ as given"
                 if info.get("dataset") == "folder" else "")
