@@ -797,22 +797,32 @@ class FaceFollower:
         if self._skipped and self._skipped[-1][0] == t_len - 1:      # the last frame is a detector frame
             t, rgb, key = self._skipped.pop()
             self._search(t, rgb, key)
-        track = _empty_track(t_len, self.frame_size, self.margin)
-        track.num_faces[:] = self.num_faces
+        track = _built_track(t_len, self.frame_size, self.margin, self.num_faces, self._detected, self._tracked)
         track.switches = list(self.switches)
-        for t, (d, fit, identity) in self._detected.items():
-            track.identity[t] = identity
-            track.face_boxes[t] = d.box
-            track.scores[t] = d.score
-            track.landmarks[t] = fit
-            track.flags[t] = FaceSource.DETECTED
-        for t, (box, fit, identity) in self._tracked.items():
-            track.identity[t] = identity
-            track.face_boxes[t] = box
-            track.landmarks[t] = fit
-            track.flags[t] = FaceSource.TRACKED
-        _finish_track(track, self.margin)
         return track
+
+
+def _built_track(t_len: int, frame_size: tuple[int, int], margin: float, num_faces: list[int],
+                 detected: dict[int, tuple[Detection, np.ndarray, int]],
+                 tracked: dict[int, tuple[np.ndarray, np.ndarray, int]]) -> FaceTrack:
+    """The ``FaceTrack`` of both trackers' finish: DETECTED frames {t: (detection, landmarks, identity)},
+    TRACKED frames {t: (box, landmarks, identity)}, then the crop boxes and the filled frames
+    (``_finish_track``)."""
+    track = _empty_track(t_len, frame_size, margin)
+    track.num_faces[:] = num_faces
+    for t, (d, fit, identity) in detected.items():
+        track.identity[t] = identity
+        track.face_boxes[t] = d.box
+        track.scores[t] = d.score
+        track.landmarks[t] = fit
+        track.flags[t] = FaceSource.DETECTED
+    for t, (box, fit, identity) in tracked.items():
+        track.identity[t] = identity
+        track.face_boxes[t] = box
+        track.landmarks[t] = fit
+        track.flags[t] = FaceSource.TRACKED
+    _finish_track(track, margin)
+    return track
 
 
 def _fit_skipped(skipped: list[tuple], a: int, start: np.ndarray, t: int, end: np.ndarray,
@@ -1112,21 +1122,10 @@ class FaceTracker:
 
         tracks = []
         for track_id, b in enumerate(kept):
-            track = _empty_track(t_len, self.frame_size, self.margin)
+            track = _built_track(t_len, self.frame_size, self.margin, self.num_faces,
+                                 {t: (d, b.fits[t], 0) for t, d in b.detections.items()},
+                                 {t: (box, fit, 0) for t, (box, fit) in b.tracked.items()})
             track.track_id = track_id
-            track.num_faces[:] = self.num_faces
-            for t, d in sorted(b.detections.items()):
-                track.identity[t] = 0
-                track.face_boxes[t] = d.box
-                track.scores[t] = d.score
-                track.landmarks[t] = b.fits[t]
-                track.flags[t] = FaceSource.DETECTED
-            for t, (box, fit) in b.tracked.items():
-                track.identity[t] = 0
-                track.face_boxes[t] = box
-                track.landmarks[t] = fit
-                track.flags[t] = FaceSource.TRACKED
-            _finish_track(track, self.margin)
             tracks.append(track)
         return FaceTracks(tracks, dropped=len(building) - len(kept), min_frames=need,
                           detector_frames=detector_frames)
